@@ -1,0 +1,166 @@
+"""Whisper's encoder on the real clip length.
+
+The Hugging Face encoder insists on a 30 s log-mel window (3000 frames) and ignores attention
+masks, so a 0.5 s digit would cost 30 s of compute. Here the encoder is run layer by layer on
+the real number of frames: the sinusoidal-initialised positional table is *sliced* to the clip
+length (positions 0..T-1 are exactly those the 30 s model gives the first T frames) and padded
+frames inside a batch are masked out of attention. ``pad_to_30s=true`` restores the stock
+behaviour for comparison (a 30 s window reportedly helps long-form decoding).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from asr_transfer.backbones.base import Backbone, lengths_to_mask
+from asr_transfer.backbones.hub import load_pretrained
+
+N_FFT = 400
+HOP = 160
+
+
+class WhisperEncoderBackbone(Backbone):
+    """Whisper encoder (any size) from a hub id or a local directory.
+
+    Hidden states: the conv + positional embedding output, then every encoder layer; the last
+    one has the final layer norm applied (as Whisper's decoder sees it).
+    """
+
+    sample_rate = 16000
+    normalize_waveform = False  # Whisper normalises its own log-mel input
+
+    def __init__(
+        self,
+        name_or_path: str = "openai/whisper-tiny.en",
+        freeze: str = "all",
+        top_k: int = 0,
+        pad_to_30s: bool = False,
+        pretrained: bool = True,
+        attn_implementation: str = "sdpa",
+        config_overrides: dict | None = None,
+        layer_drop: float | None = None,
+    ) -> None:
+        super().__init__(freeze=freeze, top_k=top_k, layer_drop=layer_drop)
+        from transformers import WhisperConfig
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        self.name_or_path = name_or_path
+        self.pretrained = pretrained
+        self.pad_to_30s = pad_to_30s
+        if pretrained:
+            config = load_pretrained(
+                lambda p: WhisperConfig.from_pretrained(p, **(config_overrides or {})), name_or_path
+            )
+            config._attn_implementation = attn_implementation
+            self.model = load_pretrained(lambda p: _load_encoder(p, config), name_or_path)
+        else:
+            config = WhisperConfig(**(config_overrides or {}))
+            config._attn_implementation = attn_implementation
+            self.model = WhisperEncoder(config)
+        # Layers are summed downstream: a dropped layer would shift which state is which.
+        self.model.layerdrop = 0.0 if layer_drop is None else layer_drop
+        self.config = config
+        self.num_layers = config.encoder_layers + 1
+        self.hidden_size = config.d_model
+        self.downsample_rate = HOP * 2
+        self.n_mels = config.num_mel_bins
+        self.max_frames = config.max_source_positions * 2
+        self.register_buffer("mel_filters", _mel_filters(self.n_mels), persistent=False)
+        self.register_buffer("window", torch.hann_window(N_FFT), persistent=False)
+        self.apply_freeze()
+
+    def identity(self) -> str:
+        return f"whisper:{self.name_or_path}:pretrained={self.pretrained}:pad30={self.pad_to_30s}"
+
+    def feature_encoder_modules(self) -> list[nn.Module]:
+        return [self.model.conv1, self.model.conv2, self.model.embed_positions]
+
+    def transformer_layers(self) -> list[nn.Module]:
+        return list(self.model.layers)
+
+    def frame_lengths(self, lengths: Tensor) -> Tensor:
+        mel = torch.div(lengths, HOP, rounding_mode="floor").clamp(min=1)
+        return torch.div(mel + 1, 2, rounding_mode="floor")  # conv2 has stride 2, padding 1
+
+    def log_mel(self, wavs: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Whisper's log-mel features of each clip on its own, zero padded to the longest.
+
+        Computed per clip so that neither the STFT's edge frames nor the per-clip peak
+        normalisation ever see another clip's padding. Returns (batch, n_mels, frames) and valid
+        mel frames per clip.
+        """
+        n_frames = torch.div(lengths, HOP, rounding_mode="floor").clamp(min=1)
+        mel = wavs.new_zeros(wavs.shape[0], self.n_mels, int(n_frames.max()), dtype=torch.float32)
+        for i, n in enumerate(lengths.tolist()):
+            wav = wavs[i, : max(n, HOP)].float()
+            stft = torch.stft(wav, N_FFT, HOP, window=self.window, return_complex=True)
+            power = stft[..., :-1].abs() ** 2
+            m = (self.mel_filters @ power).clamp(min=1e-10).log10()
+            m = (torch.maximum(m, m.max() - 8.0) + 4.0) / 4.0
+            mel[i, :, : m.shape[-1]] = m
+        return mel, n_frames
+
+    def _forward(self, wavs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
+        if wavs.shape[-1] > self.max_frames * HOP:
+            raise ValueError(
+                f"clip of {wavs.shape[-1] / self.sample_rate:.1f} s is longer than Whisper's 30 s window: "
+                "set data.max_duration (crop or chunk long recordings)"
+            )
+        if self.pad_to_30s:
+            # Stock behaviour: every clip becomes a 30 s window, attended to in full.
+            wavs = F.pad(wavs, (0, self.max_frames * HOP - wavs.shape[-1]))
+            mel, n_mel = self.log_mel(wavs, torch.full_like(lengths, wavs.shape[-1]))
+        else:
+            mel, n_mel = self.log_mel(wavs, lengths)
+        enc = self.model
+        dtype = enc.conv1.weight.dtype
+        x = F.gelu(enc.conv1(mel.to(dtype)))
+        if not self.pad_to_30s:
+            # conv2 must see zeros past each clip's end, exactly as for the clip alone.
+            x = x * lengths_to_mask(n_mel, x.shape[-1])[:, None, :].to(x.dtype)
+        x = F.gelu(enc.conv2(x)).transpose(1, 2)
+        frames = x.shape[1]
+        x = x + enc.embed_positions.weight[:frames].to(x.dtype)
+        x = F.dropout(x, p=enc.dropout, training=self.training)
+        frame_lengths = self.frame_lengths(lengths).clamp(max=frames)
+        keep = lengths_to_mask(frame_lengths, frames)
+        mask = None
+        if not self.pad_to_30s and not bool(keep.all()):
+            mask = torch.zeros(keep.shape, dtype=x.dtype, device=x.device)
+            mask = mask.masked_fill(~keep, torch.finfo(x.dtype).min)[:, None, None, :]
+        hidden = [x]
+        for i, layer in enumerate(enc.layers):
+            if self.training and enc.layerdrop > 0 and torch.rand([]) < enc.layerdrop:
+                hidden.append(x)
+                continue
+            x = layer(x, mask)
+            hidden.append(enc.layer_norm(x) if i == len(enc.layers) - 1 else x)
+        return hidden, frame_lengths
+
+
+def _load_encoder(path: str, config) -> nn.Module:
+    """Load only the encoder weights from a Whisper checkpoint (decoder weights are never kept)."""
+    from transformers import WhisperModel
+
+    model = WhisperModel.from_pretrained(path, config=config)
+    encoder = model.get_encoder()
+    del model
+    return encoder
+
+
+def _mel_filters(n_mels: int) -> Tensor:
+    """Slaney-style mel filterbank identical to Whisper's (librosa defaults), (n_mels, n_fft//2+1)."""
+    from transformers.audio_utils import mel_filter_bank
+
+    fb = mel_filter_bank(
+        num_frequency_bins=1 + N_FFT // 2,
+        num_mel_filters=n_mels,
+        min_frequency=0.0,
+        max_frequency=8000.0,
+        sampling_rate=16000,
+        norm="slaney",
+        mel_scale="slaney",
+    )
+    return torch.from_numpy(fb.T.copy()).float()
