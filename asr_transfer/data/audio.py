@@ -1,0 +1,160 @@
+"""Audio I/O: cheap header checks and decoding to mono float32 at the backbone's rate.
+
+Decoding uses ``soundfile`` (libsndfile: WAV, FLAC, OGG/Vorbis, ...); torchaudio only resamples.
+Every failure is an ``AudioError`` with a machine-readable ``reason`` and a hint saying what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+
+# reason -> what the user should do about it
+REASONS = {
+    "missing": "the file does not exist: fix the path in the manifest or remove the entry",
+    "dangling_link": "the path is a symbolic link whose target is gone: restore the target or remove the entry",
+    "directory": "the path is a directory, not an audio file: point the entry at a file",
+    "empty": "the file has 0 bytes (an interrupted copy?): re-copy it or remove the entry",
+    "unsupported_format": "libsndfile cannot read this format: convert it to WAV/FLAC (e.g. ffmpeg -i in.x out.flac)",
+    "unreadable": "the file is not valid audio or is corrupt: re-export it or remove the entry",
+    "truncated": "the file is shorter than its header says (an interrupted write?): re-copy it or remove the entry",
+    "zero_samples": "the file decodes to no samples: remove the entry",
+    "non_finite": "the decoded audio contains NaN or Inf samples: re-export it or remove the entry",
+    "permission": "the file cannot be opened (permission denied): fix its permissions",
+}
+
+# Formats libsndfile reads but that are not audio a user means (or that we cannot decode safely).
+_KNOWN_SUFFIXES = {
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".mp3",
+    ".aiff",
+    ".aif",
+    ".au",
+    ".w64",
+    ".caf",
+    ".opus",
+    ".sph",
+}
+
+
+class AudioError(Exception):
+    def __init__(self, path: str, reason: str, detail: str = "") -> None:
+        self.path, self.reason, self.detail = str(path), reason, detail
+        hint = REASONS.get(reason, "")
+        super().__init__(
+            f"{path}: {reason}" + (f" ({detail})" if detail else "") + (f". Fix: {hint}" if hint else "")
+        )
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    sample_rate: int
+    frames: int
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def check_header(path: str) -> AudioInfo:
+    """Validate a file without decoding it (stat + header only): cheap enough for every file up front."""
+    if not os.path.lexists(path):
+        raise AudioError(path, "missing")
+    if os.path.islink(path) and not os.path.exists(path):
+        raise AudioError(path, "dangling_link", f"-> {os.readlink(path)}")
+    if os.path.isdir(path):
+        raise AudioError(path, "directory")
+    size = os.path.getsize(path)
+    if size == 0:
+        raise AudioError(path, "empty")
+    if not os.access(path, os.R_OK):
+        raise AudioError(path, "permission")
+    try:
+        info = sf.info(path)
+    except sf.LibsndfileError as e:
+        msg = str(e)
+        reason = "unsupported_format" if "format" in msg.lower() and "not" in msg.lower() else "unreadable"
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix and suffix not in _KNOWN_SUFFIXES:
+            reason = "unsupported_format"
+        raise AudioError(path, reason, msg.split(":", 1)[-1].strip() or msg) from None
+    except Exception as e:  # noqa: BLE001 - any parser failure means the file is unreadable
+        raise AudioError(path, "unreadable", str(e)) from None
+    if info.frames <= 0:
+        raise AudioError(path, "zero_samples")
+    if info.format == "WAV" or path.lower().endswith(".wav"):
+        _check_wav_truncation(path, size)
+    return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels))
+
+
+def _check_wav_truncation(path: str, size: int) -> None:
+    """libsndfile silently reads a truncated WAV: compare the data chunk's declared size to the file."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return
+        endian = "<" if head[:4] == b"RIFF" else ">"
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return
+            cid, csize = chunk[:4], struct.unpack(endian + "I", chunk[4:])[0]
+            if cid == b"data":
+                # 0xFFFFFFFF / 0 are streaming placeholders some writers use: not a truncation.
+                if csize not in (0, 0xFFFFFFFF) and pos + 8 + csize > size:
+                    raise AudioError(
+                        path, "truncated", f"data chunk declares {csize} bytes, {size - pos - 8} present"
+                    )
+                return
+            pos += 8 + csize + (csize & 1)
+
+
+@lru_cache(maxsize=16)
+def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
+    """One windowed-sinc kernel per rate pair (computing it per clip costs more than resampling)."""
+    return torchaudio.transforms.Resample(orig, new)
+
+
+def load_audio(
+    path: str, sample_rate: int, max_samples: int | None = None, offset: float = 0.0
+) -> torch.Tensor:
+    """Decode ``path`` to a mono float32 tensor (samples,) at ``sample_rate``.
+
+    Multi-channel audio is averaged; any input rate is resampled (torchaudio's windowed sinc);
+    ``max_samples`` crops (at the target rate) so very long recordings never reach the model.
+    """
+    try:
+        info = sf.info(path)
+        start = int(round(offset * info.samplerate))
+        stop = None
+        if max_samples is not None:
+            stop = start + int(np.ceil(max_samples * info.samplerate / sample_rate))
+        data, sr = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        check_header(path)  # gives the precise reason (missing, empty, truncated, ...)
+        raise AudioError(path, "unreadable", str(e)) from None
+    if data.shape[0] == 0:
+        raise AudioError(path, "zero_samples")
+    wav = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
+    if not bool(torch.isfinite(wav).all()):
+        raise AudioError(path, "non_finite", f"{int((~torch.isfinite(wav)).sum())} bad samples")
+    if sr != sample_rate:
+        wav = _resampler(sr, sample_rate)(wav)
+    if max_samples is not None:
+        wav = wav[:max_samples]
+    return wav.contiguous()

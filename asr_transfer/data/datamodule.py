@@ -1,0 +1,287 @@
+"""One LightningDataModule for every corpus: manifests in, padded batches at the backbone's rate out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from asr_transfer.data.audio import AudioError, check_header, load_audio
+from asr_transfer.data.batching import LengthBatchSampler, pad_batch
+from asr_transfer.data.manifest import Entry, ManifestError, read_manifest
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+
+
+class BadAudioLog:
+    """Skipped files, appended one JSON line at a time (safe from DataLoader workers) to ``bad_audio.jsonl``."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = None if path is None else Path(path)
+        self.records: list[dict] = []
+
+    def add(self, entry: Entry, split: str, err: AudioError) -> None:
+        rec = {
+            "audio_filepath": entry.audio_filepath,
+            "split": split,
+            "reason": err.reason,
+            "detail": err.detail,
+            "manifest": entry.manifest,
+            "line": entry.line,
+        }
+        self.records.append(rec)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    def summary(self) -> Counter:
+        return Counter(r["reason"] for r in self.records)
+
+
+class AudioDataset(Dataset):
+    """Items: ``{"wav": (samples,), "index": i, "label": class id | "text": str}``; ``None`` for skipped audio."""
+
+    def __init__(
+        self,
+        entries: list[Entry],
+        split: str,
+        sample_rate: int,
+        label_index: dict[str, int] | None,
+        max_samples: int | None,
+        on_bad_audio: str,
+        bad_log: BadAudioLog,
+    ) -> None:
+        self.entries, self.split, self.sample_rate = entries, split, sample_rate
+        self.label_index, self.max_samples = label_index, max_samples
+        self.on_bad_audio, self.bad_log = on_bad_audio, bad_log
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def durations(self) -> list[float]:
+        return [e.duration or 0.0 for e in self.entries]
+
+    def __getitem__(self, i: int) -> dict | None:
+        e = self.entries[i]
+        try:
+            wav = load_audio(e.audio_filepath, self.sample_rate, self.max_samples, e.offset)
+        except AudioError as err:
+            if self.on_bad_audio == "skip":
+                self.bad_log.add(e, self.split, err)
+                return None
+            raise AudioError(
+                err.path,
+                err.reason,
+                f"{self.split} split, {e.manifest} line {e.line}" + (f"; {err.detail}" if err.detail else ""),
+            ) from None
+        item = {"wav": wav, "index": i}
+        if self.label_index is not None:
+            item["label"] = self.label_index[e.label]
+        if e.text is not None:
+            item["text"] = e.text
+        return item
+
+
+def natural_key(s: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+class AudioDataModule(L.LightningDataModule):
+    """Reads per-split manifests (given, or written by ``corpus.prepare()``), checks every file's
+    header before training, and serves length-bucketed, padded batches.
+
+    ``target``: "label" (classification: builds the label set from the training split) or "text" (CTC).
+    ``on_bad_audio``: "error" stops with the file, split, manifest line and reason; "skip" drops
+    the file and lists it in ``<run dir>/bad_audio.jsonl``.
+    ``max_duration`` (s) with ``long_audio``: "crop" keeps the first ``max_duration`` seconds, "skip" drops.
+    """
+
+    def __init__(
+        self,
+        train_manifest: str | None = None,
+        val_manifest: str | None = None,
+        test_manifest: str | None = None,
+        corpus=None,
+        sample_rate: int = 16000,
+        target: str = "label",
+        batch_size: int | None = 16,
+        eval_batch_size: int | None = None,
+        max_batch_seconds: float | None = None,
+        bucket: bool = True,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        on_bad_audio: str = "error",
+        max_duration: float | None = None,
+        long_audio: str = "crop",
+        labels: list[str] | None = None,
+        cache_dir: str = ".cache/features",
+        seed: int = 0,
+        run_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if on_bad_audio not in ("error", "skip"):
+            raise ValueError(f"data.on_bad_audio={on_bad_audio!r}: use 'error' or 'skip'")
+        if long_audio not in ("crop", "skip"):
+            raise ValueError(f"data.long_audio={long_audio!r}: use 'crop' or 'skip'")
+        if target not in ("label", "text"):
+            raise ValueError(f"data.target={target!r}: use 'label' (classification) or 'text' (CTC)")
+        self.manifest_paths = {"train": train_manifest, "val": val_manifest, "test": test_manifest}
+        self.corpus, self.sample_rate, self.target = corpus, sample_rate, target
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.max_batch_seconds, self.bucket = max_batch_seconds, bucket
+        self.num_workers, self.pin_memory, self.persistent_workers = (
+            num_workers,
+            pin_memory,
+            persistent_workers,
+        )
+        self.on_bad_audio, self.max_duration, self.long_audio = on_bad_audio, max_duration, long_audio
+        self.cache_dir, self.seed = cache_dir, seed
+        self.bad_log = BadAudioLog(None if run_dir is None else Path(run_dir) / "bad_audio.jsonl")
+        self.labels: list[str] | None = list(labels) if labels else None
+        self.datasets: dict[str, Dataset] = {}
+        self.entries: dict[str, list[Entry]] = {}
+        self._ready = False
+
+    # ----- preparation ---------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        if self.corpus is not None:
+            self.corpus.prepare()
+
+    def _manifests(self) -> dict[str, str | None]:
+        if self.corpus is not None:
+            return self.corpus.prepare()  # idempotent: returns existing manifests without rewriting
+        return self.manifest_paths
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._ready:
+            return
+        paths = self._manifests()
+        if not paths.get("train") and not paths.get("test"):
+            raise ValueError("no data: set data.train_manifest (and val/test), or a data=<corpus> config")
+        required = ("audio_filepath", self.target)
+        for split in SPLITS:
+            if paths.get(split):
+                self.entries[split] = self._check(read_manifest(paths[split], required), split)
+        if self.target == "label":
+            self._build_labels()
+        max_samples = None if self.max_duration is None else int(self.max_duration * self.sample_rate)
+        index = None if self.labels is None else {lab: i for i, lab in enumerate(self.labels)}
+        for split, entries in self.entries.items():
+            self.datasets[split] = AudioDataset(
+                entries, split, self.sample_rate, index, max_samples, self.on_bad_audio, self.bad_log
+            )
+        self._ready = True
+        log.info("data: %s", ", ".join(f"{s}={len(e)}" for s, e in self.entries.items()))
+
+    def _check(self, entries: list[Entry], split: str) -> list[Entry]:
+        """Header-check every file now (no decode), so a bad file at the end of a list fails in seconds."""
+        kept = []
+        for e in entries:
+            try:
+                info = check_header(e.audio_filepath)
+            except AudioError as err:
+                if self.on_bad_audio == "skip":
+                    self.bad_log.add(e, split, err)
+                    continue
+                raise AudioError(
+                    err.path,
+                    err.reason,
+                    f"{split} split, {e.manifest} line {e.line}" + (f"; {err.detail}" if err.detail else ""),
+                ) from None
+            if e.duration is None:
+                e.duration = info.duration - e.offset
+            if self.max_duration is not None and e.duration > self.max_duration:
+                if self.long_audio == "skip":
+                    self.bad_log.add(
+                        e,
+                        split,
+                        AudioError(
+                            e.audio_filepath,
+                            "too_long",
+                            f"{e.duration:.1f} s > data.max_duration={self.max_duration}",
+                        ),
+                    )
+                    continue
+                e.duration = float(self.max_duration)
+            kept.append(e)
+        return kept
+
+    def _build_labels(self) -> None:
+        if self.labels is None:
+            train = self.entries.get("train")
+            if not train:
+                raise ValueError("no training split to build the label set from: set data.labels explicitly")
+            self.labels = sorted({e.label for e in train}, key=natural_key)
+        known = set(self.labels)
+        for split, entries in self.entries.items():
+            for e in entries:
+                if e.label not in known:
+                    raise ManifestError(
+                        e.manifest,
+                        e.line,
+                        f"label {e.label!r} in the {split} split never occurs "
+                        f"in training (known: {self.labels[:20]}); add training examples or drop it",
+                        "label",
+                    )
+
+    # ----- properties the task reads ------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        if self.labels is None:
+            raise RuntimeError("call setup() before reading num_classes")
+        return len(self.labels)
+
+    # ----- loaders --------------------------------------------------------------------------------
+    def sampler(self, split: str) -> LengthBatchSampler:
+        ds = self.datasets[split]
+        train = split == "train"
+        return LengthBatchSampler(
+            ds.durations,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            max_batch_seconds=self.max_batch_seconds,
+            shuffle=train,
+            bucket=self.bucket,
+            seed=self.seed,
+        )
+
+    def loader(self, split: str) -> DataLoader:
+        workers = self.num_workers
+        return DataLoader(
+            self.datasets[split],
+            batch_sampler=self.sampler(split),
+            collate_fn=pad_batch,
+            num_workers=workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.persistent_workers and workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val") if "val" in self.datasets else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.loader("test")
+
+    def state_dict(self) -> dict:
+        return {"labels": self.labels}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("labels") and self.labels and list(state["labels"]) != list(self.labels):
+            raise ValueError(
+                f"checkpoint labels {state['labels']} differ from this data's labels {self.labels}"
+            )

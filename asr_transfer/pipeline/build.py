@@ -1,0 +1,97 @@
+"""Build the run's objects from a composed config: one ``instantiate`` per swappable part."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from asr_transfer.backbones.base import Backbone
+
+log = logging.getLogger(__name__)
+
+
+def build_backbone(cfg: DictConfig) -> tuple[Backbone, str]:
+    """The backbone and its cache mode (``backbone.cache``: auto | off; not a constructor argument)."""
+    bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
+    cache = str(bcfg.pop("cache", "auto"))
+    if cache not in ("auto", "off"):
+        raise ValueError(f"backbone.cache={cache!r}: use auto or off")
+    return instantiate(bcfg), cache
+
+
+def build_datamodule(cfg: DictConfig, backbone: Backbone, **overrides):
+    return instantiate(cfg.data, sample_rate=backbone.sample_rate, **overrides)
+
+
+def task_class(cfg: DictConfig):
+    return get_class(cfg.task._target_)
+
+
+def build_task(cfg: DictConfig, backbone: Backbone, **data_kwargs):
+    """The LightningModule; sizes (hidden size, layers, classes / vocabulary) come from the parts."""
+
+    # _convert_="all": plain lists/dicts, so checkpoints load with torch.load(weights_only=True)
+    def part(node):
+        return instantiate(node, _convert_="all") if node else None
+
+    task = instantiate(
+        cfg.task,
+        backbone=backbone,
+        featurizer=part(cfg.featurizer),
+        head=part(cfg.head),
+        optimizer=part(cfg.optimizer),
+        scheduler=part(cfg.get("scheduler")),
+        _convert_="all",
+        **data_kwargs,
+    )
+    task.run_config = OmegaConf.to_container(cfg, resolve=True)
+    if cfg.get("compile"):
+        task.head = torch.compile(task.head)
+    return task
+
+
+def attach_cache(cfg: DictConfig, cache_mode: str, datamodule, task) -> dict[str, bool]:
+    """Use the on-disk feature cache when nothing upstream of the head trains."""
+    if cache_mode == "off" or not task.backbone.fully_frozen:
+        return {}
+    from asr_transfer.data.cache import FeatureCache
+
+    cache = FeatureCache(datamodule.cache_dir, dtype=cfg.data.get("cache_dtype", "float32"))
+    cache.attach(datamodule, task)
+    return cache.hits
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    """Atomic JSON write: readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def flat_metrics(metrics: dict) -> dict[str, float]:
+    out = {}
+    for k, v in metrics.items():
+        if torch.is_tensor(v) and v.numel() == 1:
+            out[k] = float(v)
+        elif isinstance(v, int | float):
+            out[k] = float(v)
+    return out
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    try:
+        return Path(cfg.paths.output_dir)
+    except Exception:  # noqa: BLE001 - ${hydra:...} outside a Hydra app
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)

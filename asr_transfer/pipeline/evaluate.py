@@ -1,0 +1,46 @@
+"""``eval.py``: test a checkpoint on its own test split (or on ``data=...``) and write ``metrics.json``."""
+
+from __future__ import annotations
+
+import logging
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from asr_transfer.pipeline.build import attach_cache, build_datamodule, flat_metrics, output_dir, write_json
+from asr_transfer.pipeline.checkpoint import load_checkpoint, restore
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    run_dir = output_dir(cfg)
+    state = load_checkpoint(cfg.ckpt_path)
+    data_cfg = cfg.get("data")
+    train_cfg, backbone, cache_mode, task = restore(state, data_cfg)
+    overrides = {"run_dir": str(run_dir)}
+    if "labels" in state["asr_transfer"]:
+        overrides["labels"] = state["asr_transfer"]["labels"]  # the trained class order, whatever the data
+    datamodule = build_datamodule(train_cfg, backbone, **overrides)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    if cfg.get("use_cache", True):
+        attach_cache(train_cfg, cache_mode, datamodule, task)
+    trainer = instantiate(
+        OmegaConf.merge(train_cfg.trainer, cfg.get("trainer") or {}),
+        logger=False,
+        callbacks=[instantiate({"_target_": "lightning.pytorch.callbacks.RichProgressBar"})],
+        devices=1,
+        default_root_dir=str(run_dir),
+    )
+    results = trainer.test(task, datamodule=datamodule, verbose=False)
+    metrics = flat_metrics(results[0] if results else {})
+    write_json(run_dir / "metrics.json", metrics)
+    if hasattr(task, "test_confusion"):
+        write_json(
+            run_dir / "confusion_matrix.json", {"labels": task.labels, "matrix": task.test_confusion.tolist()}
+        )
+    log.info(
+        "eval of %s\n  %s", cfg.ckpt_path, "\n  ".join(f"{k}: {v:.4f}" for k, v in sorted(metrics.items()))
+    )
+    return metrics

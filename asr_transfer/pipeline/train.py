@@ -1,0 +1,86 @@
+"""``train.py``: fit, test the best checkpoint, write ``metrics.json``; returns the optimised metric."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from asr_transfer.pipeline.build import (
+    attach_cache,
+    build_backbone,
+    build_datamodule,
+    build_task,
+    flat_metrics,
+    output_dir,
+    task_class,
+    write_json,
+)
+
+log = logging.getLogger(__name__)
+
+
+def callbacks_for(cfg: DictConfig, has_val: bool) -> list:
+    cbs = OmegaConf.to_container(cfg.get("callbacks") or {}, resolve=True)
+    if not has_val:  # nothing to monitor: keep last.ckpt, drop best-by-val and early stopping
+        cbs.pop("early_stopping", None)
+        for c in cbs.values():
+            if c.get("monitor") is not None:
+                c["monitor"], c["save_top_k"] = None, 1
+    return [instantiate(c) for c in cbs.values() if c]
+
+
+def loggers_for(cfg: DictConfig) -> list:
+    return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+
+
+def train(cfg: DictConfig) -> float | None:
+    t0 = time.perf_counter()
+    run_dir = output_dir(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    backbone, cache_mode = build_backbone(cfg)
+    datamodule = build_datamodule(cfg, backbone)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    task = build_task(cfg, backbone, **task_class(cfg).data_kwargs(datamodule))
+    hits = attach_cache(cfg, cache_mode, datamodule, task)
+    has_val = "val" in datamodule.datasets
+    trainer = instantiate(
+        cfg.trainer, callbacks=callbacks_for(cfg, has_val), logger=loggers_for(cfg) or False
+    )
+    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    ckpt_cb = trainer.checkpoint_callback
+    best = (ckpt_cb.best_model_path or ckpt_cb.last_model_path) if ckpt_cb else None
+    metrics = flat_metrics(trainer.callback_metrics)
+    if ckpt_cb is not None and ckpt_cb.best_model_score is not None and ckpt_cb.monitor:
+        metrics[ckpt_cb.monitor] = float(ckpt_cb.best_model_score)
+    if cfg.get("test", True) and "test" in datamodule.datasets:
+        results = trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        metrics.update(flat_metrics(results[0] if results else {}))
+    if trainer.is_global_zero:
+        write_json(run_dir / "metrics.json", metrics)
+        if hasattr(task, "test_confusion"):
+            write_json(
+                run_dir / "confusion_matrix.json",
+                {"labels": task.labels, "matrix": task.test_confusion.tolist()},
+            )
+        summarize(run_dir, metrics, datamodule, hits, best, time.perf_counter() - t0)
+    key = cfg.get("optimized_metric")
+    return metrics.get(key) if key else None
+
+
+def summarize(run_dir, metrics: dict, datamodule, hits: dict, best: str | None, seconds: float) -> None:
+    lines = [f"run dir: {run_dir}", f"best checkpoint: {best}", f"wall time: {seconds:.1f} s"]
+    if hits:
+        lines.append("feature cache: " + ", ".join(f"{s} {'hit' if h else 'miss'}" for s, h in hits.items()))
+    bad = datamodule.bad_log.summary()
+    if bad:
+        lines.append(
+            f"skipped audio: {sum(bad.values())} files ({dict(bad)}), listed in {run_dir / 'bad_audio.jsonl'}"
+        )
+    lines += [f"{k:>14s}: {v:.4f}" for k, v in sorted(metrics.items())]
+    log.info("summary\n  %s", "\n  ".join(lines))

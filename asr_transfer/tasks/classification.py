@@ -1,0 +1,108 @@
+"""Utterance classification (keyword spotting, digits, speaker ID, emotion, intent)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+
+from asr_transfer.backbones.base import Backbone
+from asr_transfer.tasks.base import TransferTask
+
+
+class ClassificationTask(TransferTask):
+    """Cross-entropy over ``num_classes``; logs loss, accuracy and macro-F1 per split and the test
+    confusion matrix. ``head`` is a partial taking ``input_size`` and ``num_classes``."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        featurizer: Callable,
+        head: Callable,
+        optimizer: Callable,
+        num_classes: int,
+        labels: list[str] | None = None,
+        scheduler: Callable | None = None,
+        backbone_lr: float | None = None,
+        label_smoothing: float = 0.0,
+        max_nonfinite_steps: int = 10,
+    ) -> None:
+        super().__init__(backbone, featurizer, optimizer, scheduler, backbone_lr, max_nonfinite_steps)
+        self.head = head(input_size=backbone.hidden_size, num_classes=num_classes)
+        self.num_classes = num_classes
+        self.labels = list(labels) if labels is not None else [str(i) for i in range(num_classes)]
+        self.label_smoothing = label_smoothing
+        metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes, average="micro"),
+                "f1": MulticlassF1Score(num_classes, average="macro"),
+            }
+        )
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.confusion = MulticlassConfusionMatrix(num_classes)
+        self.save_hyperparameters(ignore=["backbone", "featurizer", "head", "optimizer", "scheduler"])
+
+    @staticmethod
+    def data_kwargs(datamodule) -> dict:
+        """Constructor arguments that come from the data (never retyped in configs)."""
+        return {"num_classes": datamodule.num_classes, "labels": datamodule.labels}
+
+    @staticmethod
+    def checkpoint_kwargs(state: dict) -> dict:
+        labels = state["asr_transfer"]["labels"]
+        return {"num_classes": len(labels), "labels": labels}
+
+    @property
+    def pools_first(self) -> bool:
+        return getattr(self.head, "pools_first", False)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        rep, frame_lengths = self.encode(batch)
+        return self.head(rep, frame_lengths)
+
+    def training_step(self, batch: dict, batch_idx: int):
+        logits = self(batch)
+        loss = F.cross_entropy(logits.float(), batch["labels"], label_smoothing=self.label_smoothing)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
+        return self.guard_loss(loss)
+
+    def _eval_step(self, batch: dict, split: str, metrics: MetricCollection) -> torch.Tensor:
+        logits = self(batch).float()
+        loss = F.cross_entropy(logits, batch["labels"])
+        metrics.update(logits, batch["labels"])
+        self.log(f"{split}/loss", loss, batch_size=len(batch["labels"]), sync_dist=True)
+        self.log_dict(metrics, batch_size=len(batch["labels"]))
+        return logits
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self._eval_step(batch, "test", self.test_metrics)
+        self.confusion.update(logits, batch["labels"])
+
+    def on_test_epoch_start(self) -> None:
+        self.confusion.reset()
+
+    def on_test_epoch_end(self) -> None:
+        self.test_confusion = self.confusion.compute().cpu()
+
+    def predict_rows(self, batch: dict) -> list[dict]:
+        """One row per clip: dataset index, predicted label, probability of every class."""
+        probs = torch.softmax(self(batch).float(), dim=-1).cpu()
+        rows = []
+        for i, p in zip(batch["index"].tolist(), probs):
+            row = {"index": i, "label": self.labels[int(p.argmax())], "confidence": round(float(p.max()), 6)}
+            row.update({f"prob_{lab}": round(float(v), 6) for lab, v in zip(self.labels, p)})
+            rows.append(row)
+        return rows
+
+    def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
+        return self.predict_rows(batch)
+
+    def extra_checkpoint_state(self) -> dict:
+        return {"labels": self.labels}

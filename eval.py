@@ -1,0 +1,18 @@
+"""Test a checkpoint: ``python eval.py ckpt_path=outputs/.../checkpoints/best-....ckpt [data=... data.x=...]``."""
+
+import hydra
+from omegaconf import DictConfig
+
+import asr_transfer.config  # noqa: F401  (registers resolvers)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def main(cfg: DictConfig) -> float | None:
+    from asr_transfer.pipeline.evaluate import evaluate
+
+    metrics = evaluate(cfg)
+    return metrics.get(cfg.get("optimized_metric") or "", None)
+
+
+if __name__ == "__main__":
+    main()

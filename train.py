@@ -1,0 +1,17 @@
+"""Train a transfer-learning model: ``python train.py backbone=wav2vec2 head=mlp optimizer.lr=3e-4``."""
+
+import hydra
+from omegaconf import DictConfig
+
+import asr_transfer.config  # noqa: F401  (registers the ${asset:...} and ${project_root:} resolvers)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from asr_transfer.pipeline.train import train
+
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()
