@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from asr_transfer.pipeline.build import attach_cache, build_datamodule, flat_metrics, output_dir, write_json
@@ -26,13 +27,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule.setup("test")
     if cfg.get("use_cache", True):
         attach_cache(train_cfg, cache_mode, datamodule, task)
-    trainer = instantiate(
-        OmegaConf.merge(train_cfg.trainer, cfg.get("trainer") or {}),
-        logger=False,
-        callbacks=[instantiate({"_target_": "lightning.pytorch.callbacks.RichProgressBar"})],
-        devices=1,
-        default_root_dir=str(run_dir),
-    )
+    trainer_cfg = OmegaConf.merge(train_cfg.trainer, cfg.get("trainer") or {})
+    bar = [RichProgressBar()] if trainer_cfg.get("enable_progress_bar", True) else []
+    trainer = instantiate(trainer_cfg, logger=False, callbacks=bar, devices=1, default_root_dir=str(run_dir))
     results = trainer.test(task, datamodule=datamodule, verbose=False)
     metrics = flat_metrics(results[0] if results else {})
     write_json(run_dir / "metrics.json", metrics)

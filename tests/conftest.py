@@ -1,0 +1,92 @@
+"""Shared fixtures: generated audio corpora, tiny random backbones, Hydra composition."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+import asr_transfer.config  # noqa: F401  (resolvers)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SHARED = (ROOT / ".." / "shared").resolve()
+WHISPER_DIR = SHARED / "models" / "whisper-tiny.en"
+FSDD_DIR = SHARED / "data" / "fsdd"
+
+needs_shared = pytest.mark.skipif(
+    not (WHISPER_DIR.is_dir() and FSDD_DIR.is_dir()), reason="../shared assets (Whisper tiny.en, FSDD) absent"
+)
+
+# A tiny random Whisper encoder: the real architecture, 2 layers of width 32 (fast on CPU).
+TINY_WHISPER = [
+    "backbone.pretrained=false",
+    "+backbone.config_overrides={d_model:32,encoder_layers:2,encoder_attention_heads:2,encoder_ffn_dim:64,"
+    "decoder_layers:1,decoder_attention_heads:2,decoder_ffn_dim:64,num_mel_bins:80,max_source_positions:1500}",
+]
+
+
+def tone(seconds: float, sr: int, freq: float, seed: int = 0, channels: int = 1) -> np.ndarray:
+    """A sine with a little noise: class identity lives in the frequency, so tiny models can learn it."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    x = 0.5 * np.sin(2 * math.pi * freq * t) + 0.05 * rng.standard_normal(t.shape)
+    x = x.astype(np.float32)
+    return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+def write_wav(path: Path, data: np.ndarray, sr: int, subtype: str = "PCM_16") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), data, sr, subtype=subtype)
+    return path
+
+
+@pytest.fixture
+def tone_corpus(tmp_path: Path) -> dict[str, Path]:
+    """Three classes (tones at 300/800/1800 Hz), speakers s0..s3: s0,s1 train, s2 val, s3 test.
+    Returns {"train": manifest, "val": ..., "test": ...} (JSONL, relative audio paths)."""
+    freqs = {"low": 300.0, "mid": 800.0, "high": 1800.0}
+    splits = {"train": ["s0", "s1"], "val": ["s2"], "test": ["s3"]}
+    out = {}
+    for split, speakers in splits.items():
+        rows = []
+        for spk in speakers:
+            for label, f in freqs.items():
+                for k in range(4):
+                    seed = hash((spk, label, k)) % 10_000
+                    dur = 0.3 + 0.1 * (k % 3)
+                    sr = 8000 if k % 2 else 16000
+                    rel = Path("audio") / f"{label}_{spk}_{k}.wav"
+                    write_wav(tmp_path / rel, tone(dur, sr, f * (1 + 0.02 * k), seed), sr)
+                    rows.append({"audio_filepath": str(rel), "duration": dur, "label": label, "speaker": spk})
+        m = tmp_path / f"{split}.jsonl"
+        m.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        out[split] = m
+    return out
+
+
+def compose_train(overrides: list[str], output_dir: Path, config_name: str = "train"):
+    """Compose conf/<config_name>.yaml like the CLI does, with the run directory set to ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=[f"paths.output_dir={output_dir}", *overrides])
+    return cfg
+
+
+def tone_overrides(corpus: dict[str, Path], cache_dir: Path) -> list[str]:
+    return [
+        "data=manifest",
+        f"data.train_manifest={corpus['train']}",
+        f"data.val_manifest={corpus['val']}",
+        f"data.test_manifest={corpus['test']}",
+        f"paths.cache_dir={cache_dir}",
+        "callbacks.progress_bar=null",
+        "trainer.enable_progress_bar=false",
+        "trainer.accelerator=cpu",
+    ]

@@ -1,0 +1,100 @@
+"""End-to-end runs of train.py / eval.py / predict.py on generated audio with a tiny random backbone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from asr_transfer.pipeline.evaluate import evaluate
+from asr_transfer.pipeline.predict import run as run_predict
+from asr_transfer.pipeline.train import train
+from tests.conftest import TINY_WHISPER, compose_train, tone_overrides
+
+
+def _train(tmp_path, corpus, extra=()):
+    out = tmp_path / "run"
+    cfg = compose_train(
+        [
+            *tone_overrides(corpus, tmp_path / "cache"),
+            *TINY_WHISPER,
+            "trainer.max_epochs=2",
+            "optimizer.lr=0.01",
+            *extra,
+        ],
+        out,
+    )
+    return cfg, train(cfg), out
+
+
+def test_train_writes_run_dir_contract(tmp_path, tone_corpus):
+    cfg, metric, out = _train(tmp_path, tone_corpus)
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("val/acc", "test/acc", "test/f1", "test/loss"):
+        assert key in metrics and 0.0 <= metrics[key] <= (1.0 if "acc" in key or "f1" in key else 1e9)
+    assert metric == pytest.approx(metrics["val/acc"])
+    ckpts = {p.name for p in (out / "checkpoints").iterdir()}
+    assert "last.ckpt" in ckpts and any(n.startswith("best-") for n in ckpts)
+    state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)  # loads without running code
+    assert state["asr_transfer"]["labels"] == ["high", "low", "mid"]
+    assert state["asr_transfer"]["config"]["backbone"]["_target_"].endswith("WhisperEncoderBackbone")
+    # frozen backbone: the pretrained weights are not stored a second time
+    assert not any(k.startswith("backbone.") for k in state["state_dict"])
+
+
+def test_eval_reproduces_test_metrics_and_predict_agrees(tmp_path, tone_corpus):
+    cfg, _, out = _train(tmp_path, tone_corpus)
+    train_metrics = json.loads((out / "metrics.json").read_text())
+    best = next((out / "checkpoints").glob("best-*.ckpt"))
+    ecfg = compose_train(
+        [f"ckpt_path={best}", "+trainer.enable_progress_bar=false"], tmp_path / "eval", config_name="eval"
+    )
+    metrics = evaluate(ecfg)
+    assert metrics["test/acc"] == train_metrics["test/acc"]
+    assert (
+        json.loads((tmp_path / "eval" / "metrics.json").read_text())["test/acc"] == train_metrics["test/acc"]
+    )
+
+    audio = tone_corpus["test"].parent / "audio"
+    pcfg = compose_train(
+        [f"ckpt_path={best}", f"inputs={audio}", f"output={tmp_path / 'p.json'}"],
+        tmp_path / "pred",
+        config_name="predict",
+    )
+    run_predict(pcfg)
+    rows = json.loads((tmp_path / "p.json").read_text())
+    assert len(rows) == len(list(audio.glob("*.wav")))
+    for r in rows:
+        probs = [v for k, v in r.items() if k.startswith("prob_")]
+        assert len(probs) == 3 and sum(probs) == pytest.approx(1.0, abs=1e-4)
+        assert r["label"] in ("high", "low", "mid")
+
+
+def test_resume_from_last_continues_epoch_count(tmp_path, tone_corpus):
+    cfg, _, out = _train(tmp_path, tone_corpus, ["backbone.cache=off"])
+    last = out / "checkpoints" / "last.ckpt"
+    steps_per_epoch = 2  # 24 training clips, batch_size 16
+    assert torch.load(last, weights_only=True)["global_step"] == 2 * steps_per_epoch
+    cfg2 = compose_train(
+        [
+            *tone_overrides(tone_corpus, tmp_path / "cache"),
+            *TINY_WHISPER,
+            "trainer.max_epochs=4",
+            "optimizer.lr=0.01",
+            "backbone.cache=off",
+            f"ckpt_path={last}",
+        ],
+        out,
+    )
+    train(cfg2)
+    # continued from epoch 2: two more epochs, not four
+    assert torch.load(last, weights_only=True)["global_step"] == 4 * steps_per_epoch
+
+
+def test_wrong_group_option_names_choices(tmp_path):
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException) as e:
+        compose_train(["head=nosuchhead"], tmp_path)
+    assert "head" in str(e.value) and "linear" in str(e.value)
