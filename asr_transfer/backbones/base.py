@@ -84,7 +84,9 @@ class Backbone(nn.Module, ABC):
         elif self.freeze == "top_k":
             layers = self.transformer_layers()
             if self.top_k > len(layers):
-                raise ValueError(f"backbone.top_k={self.top_k} but the backbone has only {len(layers)} layers")
+                raise ValueError(
+                    f"backbone.top_k={self.top_k} but the backbone has only {len(layers)} layers"
+                )
             self.requires_grad_(False)
             for layer in layers[len(layers) - self.top_k :]:
                 layer.requires_grad_(True)
