@@ -100,8 +100,12 @@ class Backbone(nn.Module, ABC):
         super().train(mode)
         if self.freeze == "all":
             super().train(False)
-        elif self.freeze == "feature_encoder":
-            for m in self.feature_encoder_modules():
+        elif self.freeze in ("feature_encoder", "top_k"):
+            frozen = list(self.feature_encoder_modules())
+            if self.freeze == "top_k":
+                layers = self.transformer_layers()
+                frozen += layers[: len(layers) - self.top_k]
+            for m in frozen:
                 m.train(False)
         return self
 
