@@ -1,0 +1,61 @@
+"""Small generated stand-ins for real corpus layouts (no download): FSDD, a class folder, Speech Commands.
+
+Class identity lives in a tone's frequency, so tiny models can learn it; files are short and few.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import tone, write_wav
+
+FSDD_SPEAKERS = ("george", "jackson", "nicolas", "yweweler")
+
+
+def fake_fsdd(root: Path, per_digit: int = 2, digits: int = 10) -> Path:
+    """``root/recordings/{digit}_{speaker}_{index}.wav`` at 8 kHz, like the real FSDD."""
+    for d in range(digits):
+        for s, spk in enumerate(FSDD_SPEAKERS):
+            for i in range(per_digit):
+                dur = 0.25 + 0.05 * ((d + i) % 3)
+                write_wav(
+                    root / "recordings" / f"{d}_{spk}_{i}.wav",
+                    tone(dur, 8000, 200 + 150 * d, s * 100 + i),
+                    8000,
+                )
+    return root
+
+
+def fake_folder(
+    root: Path, classes=("bird", "cat", "dog"), speakers=("ann", "bob", "cy", "dee", "eve"), per=2
+):
+    """``root/<class>/<speaker>_<k>.wav`` (16 kHz): 30 files, 5 speakers."""
+    for c, label in enumerate(classes):
+        for s, spk in enumerate(speakers):
+            for k in range(per):
+                write_wav(root / label / f"{spk}_{k}.wav", tone(0.3, 16000, 300 * (c + 1), 10 * s + k), 16000)
+    return root
+
+
+SC_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "cat", "tree")
+
+
+def fake_speech_commands(root: Path, per_word: int = 5, noise_seconds: float = 10.0) -> Path:
+    """``root/<word>/<spk>_nohash_<n>.wav`` for 12 words (10 SUPERB keywords + 2 others), official-style
+    lists (clip 0 of each word in validation, clip 1 in testing) and two ``_background_noise_`` files."""
+    val, test = [], []
+    for w, word in enumerate(SC_WORDS):
+        for n in range(per_word):
+            rel = f"{word}/spk{n:02d}abc_nohash_0.wav"
+            write_wav(root / rel, tone(0.5 + 0.1 * (n % 3), 16000, 200 + 120 * w, n), 16000)
+            (val if n == 0 else test if n == 1 else []).append(rel)
+    (root / "validation_list.txt").write_text("\n".join(val) + "\n")
+    (root / "testing_list.txt").write_text("\n".join(test) + "\n")
+    rng = np.random.default_rng(0)
+    for name in ("white_noise", "running_tap"):
+        noise = (0.1 * rng.standard_normal(int(noise_seconds * 16000))).astype(np.float32)
+        write_wav(root / "_background_noise_" / f"{name}.wav", noise, 16000)
+    (root / "_background_noise_" / "README.md").write_text("not audio\n")
+    return root
