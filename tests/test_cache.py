@@ -1,0 +1,141 @@
+"""The frozen-feature cache: faithful, keyed by everything that changes features, crash-safe."""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+
+import pytest
+import torch
+
+from asr_transfer.backbones.whisper import WhisperEncoderBackbone
+from asr_transfer.data.cache import FeatureCache
+from asr_transfer.data.datamodule import AudioDataModule
+from asr_transfer.featurizers import LastLayer, WeightedSum
+from asr_transfer.heads import LinearHead, masked_mean
+from asr_transfer.tasks.classification import ClassificationTask
+
+TINY = dict(
+    d_model=32,
+    encoder_layers=2,
+    encoder_attention_heads=2,
+    encoder_ffn_dim=64,
+    decoder_layers=1,
+    decoder_attention_heads=2,
+    decoder_ffn_dim=64,
+    num_mel_bins=80,
+    max_source_positions=1500,
+)
+
+
+def backbone(seed=0):
+    torch.manual_seed(seed)
+    return WhisperEncoderBackbone(pretrained=False, config_overrides=TINY)
+
+
+def setup(corpus, tmp_path, featurizer=WeightedSum, seed=0, head=LinearHead):
+    dm = AudioDataModule(corpus["train"], corpus["val"], corpus["test"], cache_dir=str(tmp_path / "cache"))
+    dm.setup("fit")
+    task = ClassificationTask(
+        backbone(seed),
+        partial(featurizer),
+        partial(head),
+        partial(torch.optim.AdamW),
+        num_classes=dm.num_classes,
+        labels=dm.labels,
+    )
+    return dm, task
+
+
+def first_batch(dm, split="test"):
+    return next(iter(dm.loader(split)))
+
+
+def test_cache_returns_what_the_backbone_computes(tone_corpus, tmp_path):
+    dm, task = setup(tone_corpus, tmp_path)
+    raw = first_batch(dm)
+    with torch.no_grad():
+        hidden, flens = task.backbone(raw["wavs"], raw["lengths"])
+        expected = torch.stack([masked_mean(h, flens) for h in hidden], dim=1)  # (B, L, D)
+    cache = FeatureCache(tmp_path / "cache", dtype="float32")
+    cache.attach(dm, task)
+    assert cache.hits == {"train": False, "val": False, "test": False}
+    cached = first_batch(dm)
+    assert cached["index"].tolist() == raw["index"].tolist()
+    # float32 storage: identical up to batch-composition rounding (measured ~1e-6)
+    torch.testing.assert_close(cached["features"], expected, atol=1e-5, rtol=1e-5)
+    dm16, task16 = setup(tone_corpus, tmp_path)
+    FeatureCache(tmp_path / "cache16", dtype="float16").attach(dm16, task16)
+    torch.testing.assert_close(first_batch(dm16)["features"], expected, atol=2e-3, rtol=2e-3)  # fp16 rounding
+
+
+def test_second_attach_hits(tone_corpus, tmp_path):
+    dm, task = setup(tone_corpus, tmp_path)
+    FeatureCache(tmp_path / "cache").attach(dm, task)
+    dm2, task2 = setup(tone_corpus, tmp_path)
+    c2 = FeatureCache(tmp_path / "cache")
+    c2.attach(dm2, task2)
+    assert c2.hits == {"train": True, "val": True, "test": True}
+
+
+def key_of(corpus, tmp_path, **kw):
+    dm, task = setup(corpus, tmp_path, featurizer=kw.pop("featurizer", WeightedSum), seed=kw.pop("seed", 0))
+    cache = FeatureCache(tmp_path / "cache", dtype=kw.pop("dtype", "float32"))
+    ds = dm.datasets["test"]
+    if "max_samples" in kw:
+        ds.max_samples = kw.pop("max_samples")
+    return cache.key(task.backbone, task.featurizer.layers_used(), kw.pop("pooled", True), ds)
+
+
+def test_key_changes_with_every_ingredient(tone_corpus, tmp_path):
+    base = key_of(tone_corpus, tmp_path)
+    assert key_of(tone_corpus, tmp_path) == base
+    changed = {
+        "weights": key_of(tone_corpus, tmp_path, seed=1),
+        "layers": key_of(tone_corpus, tmp_path, featurizer=LastLayer),
+        "pooled": key_of(tone_corpus, tmp_path, pooled=False),
+        "dtype": key_of(tone_corpus, tmp_path, dtype="float16"),
+        "cropping": key_of(tone_corpus, tmp_path, max_samples=1000),
+    }
+    wav = next((tone_corpus["test"].parent / "audio").glob("*_s3_0.wav"))
+    st = os.stat(wav)
+    os.utime(wav, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched audio file
+    changed["audio mtime"] = key_of(tone_corpus, tmp_path)
+    for name, k in changed.items():
+        assert k != base, name
+
+
+def test_interrupted_write_is_never_read(tone_corpus, tmp_path, monkeypatch):
+    dm, task = setup(tone_corpus, tmp_path)
+    real_save = torch.save
+
+    def crash(obj, f, *a, **k):
+        with open(f, "wb") as fh:
+            fh.write(b"partial")  # half a file, then the process "dies"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        FeatureCache(tmp_path / "cache").attach(dm, task)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.suffix == ".pt"]  # no final file, no temp left
+    dm2, task2 = setup(tone_corpus, tmp_path)
+    c = FeatureCache(tmp_path / "cache")
+    c.attach(dm2, task2)
+    assert c.hits["train"] is False and len(dm2.datasets["train"]) == len(dm.datasets["train"])
+
+
+def test_pooled_and_frame_caches_give_the_same_probe_logits(tone_corpus, tmp_path):
+    """Exact claim: mean pooling before a linear map commutes with the weighted layer sum."""
+    dm_p, task = setup(tone_corpus, tmp_path)
+    with torch.no_grad():
+        task.featurizer.logits.copy_(torch.tensor([0.3, -1.0, 2.0]))
+    dm_f, _ = setup(tone_corpus, tmp_path)
+    FeatureCache(tmp_path / "pooled", dtype="float32").attach(dm_p, task)
+    task.head.pools_first = False  # force frames
+    FeatureCache(tmp_path / "frames", dtype="float32").attach(dm_f, task)
+    task.head.pools_first = True
+    bp, bf = first_batch(dm_p), first_batch(dm_f)
+    assert bp["features"].dim() == 3 and bf["features"].dim() == 4
+    with torch.no_grad():
+        torch.testing.assert_close(task(bp), task(bf), atol=1e-5, rtol=1e-5)
