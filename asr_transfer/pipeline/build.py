@@ -23,7 +23,9 @@ def build_backbone(cfg: DictConfig) -> tuple[Backbone, str]:
     cache = str(bcfg.pop("cache", "auto"))
     if cache not in ("auto", "off"):
         raise ValueError(f"backbone.cache={cache!r}: use auto or off")
-    return instantiate(bcfg), cache
+    # _convert_="all": list-valued config_overrides reach the model config as lists, not ListConfig
+    # (transformers validates config fields strictly)
+    return instantiate(bcfg, _convert_="all"), cache
 
 
 def build_datamodule(cfg: DictConfig, backbone: Backbone, **overrides):

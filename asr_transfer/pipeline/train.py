@@ -24,11 +24,12 @@ log = logging.getLogger(__name__)
 
 
 def callbacks_for(cfg: DictConfig, has_val: bool) -> list:
-    cbs = OmegaConf.to_container(cfg.get("callbacks") or {}, resolve=True)
+    # callbacks=none is an empty node (falsy): to_container rejects the plain {} that `or {}` would give
+    cbs = OmegaConf.to_container(cfg.callbacks, resolve=True) if cfg.get("callbacks") else {}
     if not has_val:  # nothing to monitor: keep last.ckpt, drop best-by-val and early stopping
         cbs.pop("early_stopping", None)
         for c in cbs.values():
-            if c.get("monitor") is not None:
+            if c and c.get("monitor") is not None:
                 c["monitor"], c["save_top_k"] = None, 1
     return [instantiate(c) for c in cbs.values() if c]
 
