@@ -37,6 +37,7 @@ class WhisperEncoderBackbone(Backbone):
         freeze: str = "all",
         top_k: int = 0,
         pad_to_30s: bool = False,
+        min_window_s: float = 1.0,
         pretrained: bool = True,
         attn_implementation: str = "sdpa",
         config_overrides: dict | None = None,
@@ -49,6 +50,7 @@ class WhisperEncoderBackbone(Backbone):
         self.name_or_path = name_or_path
         self.pretrained = pretrained
         self.pad_to_30s = pad_to_30s
+        self.min_window_s = float(min_window_s)
         if pretrained:
             config = load_pretrained(
                 lambda p: WhisperConfig.from_pretrained(p, **(config_overrides or {})), name_or_path
@@ -72,7 +74,14 @@ class WhisperEncoderBackbone(Backbone):
         self.apply_freeze()
 
     def identity(self) -> str:
-        return f"whisper:{self.name_or_path}:pretrained={self.pretrained}:pad30={self.pad_to_30s}"
+        return (f"whisper:{self.name_or_path}:pretrained={self.pretrained}:pad30={self.pad_to_30s}"
+                f":window={self.min_window_s}")
+
+    def window_lengths(self, lengths: Tensor) -> Tensor:
+        """Samples each clip is encoded with: its own length, or at least ``min_window_s`` of audio
+        (the clip + trailing silence), or the full 30 s window with ``pad_to_30s``."""
+        window = self.max_frames * HOP if self.pad_to_30s else int(self.min_window_s * self.sample_rate)
+        return lengths.clamp(min=window)
 
     def feature_encoder_modules(self) -> list[nn.Module]:
         return [self.model.conv1, self.model.conv2, self.model.embed_positions]
@@ -108,26 +117,25 @@ class WhisperEncoderBackbone(Backbone):
                 f"clip of {wavs.shape[-1] / self.sample_rate:.1f} s is longer than Whisper's 30 s window: "
                 "set data.max_duration (crop or chunk long recordings)"
             )
-        if self.pad_to_30s:
-            # Stock behaviour: every clip becomes a 30 s window, attended to in full.
-            wavs = F.pad(wavs, (0, self.max_frames * HOP - wavs.shape[-1]))
-            mel, n_mel = self.log_mel(wavs, torch.full_like(lengths, wavs.shape[-1]))
-        else:
-            mel, n_mel = self.log_mel(wavs, lengths)
+        # Short clips are encoded inside a short window of trailing silence (what Whisper saw in
+        # training, at a fraction of the 30 s cost); pooling and CTC still use the real frames.
+        windows = self.window_lengths(lengths)
+        if int(windows.max()) > wavs.shape[-1]:
+            wavs = F.pad(wavs, (0, int(windows.max()) - wavs.shape[-1]))
+        mel, n_mel = self.log_mel(wavs, windows)
         enc = self.model
         dtype = enc.conv1.weight.dtype
         x = F.gelu(enc.conv1(mel.to(dtype)))
-        if not self.pad_to_30s:
-            # conv2 must see zeros past each clip's end, exactly as for the clip alone.
-            x = x * lengths_to_mask(n_mel, x.shape[-1])[:, None, :].to(x.dtype)
+        # conv2 must see zeros past each window's end, exactly as for the clip alone.
+        x = x * lengths_to_mask(n_mel, x.shape[-1])[:, None, :].to(x.dtype)
         x = F.gelu(enc.conv2(x)).transpose(1, 2)
         frames = x.shape[1]
         x = x + enc.embed_positions.weight[:frames].to(x.dtype)
         x = F.dropout(x, p=enc.dropout, training=self.training)
         frame_lengths = self.frame_lengths(lengths).clamp(max=frames)
-        keep = lengths_to_mask(frame_lengths, frames)
+        keep = lengths_to_mask(self.frame_lengths(windows).clamp(max=frames), frames)
         mask = None
-        if not self.pad_to_30s and not bool(keep.all()):
+        if not bool(keep.all()):
             mask = torch.zeros(keep.shape, dtype=x.dtype, device=x.device)
             mask = mask.masked_fill(~keep, torch.finfo(x.dtype).min)[:, None, None, :]
         hidden = [x]
@@ -137,7 +145,9 @@ class WhisperEncoderBackbone(Backbone):
                 continue
             x = layer(x, mask)
             hidden.append(enc.layer_norm(x) if i == len(enc.layers) - 1 else x)
-        return hidden, frame_lengths
+        # The silence window served as context only: return the clips' own frames.
+        t = int(frame_lengths.max())
+        return [h[:, :t] for h in hidden], frame_lengths
 
 
 def _load_encoder(path: str, config) -> nn.Module:
