@@ -23,11 +23,13 @@ REASONS = {
     "directory": "the path is a directory, not an audio file: point the entry at a file",
     "empty": "the file has 0 bytes (an interrupted copy?): re-copy it or remove the entry",
     "unsupported_format": "libsndfile cannot read this format: convert it to WAV/FLAC (e.g. ffmpeg -i in.x out.flac)",
-    "unreadable": "the file is not valid audio or is corrupt: re-export it or remove the entry",
+    "unreadable": "the file is not audio libsndfile recognises (a text file? a bad header?): re-export it or remove the entry",
+    "corrupt": "the header is valid but decoding fails part-way (truncated or damaged data): re-copy it or remove the entry",
     "truncated": "the file is shorter than its header says (an interrupted write?): re-copy it or remove the entry",
     "zero_samples": "the file decodes to no samples: remove the entry",
     "non_finite": "the decoded audio contains NaN or Inf samples: re-export it or remove the entry",
     "permission": "the file cannot be opened (permission denied): fix its permissions",
+    "too_long": "longer than data.max_duration with data.long_audio=skip: raise max_duration or use long_audio=crop",
 }
 
 # Formats libsndfile reads but that are not audio a user means (or that we cannot decode safely).
@@ -68,7 +70,12 @@ class AudioInfo:
 
 
 def check_header(path: str) -> AudioInfo:
-    """Validate a file without decoding it (stat + header only): cheap enough for every file up front."""
+    """Validate a file without decoding it (stat + header only): cheap enough for every file up front.
+
+    Raises ``AudioError`` with reason missing, dangling_link, directory, empty, permission,
+    unsupported_format (a suffix libsndfile does not read), unreadable (not audio / bad header),
+    zero_samples or truncated (a WAV shorter than its data chunk says).
+    """
     if not os.path.lexists(path):
         raise AudioError(path, "missing")
     if os.path.islink(path) and not os.path.exists(path):
@@ -78,24 +85,47 @@ def check_header(path: str) -> AudioInfo:
     size = os.path.getsize(path)
     if size == 0:
         raise AudioError(path, "empty")
-    if not os.access(path, os.R_OK):
-        raise AudioError(path, "permission")
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise AudioError(path, "permission") from None
     try:
         info = sf.info(path)
-    except sf.LibsndfileError as e:
-        msg = str(e)
-        reason = "unsupported_format" if "format" in msg.lower() and "not" in msg.lower() else "unreadable"
+    except Exception as e:  # noqa: BLE001 - libsndfile (or its cffi layer) failing to parse = not readable audio
+        msg = str(e).split(":", 1)[-1].strip() or str(e)
         suffix = os.path.splitext(path)[1].lower()
-        if suffix and suffix not in _KNOWN_SUFFIXES:
-            reason = "unsupported_format"
-        raise AudioError(path, reason, msg.split(":", 1)[-1].strip() or msg) from None
-    except Exception as e:  # noqa: BLE001 - any parser failure means the file is unreadable
-        raise AudioError(path, "unreadable", str(e)) from None
+        # An unknown suffix is a format problem (convert it); a known one that fails is a broken file.
+        reason = "unsupported_format" if suffix not in _KNOWN_SUFFIXES else "unreadable"
+        raise AudioError(path, reason, msg) from None
     if info.frames <= 0:
         raise AudioError(path, "zero_samples")
     if info.format == "WAV" or path.lower().endswith(".wav"):
         _check_wav_truncation(path, size)
     return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels))
+
+
+def check_content(path: str, block_seconds: float = 10.0) -> AudioInfo:
+    """Decode the whole file in blocks (bounded memory) and check every sample is finite.
+
+    The full check ``check_data.py`` runs; training finds the same faults where it decodes.
+    Raises what ``check_header`` raises, plus ``corrupt`` and ``non_finite``.
+    """
+    info = check_header(path)
+    bad = frames = 0
+    try:
+        for block in sf.blocks(
+            path, blocksize=max(1, int(block_seconds * info.sample_rate)), dtype="float32"
+        ):
+            frames += block.shape[0]
+            bad += int(block.size - np.isfinite(block).sum())
+    except Exception as e:  # noqa: BLE001 - a decoder error after a valid header
+        raise AudioError(path, "corrupt", str(e).split(":", 1)[-1].strip()) from None
+    if frames == 0:
+        raise AudioError(path, "zero_samples")
+    if bad:
+        raise AudioError(path, "non_finite", f"{bad} NaN/Inf samples")
+    return info
 
 
 def _check_wav_truncation(path: str, size: int) -> None:
@@ -129,12 +159,14 @@ def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
 
 
 def load_audio(
-    path: str, sample_rate: int, max_samples: int | None = None, offset: float = 0.0
+    path: str, sample_rate: int, max_samples: int | None = None, offset: float = 0.0, min_samples: int = 0
 ) -> torch.Tensor:
     """Decode ``path`` to a mono float32 tensor (samples,) at ``sample_rate``.
 
-    Multi-channel audio is averaged; any input rate is resampled (torchaudio's windowed sinc);
-    ``max_samples`` crops (at the target rate) so very long recordings never reach the model.
+    Multi-channel audio is averaged; any input rate is resampled (torchaudio's windowed sinc).
+    ``max_samples`` (at the target rate) crops *while reading*: only that stretch of a long
+    recording is ever decoded. ``min_samples`` zero-pads clips shorter than the backbone's
+    receptive field. Raises ``AudioError`` (reasons as ``check_content``).
     """
     try:
         info = sf.info(path)
@@ -143,18 +175,18 @@ def load_audio(
         if max_samples is not None:
             stop = start + int(np.ceil(max_samples * info.samplerate / sample_rate))
         data, sr = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
-    except AudioError:
-        raise
-    except (sf.LibsndfileError, RuntimeError, OSError) as e:
-        check_header(path)  # gives the precise reason (missing, empty, truncated, ...)
-        raise AudioError(path, "unreadable", str(e)) from None
+    except Exception as e:  # noqa: BLE001 - find the precise reason, else the decoder failed mid-stream
+        check_header(path)  # missing, empty, truncated, ... raise here
+        raise AudioError(path, "corrupt", str(e).split(":", 1)[-1].strip()) from None
     if data.shape[0] == 0:
-        raise AudioError(path, "zero_samples")
+        raise AudioError(path, "zero_samples", f"nothing after offset {offset} s" if offset else "")
     wav = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
     if not bool(torch.isfinite(wav).all()):
-        raise AudioError(path, "non_finite", f"{int((~torch.isfinite(wav)).sum())} bad samples")
+        raise AudioError(path, "non_finite", f"{int((~torch.isfinite(wav)).sum())} NaN/Inf samples")
     if sr != sample_rate:
         wav = _resampler(sr, sample_rate)(wav)
     if max_samples is not None:
         wav = wav[:max_samples]
+    if wav.shape[0] < min_samples:
+        wav = torch.nn.functional.pad(wav, (0, min_samples - wav.shape[0]))
     return wav.contiguous()

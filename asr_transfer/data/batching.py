@@ -47,9 +47,21 @@ class LengthBatchSampler(Sampler[list[int]]):
         self.shuffle, self.bucket, self.bucket_window = shuffle, bucket, bucket_window
         self.seed, self.epoch = seed, 0
         self._replicas, self._rank = num_replicas, rank
+        self._skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    @property
+    def sampler(self) -> LengthBatchSampler:
+        # Lightning calls set_epoch on ``loader.sampler`` and ``loader.batch_sampler.sampler``, never on
+        # the batch sampler itself: without this every epoch would repeat epoch 0's order.
+        return self
+
+    def skip_batches(self, n: int) -> None:
+        """Leave out this rank's first ``n`` batches of the next iteration only (resuming mid-epoch).
+        ``len()`` stays the full epoch, as Lightning counts the skipped batches as done."""
+        self._skip = int(n)
 
     def _world(self) -> tuple[int, int]:
         if self._replicas is not None:
@@ -106,7 +118,8 @@ class LengthBatchSampler(Sampler[list[int]]):
             per_rank = math.ceil(len(batches) / world)
             batches = (batches * 2)[: per_rank * world] if batches else batches
             batches = batches[rank::world]
-        return iter(batches)
+        skip, self._skip = self._skip, 0
+        return iter(batches[skip:])
 
     def __len__(self) -> int:
         world, _ = self._world()
@@ -122,7 +135,7 @@ class LengthBatchSampler(Sampler[list[int]]):
         return 0.0 if padded == 0 else 1.0 - real / padded
 
 
-def pad_batch(items: list[dict]) -> dict:
+def pad_batch(items: list[dict]) -> dict | None:
     """Collate dicts of tensors: 1-D ``wav``/``features`` are padded and lengths kept.
 
     Items that are ``None`` (skipped bad audio) are dropped. Keys:
@@ -131,7 +144,7 @@ def pad_batch(items: list[dict]) -> dict:
     """
     items = [it for it in items if it is not None]
     if not items:
-        return {}
+        return None  # every clip skipped: Lightning skips a None training batch; tasks skip eval ones
     out: dict = {"index": torch.tensor([it["index"] for it in items], dtype=torch.long)}
     if "wav" in items[0]:
         lengths = torch.tensor([it["wav"].shape[-1] for it in items], dtype=torch.long)

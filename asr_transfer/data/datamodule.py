@@ -28,6 +28,8 @@ class BadAudioLog:
         self.records: list[dict] = []
 
     def add(self, entry: Entry, split: str, err: AudioError) -> None:
+        if any(r["audio_filepath"] == entry.audio_filepath and r["split"] == split for r in self.records):
+            return  # decode-time faults recur every epoch: list each file once
         rec = {
             "audio_filepath": entry.audio_filepath,
             "split": split,
@@ -43,7 +45,13 @@ class BadAudioLog:
                 f.write(json.dumps(rec) + "\n")
 
     def summary(self) -> Counter:
-        return Counter(r["reason"] for r in self.records)
+        """Skipped files per reason, read back from the file (DataLoader workers append there too)."""
+        records = self.records
+        if self.path is not None and self.path.is_file():
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+            records = [json.loads(x) for x in lines if x.strip()]
+        unique = {(r["audio_filepath"], r["split"]): r["reason"] for r in records}
+        return Counter(unique.values())
 
 
 class AudioDataset(Dataset):
@@ -58,9 +66,10 @@ class AudioDataset(Dataset):
         max_samples: int | None,
         on_bad_audio: str,
         bad_log: BadAudioLog,
+        min_samples: int = 400,
     ) -> None:
         self.entries, self.split, self.sample_rate = entries, split, sample_rate
-        self.label_index, self.max_samples = label_index, max_samples
+        self.label_index, self.max_samples, self.min_samples = label_index, max_samples, min_samples
         self.on_bad_audio, self.bad_log = on_bad_audio, bad_log
 
     def __len__(self) -> int:
@@ -73,7 +82,7 @@ class AudioDataset(Dataset):
     def __getitem__(self, i: int) -> dict | None:
         e = self.entries[i]
         try:
-            wav = load_audio(e.audio_filepath, self.sample_rate, self.max_samples, e.offset)
+            wav = load_audio(e.audio_filepath, self.sample_rate, self.max_samples, e.offset, self.min_samples)
         except AudioError as err:
             if self.on_bad_audio == "skip":
                 self.bad_log.add(e, self.split, err)
@@ -102,7 +111,11 @@ class AudioDataModule(L.LightningDataModule):
     ``target``: "label" (classification: builds the label set from the training split) or "text" (CTC).
     ``on_bad_audio``: "error" stops with the file, split, manifest line and reason; "skip" drops
     the file and lists it in ``<run dir>/bad_audio.jsonl``.
-    ``max_duration`` (s) with ``long_audio``: "crop" keeps the first ``max_duration`` seconds, "skip" drops.
+    ``max_duration`` (s) with ``long_audio``: "crop" keeps the first ``max_duration`` seconds (only
+    that stretch is decoded), "skip" drops the file (listed as ``too_long``).
+    ``min_samples``: clips shorter than this (at the backbone's rate) are zero-padded to it; the
+    pipeline passes the backbone's ``min_samples`` (default 400: wav2vec2's CNN receptive field,
+    Whisper's STFT needs more than 200).
     """
 
     def __init__(
@@ -127,6 +140,7 @@ class AudioDataModule(L.LightningDataModule):
         cache_dir: str = ".cache/features",
         seed: int = 0,
         run_dir: str | None = None,
+        min_samples: int = 400,
     ) -> None:
         super().__init__()
         if on_bad_audio not in ("error", "skip"):
@@ -145,7 +159,8 @@ class AudioDataModule(L.LightningDataModule):
             persistent_workers,
         )
         self.on_bad_audio, self.max_duration, self.long_audio = on_bad_audio, max_duration, long_audio
-        self.cache_dir, self.seed = cache_dir, seed
+        self.cache_dir, self.seed, self.min_samples = cache_dir, seed, min_samples
+        self._resume: dict | None = None  # train sampler position from a checkpoint (see load_state_dict)
         self.bad_log = BadAudioLog(None if run_dir is None else Path(run_dir) / "bad_audio.jsonl")
         self.labels: list[str] | None = list(labels) if labels else None
         self.datasets: dict[str, Dataset] = {}
@@ -157,7 +172,7 @@ class AudioDataModule(L.LightningDataModule):
         if self.corpus is not None:
             self.corpus.prepare()
 
-    def _manifests(self) -> dict[str, str | None]:
+    def manifests(self) -> dict[str, str | None]:
         if self.corpus is not None:
             return self.corpus.prepare()  # idempotent: returns existing manifests without rewriting
         return self.manifest_paths
@@ -165,7 +180,7 @@ class AudioDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._ready:
             return
-        paths = self._manifests()
+        paths = self.manifests()
         if not paths.get("train") and not paths.get("test"):
             raise ValueError("no data: set data.train_manifest (and val/test), or a data=<corpus> config")
         required = ("audio_filepath", self.target)
@@ -177,8 +192,36 @@ class AudioDataModule(L.LightningDataModule):
         max_samples = None if self.max_duration is None else int(self.max_duration * self.sample_rate)
         index = None if self.labels is None else {lab: i for i, lab in enumerate(self.labels)}
         for split, entries in self.entries.items():
+            if not entries:
+                raise ValueError(
+                    f"every file of the {split} split ({paths[split]}) was skipped: see {self.bad_log.path}"
+                )
             self.datasets[split] = AudioDataset(
-                entries, split, self.sample_rate, index, max_samples, self.on_bad_audio, self.bad_log
+                entries,
+                split,
+                self.sample_rate,
+                index,
+                max_samples,
+                self.on_bad_audio,
+                self.bad_log,
+                self.min_samples,
+            )
+            short = sum(e.duration * self.sample_rate < self.min_samples for e in entries)
+            if short:  # said once, here, not once per clip
+                log.warning(
+                    "%s: %d clip(s) shorter than %d samples (%.0f ms) are zero-padded to that minimum",
+                    split,
+                    short,
+                    self.min_samples,
+                    1000 * self.min_samples / self.sample_rate,
+                )
+        bad = self.bad_log.summary()
+        if bad:
+            log.warning(
+                "skipped %d file(s) at header check %s: see %s",
+                sum(bad.values()),
+                dict(bad),
+                self.bad_log.path,
             )
         self._ready = True
         log.info("data: %s", ", ".join(f"{s}={len(e)}" for s, e in self.entries.items()))
@@ -245,7 +288,7 @@ class AudioDataModule(L.LightningDataModule):
     def sampler(self, split: str) -> LengthBatchSampler:
         ds = self.datasets[split]
         train = split == "train"
-        return LengthBatchSampler(
+        sampler = LengthBatchSampler(
             ds.durations,
             batch_size=self.batch_size if train else self.eval_batch_size,
             max_batch_seconds=self.max_batch_seconds,
@@ -253,6 +296,15 @@ class AudioDataModule(L.LightningDataModule):
             bucket=self.bucket,
             seed=self.seed,
         )
+        if train and self._resume is not None:
+            # Continue where the checkpoint left off: the same epoch order, minus the batches done.
+            epoch, done = self._resume["epoch"], self._resume["batches_done"]
+            if done >= len(sampler):
+                epoch, done = epoch + 1, 0
+            sampler.set_epoch(epoch)
+            sampler.skip_batches(done)
+            self._resume = None
+        return sampler
 
     def loader(self, split: str) -> DataLoader:
         workers = self.num_workers
@@ -263,6 +315,9 @@ class AudioDataModule(L.LightningDataModule):
             num_workers=workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.persistent_workers and workers > 0,
+            # Its own generator: creating an iterator then draws no global random numbers, so a
+            # resumed run's dropout/augmentation stream matches the uninterrupted run's.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -278,9 +333,17 @@ class AudioDataModule(L.LightningDataModule):
         return self.loader("test")
 
     def state_dict(self) -> dict:
-        return {"labels": self.labels}
+        """Labels, and during fit the training position (epoch, batches done) so a resumed run
+        continues mid-epoch with exactly the batches an uninterrupted run would see."""
+        state: dict = {"labels": self.labels}
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.state.fn == "fit":  # also when saved during validation
+            progress = trainer.fit_loop.epoch_loop.batch_progress.current
+            state["train_position"] = {"epoch": trainer.current_epoch, "batches_done": progress.ready}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
+        self._resume = state.get("train_position")
         if state.get("labels") and self.labels and list(state["labels"]) != list(self.labels):
             raise ValueError(
                 f"checkpoint labels {state['labels']} differ from this data's labels {self.labels}"

@@ -29,6 +29,8 @@ def build_backbone(cfg: DictConfig) -> tuple[Backbone, str]:
 
 
 def build_datamodule(cfg: DictConfig, backbone: Backbone, **overrides):
+    # Shorter clips are zero-padded to the backbone's receptive field (400 samples: wav2vec2's CNN).
+    overrides.setdefault("min_samples", getattr(backbone, "min_samples", 400))
     return instantiate(cfg.data, sample_rate=backbone.sample_rate, **overrides)
 
 

@@ -62,6 +62,8 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.get("test", True) and "test" in datamodule.datasets:
         results = trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         metrics.update(flat_metrics(results[0] if results else {}))
+    if getattr(task, "nonfinite_total", 0):
+        metrics["train/nonfinite_losses"] = float(task.nonfinite_total)
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", metrics)
         if hasattr(task, "test_confusion"):
@@ -69,15 +71,17 @@ def train(cfg: DictConfig) -> float | None:
                 run_dir / "confusion_matrix.json",
                 {"labels": task.labels, "matrix": task.test_confusion.tolist()},
             )
-        summarize(run_dir, metrics, datamodule, hits, best, time.perf_counter() - t0)
+        summarize(run_dir, metrics, datamodule, task, hits, best, time.perf_counter() - t0)
     key = cfg.get("optimized_metric")
     return metrics.get(key) if key else None
 
 
-def summarize(run_dir, metrics: dict, datamodule, hits: dict, best: str | None, seconds: float) -> None:
+def summarize(run_dir, metrics: dict, datamodule, task, hits, best: str | None, seconds: float) -> None:
     lines = [f"run dir: {run_dir}", f"best checkpoint: {best}", f"wall time: {seconds:.1f} s"]
     if hits:
         lines.append("feature cache: " + ", ".join(f"{s} {'hit' if h else 'miss'}" for s, h in hits.items()))
+    if getattr(task, "nonfinite_total", 0):
+        lines.append(f"non-finite losses skipped: {task.nonfinite_total} (task.max_nonfinite_steps)")
     bad = datamodule.bad_log.summary()
     if bad:
         lines.append(

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from asr_transfer.backbones.base import Backbone
+from asr_transfer.checkpointing import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class TransferTask(L.LightningModule):
         self.max_nonfinite_steps = max_nonfinite_steps
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
+        self._resume_rng: dict | None = None  # set from a checkpoint, applied before the next step
         self.run_config: dict | None = None  # the resolved Hydra config, stored in every checkpoint
         # Frozen pretrained weights are not stored in checkpoints (reloaded from their source).
         self.strict_loading = False
@@ -110,12 +112,28 @@ class TransferTask(L.LightningModule):
         checkpoint["asr_transfer"] = {
             "config": self.run_config,
             "backbone_saved": not self.backbone.fully_frozen,
+            "rng": rng_state(),  # so a resumed run draws the same dropout masks as an uninterrupted one
+            "nonfinite_total": self.nonfinite_total,
             **self.extra_checkpoint_state(),
         }
         if self.backbone.fully_frozen:
             state = checkpoint["state_dict"]
             for k in [k for k in state if k.startswith("backbone.")]:
                 del state[k]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self._trainer is None or self.trainer.state.fn != "fit":
+            return  # testing a checkpoint: keep this run's counters and random state
+        state = checkpoint.get("asr_transfer") or {}
+        self._resume_rng = state.get("rng")
+        self.nonfinite_total = int(state.get("nonfinite_total", 0))
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # Restored here, not at load time: Lightning draws nothing between this point and the
+        # checkpoint's own step in an uninterrupted run, so both runs continue identically.
+        if self._resume_rng is not None:
+            set_rng_state(self._resume_rng)
+            self._resume_rng = None
 
     def extra_checkpoint_state(self) -> dict:
         return {}

@@ -78,10 +78,14 @@ class ClassificationTask(TransferTask):
         self.log_dict(metrics, batch_size=len(batch["labels"]))
         return logits
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def validation_step(self, batch: dict | None, batch_idx: int) -> None:
+        if batch is None:  # every clip of the batch was skipped (data.on_bad_audio=skip)
+            return
         self._eval_step(batch, "val", self.val_metrics)
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
+    def test_step(self, batch: dict | None, batch_idx: int) -> None:
+        if batch is None:
+            return
         logits = self._eval_step(batch, "test", self.test_metrics)
         self.confusion.update(logits, batch["labels"])
 

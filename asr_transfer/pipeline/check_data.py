@@ -1,0 +1,188 @@
+"""``check_data.py``: scan a data config the way ``train.py`` would read it and report every problem at once.
+
+Unlike a run, which stops at the first fault (``data.on_bad_audio=error``), this reads every
+manifest line, checks every header and decodes every file (content faults: NaN/Inf, a stream
+that breaks off), then prints counts per reason and writes the full list to
+``<run dir>/data_check.jsonl``. No backbone is built: its sample rate and minimum clip length
+are read from the class named by ``backbone._target_``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig
+
+from asr_transfer.data.audio import REASONS, AudioError, check_content
+from asr_transfer.data.datamodule import SPLITS, natural_key
+from asr_transfer.data.manifest import Entry, ManifestError, read_manifest
+from asr_transfer.pipeline.build import output_dir
+
+log = logging.getLogger(__name__)
+
+# error: a train.py run with this config stops; skipped: the run leaves the file out and goes on;
+# note: the run uses the file, changed (cropped, zero-padded) or twice (duplicate).
+SEVERITIES = ("error", "skipped", "note")
+NOTES = {
+    "manifest": "fix the manifest line (the message names the field)",
+    "unseen_label": "this label never occurs in training: add training examples or drop these entries",
+    "empty_split": "every file of this split would be skipped: fix the files or the manifest",
+    "duplicate": "the same file (and offset) is listed twice: both copies are used",
+    "cropped": "longer than data.max_duration: only the first max_duration seconds are used",
+    "padded": "shorter than the backbone's minimum: zero-padded to it",
+}
+
+
+@dataclass
+class Problem:
+    split: str
+    reason: str
+    severity: str
+    audio_filepath: str = ""
+    manifest: str = ""
+    line: int | None = None
+    detail: str = ""
+
+
+def audio_spec(backbone_cfg: DictConfig) -> tuple[int, int]:
+    """(sample rate, minimum samples) of the configured backbone, without building it."""
+    cls = get_class(backbone_cfg._target_)
+    rate = backbone_cfg.get("sample_rate") or getattr(cls, "sample_rate", 16000)
+    return int(rate), int(getattr(cls, "min_samples", 400))
+
+
+def scan(cfg: DictConfig) -> tuple[list[Problem], dict[str, int]]:
+    """Every problem of every split, and the number of manifest entries per split."""
+    rate, min_samples = audio_spec(cfg.backbone)
+    dm = instantiate(cfg.data, sample_rate=rate, min_samples=min_samples, run_dir=None)
+    dm.prepare_data()
+    paths = dm.manifests()
+    bad_audio = "error" if dm.on_bad_audio == "error" else "skipped"
+    problems: list[Problem] = []
+    kept: dict[str, list[Entry]] = {}
+    counts: dict[str, int] = {}
+
+    def manifest_fault(split: str, e: ManifestError) -> None:
+        problems.append(Problem(split, "manifest", "error", "", e.path, e.line, str(e)))
+
+    for split in SPLITS:
+        if not paths.get(split):
+            continue
+        try:
+            entries = read_manifest(
+                paths[split], ("audio_filepath", dm.target), lambda e, s=split: manifest_fault(s, e)
+            )
+        except ManifestError as e:  # the manifest itself: missing, not UTF-8, empty CSV
+            manifest_fault(split, e)
+            continue
+        counts[split] = len(entries)
+        kept[split] = []
+        seen: dict[tuple, int] = {}
+        for e in _progress(entries, split):
+            where = dict(audio_filepath=e.audio_filepath, manifest=e.manifest, line=e.line)
+            key = (e.audio_filepath, e.offset)
+            if key in seen:
+                problems.append(
+                    Problem(split, "duplicate", "note", **where, detail=f"same as line {seen[key]}")
+                )
+            seen.setdefault(key, e.line)
+            try:
+                info = check_content(e.audio_filepath)
+            except AudioError as err:
+                problems.append(Problem(split, err.reason, bad_audio, **where, detail=err.detail))
+                continue
+            duration = info.duration - e.offset
+            if duration <= 0:
+                detail = f"offset {e.offset} s >= duration {info.duration:.2f} s"
+                problems.append(Problem(split, "zero_samples", bad_audio, **where, detail=detail))
+                continue
+            if dm.max_duration is not None and duration > dm.max_duration:
+                detail = f"{duration:.1f} s > data.max_duration={dm.max_duration}"
+                if dm.long_audio == "skip":  # the run skips it whatever on_bad_audio says
+                    problems.append(Problem(split, "too_long", "skipped", **where, detail=detail))
+                    continue
+                problems.append(Problem(split, "cropped", "note", **where, detail=detail))
+            if duration * rate < min_samples:
+                detail = f"{duration * 1000:.1f} ms < {min_samples} samples at {rate} Hz"
+                problems.append(Problem(split, "padded", "note", **where, detail=detail))
+            kept[split].append(e)
+        if counts[split] and not kept[split]:
+            problems.append(Problem(split, "empty_split", "error", manifest=str(paths[split])))
+    if dm.target == "label":
+        problems += _unseen_labels(kept, dm.labels)
+    return problems, counts
+
+
+def _unseen_labels(kept: dict[str, list[Entry]], labels: list[str] | None) -> list[Problem]:
+    known = set(labels) if labels else {e.label for e in kept.get("train", [])}
+    out = []
+    for split, entries in kept.items():
+        for e in entries:
+            if e.label not in known:
+                detail = f"label {e.label!r}; training has {sorted(known, key=natural_key)[:20]}"
+                out.append(
+                    Problem(split, "unseen_label", "error", e.audio_filepath, e.manifest, e.line, detail)
+                )
+    return out
+
+
+def _progress(entries: list, split: str):
+    from rich.progress import track
+
+    return track(entries, description=f"checking {split}", transient=True)
+
+
+def report(problems: list[Problem], counts: dict[str, int], jsonl: Path | None, listed: int = 100) -> None:
+    """A table of counts per (severity, reason) and what to do; then the problems themselves."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    by = Counter((p.severity, p.reason) for p in problems)
+    table = Table(title="data check: " + ", ".join(f"{s} {n} entries" for s, n in counts.items()))
+    for col in ("severity", "reason", "files", "what to do"):
+        table.add_column(col)
+    order = sorted(by, key=lambda k: (SEVERITIES.index(k[0]), -by[k], k[1]))
+    for severity, reason in order:
+        table.add_row(
+            severity, reason, str(by[(severity, reason)]), NOTES.get(reason) or REASONS.get(reason, "")
+        )
+    if not problems:
+        table.add_row("-", "none", "0", "every entry reads, decodes and is finite")
+    console.print(table)
+    shown = sorted(problems, key=lambda p: (SEVERITIES.index(p.severity), p.split, p.manifest, p.line or 0))
+    for p in shown[:listed]:
+        where = f"{p.manifest}:{p.line}" if p.line else p.manifest
+        console.print(
+            f"[{p.severity}] {p.split} {where} {p.audio_filepath} {p.reason} {p.detail}", markup=False
+        )
+    if len(shown) > listed:
+        console.print(f"... and {len(shown) - listed} more", markup=False)
+    if jsonl is not None:
+        from asr_transfer.data.manifest import write_manifest
+
+        write_manifest(jsonl, [asdict(p) for p in shown])  # atomic JSONL writer (no path rewriting)
+        console.print(f"full list: {jsonl}", markup=False)
+
+
+def check_data(cfg: DictConfig) -> int:
+    """Scan, report; the exit status is 1 when a ``train.py`` run with this config would stop."""
+    problems, counts = scan(cfg)
+    errors = sum(p.severity == "error" for p in problems)
+    try:
+        jsonl = output_dir(cfg) / "data_check.jsonl"
+    except Exception:  # noqa: BLE001 - no run directory outside a Hydra app: console only
+        jsonl = None
+    report(problems, counts, jsonl, int(cfg.get("max_listed", 100)))
+    if errors:
+        log.error("%d problem(s) would stop a train.py run with this config (see the table above)", errors)
+    return 1 if errors else 0
+
+
+def load_report(path: str | Path) -> list[dict]:
+    return [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
