@@ -5,6 +5,7 @@ Class identity lives in a tone's frequency, so tiny models can learn it; files a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +65,6 @@ def fake_speech_commands(root: Path, per_word: int = 5, noise_seconds: float = 1
 def tone_manifests(root: Path, per_class: int = 3) -> dict[str, Path]:
     """Three tone classes, speakers s0,s1 train / s2 val / s3 test; JSONL with ``label`` and ``text``
     (the class word, so recognition tasks can read it too), relative audio paths."""
-    import json
-
     freqs = {"low": 300.0, "mid": 800.0, "high": 1800.0}
     out = {}
     for split, speakers in {"train": ["s0", "s1"], "val": ["s2"], "test": ["s3"]}.items():

@@ -34,7 +34,6 @@ def test_fsdd_probe_on_whisper_tiny_and_eval_reproduces_it(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     print(f"FSDD probe (whisper tiny.en, test speaker yweweler): {json.dumps(metrics, sort_keys=True)}")
     assert val_acc == pytest.approx(metrics["val/acc"])
-    assert metrics["test/acc"] >= 0.95, metrics
 
     best = next((out / "checkpoints").glob("best-*.ckpt"))
     ecfg = compose_train(
@@ -42,3 +41,5 @@ def test_fsdd_probe_on_whisper_tiny_and_eval_reproduces_it(tmp_path):
     )
     again = evaluate(ecfg)
     assert again["test/acc"] == metrics["test/acc"] and again["test/f1"] == metrics["test/f1"]
+    # last, so a run below the bar still shows whether eval reproduces it
+    assert metrics["test/acc"] >= 0.95, metrics
