@@ -213,7 +213,8 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, assets,
     if group == "scheduler":
         assert parts["scheduler"]["scheduler"].optimizer is parts["optimizer"]
     if group == "optimizer":
-        assert parts["optimizer"].defaults["lr"] == pytest.approx(cfg.optimizer.lr)  # (the scheduler rescales param_groups)
+        # defaults, not param_groups: a warmup scheduler has already rescaled those
+        assert parts["optimizer"].defaults["lr"] == pytest.approx(cfg.optimizer.lr)
     if group == "callbacks":
         assert len(parts["callbacks"]) == sum(1 for c in (cfg.callbacks or {}).values() if c)
     if group == "logger":
