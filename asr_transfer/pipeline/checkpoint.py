@@ -23,13 +23,21 @@ def load_checkpoint(path: str | Path) -> dict:
     return state
 
 
-def restore(state: dict, data_cfg: DictConfig | None = None):
-    """(config, backbone, cache mode, task) from a checkpoint state; ``data_cfg`` replaces the training data."""
+def restore(state: dict, data_cfg: DictConfig | None = None, task_overrides: dict | None = None):
+    """(config, backbone, cache mode, task) from a checkpoint state; ``data_cfg`` replaces the training data,
+    each ``task_overrides`` entry replaces that key of the task's config (e.g. CTC's ``decoding``)."""
     cfg = OmegaConf.create(state["asr_transfer"]["config"])
     if data_cfg is not None:
         cfg.data = data_cfg
+    for key, value in (task_overrides or {}).items():
+        cfg.task[key] = value
     backbone, cache_mode = build_backbone(cfg)
     task = build_task(cfg, backbone, **task_class(cfg).checkpoint_kwargs(state))
     task.load_state_dict(state["state_dict"])
     task.eval()
     return cfg, backbone, cache_mode, task
+
+
+def task_overrides(cfg: DictConfig) -> dict:
+    """Task settings an eval/predict config may replace: ``decoding=...`` (CTC) when given."""
+    return {"decoding": cfg.decoding} if cfg.get("decoding") else {}

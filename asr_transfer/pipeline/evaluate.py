@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from asr_transfer.pipeline.build import attach_cache, build_datamodule, flat_metrics, output_dir, write_json
-from asr_transfer.pipeline.checkpoint import load_checkpoint, restore
+from asr_transfer.pipeline.checkpoint import load_checkpoint, restore, task_overrides
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     run_dir = output_dir(cfg)
     state = load_checkpoint(cfg.ckpt_path)
     data_cfg = cfg.get("data")
-    train_cfg, backbone, cache_mode, task = restore(state, data_cfg)
+    train_cfg, backbone, cache_mode, task = restore(state, data_cfg, task_overrides(cfg))
     overrides = {"run_dir": str(run_dir)}
     if "labels" in state["asr_transfer"]:
         overrides["labels"] = state["asr_transfer"]["labels"]  # the trained class order, whatever the data

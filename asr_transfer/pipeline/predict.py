@@ -16,7 +16,7 @@ from asr_transfer.data.batching import LengthBatchSampler, pad_batch
 from asr_transfer.data.datamodule import AudioDataset, BadAudioLog
 from asr_transfer.data.manifest import Entry
 from asr_transfer.pipeline.build import output_dir
-from asr_transfer.pipeline.checkpoint import load_checkpoint, restore
+from asr_transfer.pipeline.checkpoint import load_checkpoint, restore, task_overrides
 
 log = logging.getLogger(__name__)
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".w64", ".caf", ".mp3", ".opus"}
@@ -38,7 +38,7 @@ def collect_inputs(inputs) -> list[str]:
 
 def predict(cfg: DictConfig) -> list[dict]:
     state = load_checkpoint(cfg.ckpt_path)
-    _, backbone, _, task = restore(state)
+    _, backbone, _, task = restore(state, task_overrides=task_overrides(cfg))
     files = collect_inputs(cfg.inputs)
     entries = [
         Entry(audio_filepath=f, duration=check_header(f).duration, line=i + 1, manifest="inputs")

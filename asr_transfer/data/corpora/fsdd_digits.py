@@ -1,0 +1,217 @@
+"""Connected digit strings built from FSDD: an offline corpus of real speech for CTC.
+
+Each utterance joins 2-7 recordings of *one* speaker ("seven three one") with random silent gaps
+of 50-300 ms. Splits are by speaker exactly as ``data=fsdd`` (``split_by_speaker``), so the test
+speaker's voice is never heard in training. Everything is a function of the settings and
+``digits_seed``: the same settings give the same audio and manifests. The joined wavs are
+written once into ``audio_dir/fsdd_digits-<settings hash>/`` (a temporary folder renamed into
+place, so a half-written corpus is never used).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from asr_transfer.data.corpora.base import Corpus
+from asr_transfer.data.corpora.fsdd import find_recordings, scan, split_by_speaker
+from asr_transfer.data.datamodule import AudioDataModule
+
+log = logging.getLogger(__name__)
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def plan_digit_strings(
+    rows: list[dict],
+    count: int,
+    min_digits: int = 2,
+    max_digits: int = 7,
+    min_gap_ms: float = 50.0,
+    max_gap_ms: float = 300.0,
+    seed: int = 0,
+    tag: str = "",
+) -> list[dict]:
+    """``count`` utterances per speaker in ``rows`` (FSDD scan rows of one split): which recordings,
+    in which order, with which gaps. Pure function of its arguments (no audio is read)."""
+    if not 1 <= min_digits <= max_digits:
+        raise ValueError(f"data.min_digits={min_digits}, data.max_digits={max_digits}: need 1 <= min <= max")
+    if not 0 <= min_gap_ms <= max_gap_ms:
+        raise ValueError(f"data.min_gap_ms={min_gap_ms}, data.max_gap_ms={max_gap_ms}: need 0 <= min <= max")
+    by_speaker: dict[str, dict[str, list[str]]] = {}
+    for r in sorted(rows, key=lambda r: r["audio_filepath"]):
+        by_speaker.setdefault(r["speaker"], {}).setdefault(r["label"], []).append(r["audio_filepath"])
+    plans = []
+    for speaker in sorted(by_speaker):
+        recs = by_speaker[speaker]
+        digits = sorted(recs)
+        rng = random.Random(f"fsdd_digits:{seed}:{tag}:{speaker}")  # str seeds are stable across runs
+        for k in range(count):
+            chosen = [rng.choice(digits) for _ in range(rng.randint(min_digits, max_digits))]
+            plans.append(
+                {
+                    "speaker": speaker,
+                    "name": f"{speaker}_{k:05d}",
+                    "sources": [rng.choice(recs[d]) for d in chosen],
+                    "gaps_ms": [round(rng.uniform(min_gap_ms, max_gap_ms), 1) for _ in chosen[1:]],
+                    "digits": "".join(chosen),
+                    "text": " ".join(DIGIT_WORDS[int(d)] for d in chosen),
+                }
+            )
+    return plans
+
+
+def render(plan: dict, path: Path) -> float:
+    """Write one joined utterance (the sources' sample rate, PCM 16) and return its duration in seconds."""
+    parts, rate = [], None
+    for k, src in enumerate(plan["sources"]):
+        audio, sr = sf.read(src, dtype="float32", always_2d=True)
+        if rate is not None and sr != rate:
+            raise ValueError(f"{src}: {sr} Hz, but the other recordings are {rate} Hz (FSDD is 8 kHz)")
+        rate = sr
+        if k:
+            parts.append(np.zeros(int(round(plan["gaps_ms"][k - 1] * sr / 1000)), dtype=np.float32))
+        parts.append(audio.mean(axis=1))
+    wav = np.concatenate(parts)
+    sf.write(str(path), wav, rate, subtype="PCM_16")
+    return len(wav) / rate
+
+
+class FSDDDigits(Corpus):
+    """``count`` strings per speaker: ``train_per_speaker`` for training speakers, ``eval_per_speaker``
+    for val/test speakers."""
+
+    name = "fsdd_digits"
+
+    def __init__(
+        self,
+        root: str | None = None,
+        val_speakers: list[str] = (),
+        test_speakers: list[str] = (),
+        train_per_speaker: int = 400,
+        eval_per_speaker: int = 100,
+        min_digits: int = 2,
+        max_digits: int = 7,
+        min_gap_ms: float = 50.0,
+        max_gap_ms: float = 300.0,
+        digits_seed: int = 0,
+        download_dir: str = ".cache/data/fsdd",
+        audio_dir: str = ".cache/data/fsdd_digits",
+        manifest_dir: str = ".cache/manifests",
+    ) -> None:
+        super().__init__(manifest_dir)
+        self.root, self.download_dir, self.audio_dir = root, download_dir, Path(audio_dir)
+        self.val_speakers, self.test_speakers = list(val_speakers or []), list(test_speakers or [])
+        self.counts = {"train": train_per_speaker, "val": eval_per_speaker, "test": eval_per_speaker}
+        self.lengths = (min_digits, max_digits)
+        self.gaps = (min_gap_ms, max_gap_ms)
+        self.digits_seed = digits_seed
+
+    def settings(self) -> dict:
+        rec = find_recordings(self.root, self.download_dir)
+        return {
+            "recordings": str(rec),
+            "n": len(list(rec.glob("*.wav"))),
+            "val": self.val_speakers,
+            "test": self.test_speakers,
+            "counts": self.counts,
+            "lengths": self.lengths,
+            "gaps": self.gaps,
+            "seed": self.digits_seed,
+        }
+
+    def plans(self) -> dict[str, list[dict]]:
+        rows = scan(find_recordings(self.root, self.download_dir))
+        splits = split_by_speaker(rows, self.val_speakers, self.test_speakers)
+        return {
+            split: plan_digit_strings(
+                split_rows, self.counts[split], *self.lengths, *self.gaps, self.digits_seed, split
+            )
+            for split, split_rows in splits.items()
+            if split_rows and self.counts[split] > 0
+        }
+
+    def build(self) -> dict[str, list[dict]]:
+        key = hashlib.sha1(json.dumps(self.settings(), sort_keys=True, default=str).encode()).hexdigest()[:10]
+        out = self.audio_dir / f"{self.name}-{key}"
+        plans = self.plans()
+        if not out.is_dir():
+            tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            for split, split_plans in plans.items():
+                (tmp / split).mkdir(parents=True, exist_ok=True)
+                for p in split_plans:
+                    render(p, tmp / split / f"{p['name']}.wav")
+            try:
+                os.replace(tmp, out)  # the folder appears complete or not at all
+            except OSError:  # another process finished the same corpus first: keep its copy
+                shutil.rmtree(tmp, ignore_errors=True)
+                if not out.is_dir():
+                    raise
+            log.info("fsdd_digits: wrote %d utterances to %s", sum(map(len, plans.values())), out)
+        manifests = {}
+        for split, split_plans in plans.items():
+            rows = []
+            for p in split_plans:
+                wav = out / split / f"{p['name']}.wav"
+                info = sf.info(str(wav))
+                rows.append(
+                    {
+                        "audio_filepath": str(wav),
+                        "duration": info.frames / info.samplerate,
+                        "text": p["text"],
+                        "speaker": p["speaker"],
+                        "digits": p["digits"],
+                    }
+                )
+            manifests[split] = rows
+        return manifests
+
+
+class FSDDDigitsDataModule(AudioDataModule):
+    """``data=fsdd_digits``: FSDD digit strings split by speaker, transcripts as ``text`` (CTC).
+
+    ``cache_dtype`` is the frozen-feature cache's storage dtype (read by the pipeline)."""
+
+    def __init__(
+        self,
+        root: str | None = None,
+        val_speakers: list[str] = (),
+        test_speakers: list[str] = (),
+        train_per_speaker: int = 400,
+        eval_per_speaker: int = 100,
+        min_digits: int = 2,
+        max_digits: int = 7,
+        min_gap_ms: float = 50.0,
+        max_gap_ms: float = 300.0,
+        digits_seed: int = 0,
+        download_dir: str = ".cache/data/fsdd",
+        audio_dir: str = ".cache/data/fsdd_digits",
+        manifest_dir: str = ".cache/manifests",
+        cache_dtype: str = "float32",
+        **kwargs,
+    ) -> None:
+        corpus = FSDDDigits(
+            root,
+            val_speakers,
+            test_speakers,
+            train_per_speaker,
+            eval_per_speaker,
+            min_digits,
+            max_digits,
+            min_gap_ms,
+            max_gap_ms,
+            digits_seed,
+            download_dir,
+            audio_dir,
+            manifest_dir,
+        )
+        super().__init__(corpus=corpus, target="text", **kwargs)
+        self.cache_dtype = cache_dtype

@@ -1,0 +1,137 @@
+"""LibriSpeech (read English audiobooks) and the Libri-Light limited-supervision splits -> text manifests.
+
+Downloads go through torchaudio's dataset classes (``LIBRISPEECH``, ``LibriLightLimited``: OpenSLR /
+fbaipublicfiles archives, checksummed, extracted once under ``root``); this module only lists the
+utterances they find and writes manifests (path, duration, text, speaker).
+
+``data=librilight`` is the classic low-resource transfer setting (wav2vec2, HuBERT): fine-tune on
+10 min / 1 h / 10 h of labelled speech, validate on dev-clean/dev-other, test on test-clean/test-other.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import soundfile as sf
+
+from asr_transfer.data.corpora.base import Corpus
+from asr_transfer.data.datamodule import AudioDataModule
+
+log = logging.getLogger(__name__)
+LIBRILIGHT_SUBSETS = ("10min", "1h", "10h")
+
+
+def _row(audio: Path, text: str, speaker: int, chapter: int, subset: str) -> dict:
+    info = sf.info(str(audio))  # header only
+    return {
+        "audio_filepath": str(audio),
+        "duration": info.frames / info.samplerate,
+        "text": text,
+        "speaker": str(speaker),
+        "chapter": chapter,
+        "subset": subset,
+    }
+
+
+def librispeech_rows(root: str | Path, subset: str, download: bool) -> list[dict]:
+    """Every utterance of one LibriSpeech subset (e.g. ``train-clean-100``, ``dev-clean``)."""
+    from torchaudio.datasets import LIBRISPEECH
+
+    try:
+        ds = LIBRISPEECH(str(root), url=subset, download=download)
+    except RuntimeError as e:  # not found and download=False
+        raise FileNotFoundError(
+            f"LibriSpeech {subset} not under data.root={str(root)!r} (expected {root}/LibriSpeech/{subset}/): "
+            "set data.download=true or point data.root at the folder that holds LibriSpeech/"
+        ) from e
+    base = Path(root) / "LibriSpeech"
+    rows = []
+    for n in range(len(ds)):
+        rel, _, text, speaker, chapter, _ = ds.get_metadata(n)
+        rows.append(_row(base / rel, text, speaker, chapter, subset))
+    return rows
+
+
+def librilight_rows(root: str | Path, subset: str, download: bool) -> list[dict]:
+    """The Libri-Light limited-supervision training set: ``10min``, ``1h`` or ``10h``."""
+    from torchaudio.datasets import LibriLightLimited
+    from torchaudio.datasets.librispeech import _get_librispeech_metadata
+
+    if subset not in LIBRILIGHT_SUBSETS:
+        raise ValueError(f"data.subset={subset!r}: use one of {list(LIBRILIGHT_SUBSETS)}")
+    try:
+        ds = LibriLightLimited(str(root), subset=subset, download=download)
+    except RuntimeError as e:
+        raise FileNotFoundError(
+            f"Libri-Light limited not under data.root={str(root)!r} (expected {root}/librispeech_finetuning/): "
+            "set data.download=true or point data.root at the folder that holds librispeech_finetuning/"
+        ) from e
+    base = Path(ds._path)
+    rows = []
+    # torchaudio lists (folder, file id) pairs but exposes no metadata accessor for this class
+    for folder, fileid in ds._fileids_paths:
+        rel, _, text, speaker, chapter, _ = _get_librispeech_metadata(
+            fileid, str(base), folder, ds._ext_audio, ds._ext_txt
+        )
+        rows.append(_row(base / rel, text, speaker, chapter, f"librilight-{subset}"))
+    return rows
+
+
+class LibriSpeech(Corpus):
+    """Training rows from ``train_subsets`` (LibriSpeech) or, with ``librilight``, from that Libri-Light
+    split; val/test rows from LibriSpeech subsets."""
+
+    name = "librispeech"
+
+    def __init__(
+        self,
+        root: str,
+        train_subsets: list[str] = ("train-clean-100",),
+        val_subsets: list[str] = ("dev-clean",),
+        test_subsets: list[str] = ("test-clean",),
+        librilight: str | None = None,
+        download: bool = True,
+        manifest_dir: str = ".cache/manifests",
+    ) -> None:
+        super().__init__(manifest_dir)
+        self.root = Path(root).expanduser()
+        self.subsets = {"train": list(train_subsets), "val": list(val_subsets), "test": list(test_subsets)}
+        self.librilight, self.download = librilight, download
+
+    def settings(self) -> dict:
+        return {"root": str(self.root.resolve()), "subsets": self.subsets, "librilight": self.librilight}
+
+    def build(self) -> dict[str, list[dict]]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        splits: dict[str, list[dict]] = {}
+        for split, subsets in self.subsets.items():
+            if split == "train" and self.librilight:
+                splits[split] = librilight_rows(self.root, self.librilight, self.download)
+            else:
+                splits[split] = [r for s in subsets for r in librispeech_rows(self.root, s, self.download)]
+        return splits
+
+
+class LibriSpeechDataModule(AudioDataModule):
+    """``data=librispeech`` / ``data=librilight``: LibriSpeech transcripts as ``text`` (CTC).
+
+    ``cache_dtype`` is the frozen-feature cache's storage dtype (read by the pipeline)."""
+
+    def __init__(
+        self,
+        root: str,
+        train_subsets: list[str] = ("train-clean-100",),
+        val_subsets: list[str] = ("dev-clean",),
+        test_subsets: list[str] = ("test-clean",),
+        librilight: str | None = None,
+        download: bool = True,
+        manifest_dir: str = ".cache/manifests",
+        cache_dtype: str = "float16",
+        **kwargs,
+    ) -> None:
+        corpus = LibriSpeech(
+            root, train_subsets, val_subsets, test_subsets, librilight, download, manifest_dir
+        )
+        super().__init__(corpus=corpus, target="text", **kwargs)
+        self.cache_dtype = cache_dtype
