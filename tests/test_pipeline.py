@@ -98,3 +98,13 @@ def test_wrong_group_option_names_choices(tmp_path):
     with pytest.raises(MissingConfigException) as e:
         compose_train(["head=nosuchhead"], tmp_path)
     assert "head" in str(e.value) and "linear" in str(e.value)
+
+
+def test_bf16_mixed_precision_trains_on_cpu(tmp_path, tone_corpus):
+    """bf16-mixed autocast on CPU: finite loss and metrics, with the backbone on raw audio."""
+    _, metric, out = _train(
+        tmp_path, tone_corpus, ["trainer.precision=bf16-mixed", "backbone.cache=off", "backbone.freeze=none"]
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert all(v == v for v in metrics.values())  # no NaN
+    assert 0.0 <= metrics["test/acc"] <= 1.0 and metrics["train/loss"] < 10

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from asr_transfer.data.audio import AudioError, check_header, load_audio
 from asr_transfer.data.batching import LengthBatchSampler, pad_batch
+from asr_transfer.data.cache import CachedFeatureDataset
 from asr_transfer.data.manifest import Entry, ManifestError, read_manifest
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ class AudioDataModule(L.LightningDataModule):
         self.datasets: dict[str, Dataset] = {}
         self.entries: dict[str, list[Entry]] = {}
         self._ready = False
+        self._reported: set[str] = set()
 
     # ----- preparation ---------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -304,6 +306,14 @@ class AudioDataModule(L.LightningDataModule):
             sampler.set_epoch(epoch)
             sampler.skip_batches(done)
             self._resume = None
+        if split not in self._reported and not isinstance(ds, CachedFeatureDataset):
+            self._reported.add(split)  # padding costs compute only when audio reaches the backbone
+            log.info(
+                "%s: %d batches, padding %.1f%% of the audio batch",
+                split,
+                len(sampler),
+                100 * sampler.padding_fraction(),
+            )
         return sampler
 
     def loader(self, split: str) -> DataLoader:
