@@ -19,7 +19,8 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
 from asr_transfer.data.audio import REASONS, AudioError, check_content
-from asr_transfer.data.datamodule import SPLITS, natural_key
+from asr_transfer.data.datamodule import SPLITS
+from asr_transfer.data.dataset import natural_key
 from asr_transfer.data.manifest import Entry, ManifestError, read_manifest
 from asr_transfer.pipeline.build import output_dir
 

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from asr_transfer.data.audio import check_header
 from asr_transfer.data.batching import LengthBatchSampler, pad_batch
-from asr_transfer.data.datamodule import AudioDataset, BadAudioLog
+from asr_transfer.data.dataset import AudioDataset, BadAudioLog
 from asr_transfer.data.manifest import Entry
 from asr_transfer.pipeline.build import output_dir
 from asr_transfer.pipeline.checkpoint import load_checkpoint, restore, task_overrides
