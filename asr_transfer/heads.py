@@ -57,7 +57,7 @@ class LinearHead(UtteranceHead):
 
 
 class MLPHead(UtteranceHead):
-    """Mean pooling + MLP (projection, nonlinearity, dropout) + linear."""
+    """Mean pooling + (layer norm, as in ``LinearHead``) + MLP (projection, nonlinearity, dropout) + linear."""
 
     def __init__(
         self,
@@ -66,8 +66,10 @@ class MLPHead(UtteranceHead):
         hidden_size: int = 256,
         num_layers: int = 1,
         dropout: float = 0.1,
+        input_norm: bool = True,
     ) -> None:
         super().__init__()
+        self.norm = nn.LayerNorm(input_size) if input_norm else nn.Identity()
         layers: list[nn.Module] = []
         size = input_size
         for _ in range(num_layers):
@@ -77,7 +79,7 @@ class MLPHead(UtteranceHead):
         self.out = nn.Linear(size, num_classes)
 
     def classify(self, pooled: Tensor) -> Tensor:
-        return self.out(self.mlp(pooled))
+        return self.out(self.mlp(self.norm(pooled)))
 
 
 class AttentiveHead(UtteranceHead):
