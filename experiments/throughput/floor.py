@@ -1,7 +1,8 @@
 """Job C, the floor: one bare forward of the Whisper encoder over every clip, as a whole process.
 
 No training, no Lightning, no cache: decode (soundfile), resample (torchaudio), sort by length,
-batch, and run ``WhisperEncoderBackbone`` on the real clip lengths under ``inference_mode``.
+batch, and run ``WhisperEncoderBackbone`` on the real clip lengths (``--min-window-s 0``, no silence
+window: stricter than the probe, which encodes sub-second clips in a 1 s window) under ``inference_mode``.
 A frozen probe has to do at least this much once, so its end-to-end time can only approach it.
 
     python experiments/throughput/floor.py --recordings ../shared/data/fsdd/recordings \
@@ -29,6 +30,12 @@ def main() -> None:
     p.add_argument("--model", required=True, help="local Whisper folder or hub id")
     p.add_argument("--speakers", default="george,jackson,nicolas,yweweler")
     p.add_argument("--batch-size", type=int, default=64, help="clips per batch (the datamodule's eval batch)")
+    p.add_argument(
+        "--min-window-s",
+        type=float,
+        default=0.0,
+        help="0: the bare clips at their real lengths (the issue's floor); 1.0: the probe's default window",
+    )
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
 
@@ -37,7 +44,7 @@ def main() -> None:
     if not files:
         sys.exit(f"--recordings {args.recordings}: no clips by speakers {sorted(speakers)}")
     t = time.perf_counter()
-    backbone = WhisperEncoderBackbone(args.model, freeze="all").eval()
+    backbone = WhisperEncoderBackbone(args.model, freeze="all", min_window_s=args.min_window_s).eval()
     load_s = time.perf_counter() - t
 
     t = time.perf_counter()
