@@ -118,7 +118,8 @@ def test_interrupted_write_is_never_read(tone_corpus, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         FeatureCache(tmp_path / "cache").attach(dm, task)
     monkeypatch.setattr(torch, "save", real_save)
-    assert not [p for p in (tmp_path / "cache").iterdir() if p.suffix == ".pt"]  # no final file, no temp left
+    assert not list((tmp_path / "cache").rglob("*.pt"))  # no final file
+    assert not list((tmp_path / "cache").rglob("*.tmp"))  # no temp file left
     dm2, task2 = setup(tone_corpus, tmp_path)
     c = FeatureCache(tmp_path / "cache")
     c.attach(dm2, task2)
@@ -139,3 +140,23 @@ def test_pooled_and_frame_caches_give_the_same_probe_logits(tone_corpus, tmp_pat
     assert bp["features"].dim() == 3 and bf["features"].dim() == 4
     with torch.no_grad():
         torch.testing.assert_close(task(bp), task(bf), atol=1e-5, rtol=1e-5)
+
+
+def test_new_split_of_cached_clips_costs_no_backbone_time(tone_corpus, tmp_path, monkeypatch):
+    """A different split (new speakers, a label-budget subset) is assembled from earlier shards."""
+    dm, task = setup(tone_corpus, tmp_path)
+    FeatureCache(tmp_path / "cache").attach(dm, task)
+    expected = {i: dm.datasets["test"][j]["features"] for j, i in enumerate(dm.datasets["test"].keep)}
+
+    def no_backbone(*a, **k):
+        raise AssertionError("the backbone ran although every clip was cached")
+
+    monkeypatch.setattr(FeatureCache, "compute", no_backbone)
+    # train on the old test speaker, test on the old training clips: the same clips, new split lists
+    swapped = {"train": tone_corpus["test"], "val": tone_corpus["val"], "test": tone_corpus["train"]}
+    dm2, task2 = setup(swapped, tmp_path)
+    c = FeatureCache(tmp_path / "cache")
+    c.attach(dm2, task2)
+    assert c.hits == {"train": True, "val": True, "test": True}
+    for j, i in enumerate(dm2.datasets["train"].keep):
+        torch.testing.assert_close(dm2.datasets["train"][j]["features"], expected[i], atol=0, rtol=0)

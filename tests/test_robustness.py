@@ -409,7 +409,7 @@ def test_checkpoints_and_caches_load_without_running_code(tmp_path, tone_corpus)
     # a feature-cache file replaced by one that runs code: refused, nothing runs
     over = [*tone_overrides(tone_corpus, tmp_path / "cache"), *TINY_WHISPER, "trainer.max_epochs=1"]
     train(compose_train(over, tmp_path / "r1"))
-    cache_file = next((tmp_path / "cache" / "features").glob("train-*.pt"))
+    cache_file = next((tmp_path / "cache" / "features").rglob("train-*.pt"))
     torch.save({"features": _RunsCode(marker)}, cache_file)
     with pytest.raises(pickle.UnpicklingError):
         train(compose_train(over, tmp_path / "r2"))

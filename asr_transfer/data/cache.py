@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from asr_transfer.data.batching import LengthBatchSampler, pad_batch
 from asr_transfer.heads import masked_mean
@@ -64,7 +64,14 @@ class CachedFeatureDataset(Dataset):
 
 
 class FeatureCache:
-    """``attach(datamodule, task)`` swaps each split's dataset for cached features (computing misses)."""
+    """``attach(datamodule, task)`` swaps each split's dataset for cached features.
+
+    Layout: ``<cache_dir>/<spec>/<split>-<clips>.pt``, where ``spec`` hashes what makes a clip's
+    features (backbone identity and weights, layers, pooling, dtype, sample rate, cropping) and
+    ``clips`` hashes the split's clip list (path, size, mtime, offset, duration). A split that is
+    not on disk is assembled from every shard of the same spec and only clips seen nowhere are
+    computed: a new speaker split, a label-budget subset or a sweep trial costs no backbone time.
+    """
 
     def __init__(
         self,
@@ -79,14 +86,7 @@ class FeatureCache:
         self.batch_seconds, self.max_batch_size = batch_seconds, max_batch_size
         self.hits: dict[str, bool] = {}
 
-    def key(self, backbone, layers: list[int], pooled: bool, dataset) -> str:
-        files = []
-        for e in dataset.entries:
-            try:
-                st = os.stat(e.audio_filepath)
-                files.append([e.audio_filepath, st.st_size, st.st_mtime_ns, e.offset, e.duration])
-            except OSError:
-                files.append([e.audio_filepath, None, None, e.offset, e.duration])
+    def spec(self, backbone, layers: list[int], pooled: bool, dataset) -> str:
         spec = {
             "backbone": backbone.identity(),
             "weights": backbone.fingerprint(),
@@ -95,99 +95,127 @@ class FeatureCache:
             "dtype": self.dtype,
             "sample_rate": dataset.sample_rate,
             "max_samples": dataset.max_samples,
-            "files": files,
-            "version": 1,
+            "min_samples": getattr(dataset, "min_samples", None),
+            "version": 2,
         }
-        return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
+        return _hash(spec)
+
+    @staticmethod
+    def clip_ids(dataset) -> list[str]:
+        ids = []
+        for e in dataset.entries:
+            try:
+                st = os.stat(e.audio_filepath)
+                ids.append(f"{e.audio_filepath}|{st.st_size}|{st.st_mtime_ns}|{e.offset}|{e.duration}")
+            except OSError:
+                ids.append(f"{e.audio_filepath}|-|-|{e.offset}|{e.duration}")
+        return ids
+
+    def key(self, backbone, layers: list[int], pooled: bool, dataset) -> str:
+        return f"{self.spec(backbone, layers, pooled, dataset)}/{_hash(self.clip_ids(dataset))}"
 
     def attach(self, datamodule, task) -> None:
         layers, pooled = task.featurizer.layers_used(), task.pools_first
-        fingerprint_cache: dict = {}
+        memo: dict = {}
         for split, ds in list(datamodule.datasets.items()):
             if isinstance(ds, CachedFeatureDataset):
                 continue
-            key = self.key(_Memo(task.backbone, fingerprint_cache), layers, pooled, ds)
-            path = self.dir / f"{split}-{key}.pt"
             t0 = time.perf_counter()
+            spec = self.spec(_Memo(task.backbone, memo), layers, pooled, ds)
+            ids = self.clip_ids(ds)
+            path = self.dir / spec / f"{split}-{_hash(ids)}.pt"
             if path.is_file():
-                data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                data = _load(path)
                 self.hits[split] = True
                 log.info("feature cache HIT  %s: %s (%.2f s)", split, path, time.perf_counter() - t0)
             else:
-                data = self.compute(task.backbone, ds, layers, pooled, split)
+                clips = self._from_shards(path.parent, ids)
+                missing = [i for i, c in enumerate(clips) if c is None]
+                if missing:
+                    computed = self.compute(task.backbone, ds, layers, pooled, split, missing)
+                    for i, c in zip(missing, computed):
+                        clips[i] = c
+                data = _pack(clips, ids, pooled, len(layers), task.backbone.hidden_size, DTYPES[self.dtype])
                 self.write(path, data)
-                self.hits[split] = False
+                self.hits[split] = not missing
                 log.info(
-                    "feature cache MISS %s: computed %d clips in %.1f s -> %s (%.1f MB)",
+                    "feature cache %s %s: %d clips from earlier shards, %d computed, %.1f s -> %s (%.1f MB)",
+                    "HIT " if not missing else "MISS",
                     split,
-                    len(ds),
+                    len(ids) - len(missing),
+                    len(missing),
                     time.perf_counter() - t0,
                     path,
                     path.stat().st_size / 1e6,
                 )
             datamodule.datasets[split] = CachedFeatureDataset(data, ds)
 
+    def _from_shards(self, spec_dir: Path, ids: list[str]) -> list:
+        """Per-clip features for ``ids`` found in any shard of this spec (None where absent)."""
+        want = {cid: i for i, cid in enumerate(ids)}
+        clips: list = [None] * len(ids)
+        if not spec_dir.is_dir():
+            return clips
+        for shard in sorted(spec_dir.glob("*.pt")):
+            try:
+                data = _load(shard)
+            except Exception as e:  # noqa: BLE001 - an unreadable shard is skipped, never trusted
+                log.warning("feature cache: ignoring unreadable shard %s (%s)", shard, e)
+                continue
+            for j, cid in enumerate(data.get("clips", [])):
+                i = want.get(cid)
+                if i is not None and clips[i] is None:
+                    clips[i] = _unpack(data, j)
+            if all(c is not None for c in clips):
+                break
+        return clips
+
     @torch.inference_mode()
-    def compute(self, backbone, dataset, layers: list[int], pooled: bool, split: str) -> dict:
+    def compute(
+        self, backbone, dataset, layers: list[int], pooled: bool, split: str, indices: list[int]
+    ) -> list:
+        """Run the backbone over ``dataset[indices]``: per clip (features, frame length) or False (bad audio)."""
         from rich.progress import Progress
 
         was_training = backbone.training
         backbone.eval()
-        n = len(dataset)
+        subset = Subset(dataset, indices)
+        durations = dataset.durations
         sampler = LengthBatchSampler(
-            dataset.durations,
+            [durations[i] for i in indices],
             batch_size=self.max_batch_size,
             max_batch_seconds=self.batch_seconds,
             shuffle=False,
         )
-        loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=_collate_keep_index, num_workers=0)
+        loader = DataLoader(subset, batch_sampler=sampler, collate_fn=_collate_keep_index, num_workers=0)
         dtype = DTYPES[self.dtype]
-        valid = torch.zeros(n, dtype=torch.bool)
-        frame_lengths = torch.zeros(n, dtype=torch.long)
-        per_clip: list[torch.Tensor | None] = [None] * n
+        position = {i: k for k, i in enumerate(indices)}
+        out: list = [False] * len(indices)
         device = next(backbone.parameters()).device
-        self._check_disk(dataset, backbone, layers, pooled)
+        self._check_disk(len(indices), sum(durations[i] for i in indices), backbone, layers, pooled)
         with Progress(transient=True) as progress:
-            bar = progress.add_task(f"caching {split} features", total=n)
-            for batch, indices in loader:
+            bar = progress.add_task(f"caching {split} features", total=len(indices))
+            for batch, items in loader:
                 if batch:
                     hidden, flens = backbone(batch["wavs"].to(device), batch["lengths"].to(device))
                     stack = torch.stack([hidden[i] for i in layers], dim=1)  # (B, L, T, D)
                     for k, i in enumerate(batch["index"].tolist()):
                         t = int(flens[k])
                         if pooled:
-                            per_clip[i] = masked_mean(stack[k], flens[k].expand(len(layers))).to(dtype).cpu()
+                            feats = masked_mean(stack[k], flens[k].expand(len(layers)))  # (L, D)
                         else:
-                            per_clip[i] = stack[k, :, :t].transpose(0, 1).to(dtype).cpu()  # (T, L, D)
-                        frame_lengths[i], valid[i] = t, True
-                progress.advance(bar, len(indices))
+                            feats = stack[k, :, :t].transpose(0, 1)  # (T, L, D)
+                        out[position[i]] = (feats.to(dtype).cpu().clone(), t)
+                progress.advance(bar, len(items))
         backbone.train(was_training)
-        zero = torch.zeros(
-            (len(layers), backbone.hidden_size) if pooled else (0, len(layers), backbone.hidden_size),
-            dtype=dtype,
-        )
-        filled = [c if c is not None else zero for c in per_clip]
-        if pooled:
-            return {"features": torch.stack(filled), "frame_lengths": frame_lengths, "valid": valid}
-        offsets = torch.zeros(n + 1, dtype=torch.long)
-        offsets[1:] = torch.cumsum(torch.tensor([c.shape[0] for c in filled]), 0)
-        return {
-            "features": torch.cat(filled),
-            "offsets": offsets,
-            "frame_lengths": frame_lengths,
-            "valid": valid,
-        }
+        return out
 
-    def _check_disk(self, dataset, backbone, layers, pooled) -> None:
+    def _check_disk(self, n: int, seconds: float, backbone, layers, pooled) -> None:
         """Estimate the cache's size before writing; refuse clearly when the disk cannot hold it."""
         bytes_per = (
             torch.tensor([], dtype=DTYPES[self.dtype]).element_size() * len(layers) * backbone.hidden_size
         )
-        frames = (
-            len(dataset)
-            if pooled
-            else sum(d * backbone.sample_rate / backbone.downsample_rate for d in dataset.durations)
-        )
+        frames = n if pooled else seconds * backbone.sample_rate / backbone.downsample_rate
         estimate = frames * bytes_per
         self.dir.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(self.dir).free
@@ -199,6 +227,7 @@ class FeatureCache:
             )
 
     def write(self, path: Path, data: dict) -> None:
+        """Temp file + rename: a reader sees the whole file or none (also across DDP ranks)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
@@ -208,6 +237,42 @@ class FeatureCache:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def _hash(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _load(path: Path) -> dict:
+    # weights_only: a cache file holds tensors and strings only; loading it runs no code.
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+def _unpack(data: dict, j: int):
+    """Clip ``j`` of a packed shard: (features, frame length), or False for a clip that failed to load."""
+    if not bool(data["valid"][j]):
+        return False
+    if data.get("offsets") is None:
+        return data["features"][j], int(data["frame_lengths"][j])
+    off = data["offsets"]
+    return data["features"][off[j] : off[j + 1]], int(data["frame_lengths"][j])
+
+
+def _pack(clips: list, ids: list[str], pooled: bool, n_layers: int, hidden: int, dtype) -> dict:
+    """Per-clip features -> one file: (N, L, D) pooled, or frames concatenated (sum T, L, D) + offsets."""
+    n = len(clips)
+    valid = torch.tensor([c is not False for c in clips], dtype=torch.bool)
+    frame_lengths = torch.tensor([c[1] if c is not False else 0 for c in clips], dtype=torch.long)
+    empty = torch.zeros((n_layers, hidden) if pooled else (0, n_layers, hidden), dtype=dtype)
+    feats = [c[0].to(dtype) if c is not False else empty for c in clips]
+    data = {"frame_lengths": frame_lengths, "valid": valid, "clips": list(ids)}
+    if pooled:
+        data["features"] = torch.stack(feats) if feats else empty[None][:0]
+        return data
+    offsets = torch.zeros(n + 1, dtype=torch.long)
+    offsets[1:] = torch.cumsum(torch.tensor([f.shape[0] for f in feats], dtype=torch.long), 0)
+    data["features"], data["offsets"] = (torch.cat(feats) if feats else empty), offsets
+    return data
 
 
 class _Memo:
