@@ -144,6 +144,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--jobs", default="A,B,C", help="comma-separated subset of A,B,C")
     p.add_argument(
+        "--recipes-first",
+        action="store_true",
+        help="run the long Trainer-recipe jobs first (asr_transfer's cold/warm/floor stay in order)",
+    )
+    p.add_argument(
         "--quick", action="store_true", help="1 clip per digit and speaker, 1 epoch in A, 3 steps in B"
     )
     p.add_argument("--recordings", type=Path, default=SHARED / "data/fsdd/recordings")
@@ -181,7 +186,10 @@ def main() -> None:
     prewarm(rec, env)
 
     rows = []
-    for job in jobs(args, rec, work):
+    plan = list(jobs(args, rec, work))
+    if args.recipes_first:
+        plan.sort(key=lambda j: "Trainer" not in j["system"])  # stable: the rest keep their order
+    for job in plan:
         if job["job"] not in selected:
             continue
         log = work / "logs" / f"{job['job']}-{job['system'].split()[0]}-{len(rows)}.log"
