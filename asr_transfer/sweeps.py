@@ -1,0 +1,131 @@
+"""Sweep bookkeeping: a Hydra callback that ranks a multirun's trials into ``<sweep dir>/trials.csv``.
+
+It reads the run-directory contract (``.hydra/overrides.yaml`` and ``metrics.json`` of every job)
+rather than in-process return values, so the table is the same whichever launcher ran the jobs
+(basic, joblib, submitit on a cluster) and can be rebuilt later with ``python -m asr_transfer.sweeps DIR``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+def _metrics(path: Path) -> dict[str, float]:
+    try:
+        return json.loads((path / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def collect_trials(sweep_dir: str | Path, metric: str, mode: str = "max") -> list[dict[str, Any]]:
+    """One row per job directory of ``sweep_dir``, best first; failed jobs (no metric) last.
+
+    Columns: rank, trial (job number), the optimised metric, its test counterpart when present
+    (``val/acc`` -> ``test/acc``), the overrides that vary between trials, the run directory.
+    """
+    if mode not in ("max", "min"):
+        raise ValueError(f"optimized_mode={mode!r}: use max or min")
+    sweep_dir = Path(sweep_dir)
+    jobs = []
+    for d in sweep_dir.iterdir() if sweep_dir.is_dir() else []:
+        overrides_file = d / ".hydra" / "overrides.yaml"
+        if d.is_dir() and overrides_file.is_file():
+            overrides = yaml.safe_load(overrides_file.read_text()) or []
+            jobs.append((d, [str(o) for o in overrides], _metrics(d)))
+    if not jobs:
+        return []
+    # What every trial shares (data paths, the search itself) would only hide what differs.
+    shared = set.intersection(*(set(o) for _, o, _ in jobs)) if len(jobs) > 1 else set()
+    test_key = "test/" + metric.split("/", 1)[1] if metric.startswith("val/") else None
+    rows = []
+    for d, overrides, metrics in jobs:
+        value = metrics.get(metric)
+        ok = isinstance(value, int | float) and math.isfinite(value)
+        row = {
+            "trial": int(d.name) if d.name.isdigit() else d.name,
+            metric: value if ok else "",
+            "overrides": " ".join(o for o in overrides if o not in shared),
+            "run_dir": str(d.resolve()),
+        }
+        if test_key:
+            row[test_key] = metrics.get(test_key, "")
+        rows.append(row)
+    sign = -1.0 if mode == "max" else 1.0
+    rows.sort(key=lambda r: (r[metric] == "", sign * (r[metric] or 0.0), str(r["trial"])))
+    for rank, r in enumerate(rows, 1):
+        r["rank"] = rank
+    return rows
+
+
+def write_trials(rows: list[dict[str, Any]], path: str | Path) -> Path:
+    """Atomic CSV write (a reader never sees half a table)."""
+    path = Path(path)
+    fields = ["rank", "trial", *[k for k in rows[0] if k not in ("rank", "trial", "overrides", "run_dir")]]
+    fields += ["overrides", "run_dir"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", newline="") as f:
+        f.write(buf.getvalue())
+    os.replace(tmp, path)
+    return path
+
+
+class TrialTable(Callback):
+    """Registered in conf/hydra/default.yaml; runs once, locally, after every job of a multirun."""
+
+    def __init__(self, filename: str = "trials.csv") -> None:
+        self.filename = filename
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        metric = config.get("optimized_metric")
+        if not metric:
+            log.warning("no optimized_metric in the config: not writing %s", self.filename)
+            return
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = collect_trials(sweep_dir, metric, str(config.get("optimized_mode") or "max"))
+        if not rows:
+            log.warning("no finished trials under %s: not writing %s", sweep_dir, self.filename)
+            return
+        path = write_trials(rows, sweep_dir / self.filename)
+        best = rows[0]
+        failed = sum(r[metric] == "" for r in rows)
+        msg = (
+            f"{len(rows)} trials ranked by {metric} in {path}"
+            + (f" ({failed} without a result)" if failed else "")
+            + f"\nbest trial {best['trial']}: {metric}={best[metric]}  {best['overrides']}\n  {best['run_dir']}"
+        )
+        log.info(msg)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m asr_transfer.sweeps SWEEP_DIR [METRIC] [max|min]``: (re)write trials.csv by hand."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        raise SystemExit(main.__doc__)
+    sweep_dir, metric = Path(args[0]), args[1] if len(args) > 1 else "val/acc"
+    rows = collect_trials(sweep_dir, metric, args[2] if len(args) > 2 else "max")
+    if not rows:
+        raise SystemExit(f"{sweep_dir}: no job directories with .hydra/overrides.yaml")
+    print(write_trials(rows, sweep_dir / "trials.csv"))
+
+
+if __name__ == "__main__":
+    main()
