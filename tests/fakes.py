@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from tests.conftest import tone, write_wav
 
@@ -78,3 +79,23 @@ def tone_manifests(root: Path, per_class: int = 3) -> dict[str, Path]:
         out[split] = root / f"{split}.jsonl"
         out[split].write_text("".join(json.dumps(r) + "\n" for r in rows))
     return out
+
+
+def fake_librispeech(root: Path) -> None:
+    """A LibriSpeech-shaped tree (two subsets) and a Libri-Light limited one, with short FLAC clips."""
+
+    def chapter(folder: Path, spk: int, ch: int, texts: list[str]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for u, text in enumerate(texts):
+            uid = f"{spk}-{ch}-{u:04d}"
+            sf.write(str(folder / f"{uid}.flac"), tone(0.1 + 0.05 * u, 16000, 440), 16000, format="FLAC")
+            lines.append(f"{uid} {text}\n")
+        (folder / f"{spk}-{ch}.trans.txt").write_text("".join(lines))
+
+    chapter(root / "LibriSpeech/dev-clean/84/121123", 84, 121123, ["GO DO YOU HEAR", "BUT IN LESS THAN"])
+    chapter(root / "LibriSpeech/test-clean/61/70968", 61, 70968, ["HE BEGAN A CONFUSED COMPLAINT"])
+    ft = root / "librispeech_finetuning"
+    chapter(ft / "1h/0/clean/103/1240", 103, 1240, ["CHAPTER ONE MISSUS RACHEL"])
+    chapter(ft / "1h/1/other/1089/134686", 1089, 134686, ["HE HOPED THERE WOULD BE STEW"])
+    chapter(ft / "9h/clean/1034/121119", 1034, 121119, ["THE TWO TRAVELLERS"])

@@ -24,7 +24,7 @@ from asr_transfer.backbones.base import Backbone
 from asr_transfer.pipeline.build import build_backbone, build_datamodule, build_task, task_class
 from asr_transfer.pipeline.train import callbacks_for, loggers_for, train
 from tests.conftest import CONF, ROOT, compose_train
-from tests.fakes import fake_folder, fake_fsdd, fake_speech_commands, tone_manifests
+from tests.fakes import fake_folder, fake_fsdd, fake_librispeech, fake_speech_commands, tone_manifests
 
 # Tiny random-weight versions of every backbone class (the real architecture, 2 layers of width 32).
 CONV = "[[32,10,5],[32,3,2],[32,3,2],[32,3,2],[32,3,2],[32,2,2],[32,2,2]]"
@@ -81,7 +81,13 @@ def assets(tmp_path_factory) -> dict[str, Path]:
         "fsdd": fake_fsdd(root / "fsdd", per_digit=1),
         "folder": fake_folder(root / "folder"),
         "speech_commands": fake_speech_commands(root / "sc", per_word=3, noise_seconds=3.0),
+        "librispeech": _librispeech(root / "ls"),
     }
+
+
+def _librispeech(root: Path) -> Path:
+    fake_librispeech(root)
+    return root
 
 
 # Generated data for each datamodule class (a new class must be added here), and the target it serves.
@@ -107,6 +113,16 @@ DATA = {
     ),
     "FolderDataModule": (lambda a: [f"data.root={a['folder']}", "data.speaker_regex=null"], "label"),
     "SpeechCommandsDataModule": (lambda a: [f"data.root={a['speech_commands']}"], "label"),
+    "LibriSpeechDataModule": (
+        lambda a: [
+            f"data.root={a['librispeech']}",
+            "data.download=false",
+            "data.train_subsets=[dev-clean]",
+            "data.val_subsets=[dev-clean]",
+            "data.test_subsets=[test-clean]",
+        ],
+        "text",
+    ),
 }
 # Recognition options only work together: a CTC task, a frame head and data with text.
 RECOGNITION = {"task": "ctc", "head": "ctc_linear", "data": "manifest"}

@@ -20,6 +20,7 @@ from asr_transfer.pipeline.predict import run as run_predict
 from asr_transfer.pipeline.train import train
 from asr_transfer.tasks.ctc import ctc_frames_needed, ctc_loss_fp32
 from tests.conftest import FSDD_DIR, TINY_WHISPER, WHISPER_DIR, compose_train, needs_shared, tone, write_wav
+from tests.fakes import fake_librispeech
 
 WORD_FREQS = {"low": 300.0, "mid": 800.0, "high": 1800.0}
 
@@ -141,26 +142,6 @@ def test_digit_strings_deterministic_speaker_disjoint_and_gapped(tmp_path):
 
 
 # ----- LibriSpeech layout ---------------------------------------------------------------------------
-def fake_librispeech(root: Path) -> None:
-    """A LibriSpeech-shaped tree (two subsets) and a Libri-Light limited one, with short FLAC clips."""
-
-    def chapter(folder: Path, spk: int, ch: int, texts: list[str]) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        lines = []
-        for u, text in enumerate(texts):
-            uid = f"{spk}-{ch}-{u:04d}"
-            sf.write(str(folder / f"{uid}.flac"), tone(0.1 + 0.05 * u, 16000, 440), 16000, format="FLAC")
-            lines.append(f"{uid} {text}\n")
-        (folder / f"{spk}-{ch}.trans.txt").write_text("".join(lines))
-
-    chapter(root / "LibriSpeech/dev-clean/84/121123", 84, 121123, ["GO DO YOU HEAR", "BUT IN LESS THAN"])
-    chapter(root / "LibriSpeech/test-clean/61/70968", 61, 70968, ["HE BEGAN A CONFUSED COMPLAINT"])
-    ft = root / "librispeech_finetuning"
-    chapter(ft / "1h/0/clean/103/1240", 103, 1240, ["CHAPTER ONE MISSUS RACHEL"])
-    chapter(ft / "1h/1/other/1089/134686", 1089, 134686, ["HE HOPED THERE WOULD BE STEW"])
-    chapter(ft / "9h/clean/1034/121119", 1034, 121119, ["THE TWO TRAVELLERS"])
-
-
 @pytest.mark.parametrize("librilight,train_n", [(None, 2), ("10min", 1), ("1h", 2), ("10h", 3)])
 def test_librispeech_and_librilight_manifests(tmp_path, librilight, train_n):
     fake_librispeech(tmp_path / "ls")
