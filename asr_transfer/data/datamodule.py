@@ -53,6 +53,7 @@ class AudioDataModule(L.LightningDataModule):
         long_audio: str = "crop",
         labels: list[str] | None = None,
         cache_dir: str = ".cache/features",
+        cache_dtype: str = "float32",
         seed: int = 0,
         run_dir: str | None = None,
         min_samples: int = 400,
@@ -74,7 +75,8 @@ class AudioDataModule(L.LightningDataModule):
             persistent_workers,
         )
         self.on_bad_audio, self.max_duration, self.long_audio = on_bad_audio, max_duration, long_audio
-        self.cache_dir, self.seed, self.min_samples = cache_dir, seed, min_samples
+        self.cache_dir, self.cache_dtype = cache_dir, cache_dtype
+        self.seed, self.min_samples = seed, min_samples
         self._resume: dict | None = None  # train sampler position from a checkpoint (see load_state_dict)
         self.bad_log = BadAudioLog(None if run_dir is None else Path(run_dir) / "bad_audio.jsonl")
         self.labels: list[str] | None = list(labels) if labels else None
@@ -160,7 +162,8 @@ class AudioDataModule(L.LightningDataModule):
             if e.duration is None:
                 e.duration = info.duration - e.offset
             if self.max_duration is not None and e.duration > self.max_duration:
-                if self.long_audio == "skip":
+                # A crop would cut the audio but not its transcript: text targets are skipped instead.
+                if self.long_audio == "skip" or self.target == "text":
                     self.bad_log.add(
                         e,
                         split,

@@ -67,7 +67,7 @@ def attach_cache(cfg: DictConfig, cache_mode: str, datamodule, task) -> dict[str
         return {}
     from asr_transfer.data.cache import FeatureCache
 
-    cache = FeatureCache(datamodule.cache_dir, dtype=cfg.data.get("cache_dtype", "float32"))
+    cache = FeatureCache(datamodule.cache_dir, dtype=datamodule.cache_dtype)
     cache.attach(datamodule, task)
     return cache.hits
 

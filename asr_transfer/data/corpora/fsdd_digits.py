@@ -195,7 +195,6 @@ class FSDDDigitsDataModule(AudioDataModule):
         download_dir: str = ".cache/data/fsdd",
         audio_dir: str = ".cache/data/fsdd_digits",
         manifest_dir: str = ".cache/manifests",
-        cache_dtype: str = "float32",
         **kwargs,
     ) -> None:
         corpus = FSDDDigits(
@@ -214,4 +213,3 @@ class FSDDDigitsDataModule(AudioDataModule):
             manifest_dir,
         )
         super().__init__(corpus=corpus, target="text", **kwargs)
-        self.cache_dtype = cache_dtype

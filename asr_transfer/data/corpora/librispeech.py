@@ -127,11 +127,9 @@ class LibriSpeechDataModule(AudioDataModule):
         librilight: str | None = None,
         download: bool = True,
         manifest_dir: str = ".cache/manifests",
-        cache_dtype: str = "float16",
         **kwargs,
     ) -> None:
         corpus = LibriSpeech(
             root, train_subsets, val_subsets, test_subsets, librilight, download, manifest_dir
         )
         super().__init__(corpus=corpus, target="text", **kwargs)
-        self.cache_dtype = cache_dtype
