@@ -332,3 +332,16 @@ def test_whisper_tiny_matches_hf_encoder():
     short, frames = WhisperEncoderBackbone(str(WHISPER_DIR), min_window_s=0.0).eval()(wavs, lengths)
     assert int(frames[0]) == n == short[0].shape[1] < ref[0].shape[1] // 10
     torch.testing.assert_close(short[0][0, : n - 2], padded[0][0, : n - 2], atol=1e-4, rtol=0)
+
+
+def test_whisper_log_mel_of_equal_length_clips_is_batched_exactly():
+    """Clips of equal length share one STFT; each row must equal that clip's own log-mel (its own peak)."""
+    backbone = BACKBONES["whisper"]()
+    wavs, lengths = _audio(0.5, 0.5, 0.3, 0.5)
+    wavs[1] *= 0.01  # a quiet clip: its peak normalisation must not be the loud clips'
+    mel, frames = backbone.log_mel(wavs, lengths)
+    for i in range(len(lengths)):
+        alone, n = backbone.log_mel(wavs[i : i + 1, : lengths[i]], lengths[i : i + 1])
+        assert int(frames[i]) == int(n[0])
+        torch.testing.assert_close(mel[i, :, : int(n[0])], alone[0], atol=1e-6, rtol=0)
+        assert not mel[i, :, int(n[0]) :].any()

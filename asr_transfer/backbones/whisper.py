@@ -102,13 +102,18 @@ class WhisperEncoderBackbone(Backbone):
         """
         n_frames = torch.div(lengths, HOP, rounding_mode="floor").clamp(min=1)
         mel = wavs.new_zeros(wavs.shape[0], self.n_mels, int(n_frames.max()), dtype=torch.float32)
+        # Clips of equal length (e.g. every short clip inside the same silence window) share one
+        # batched STFT: each row is still exactly that clip's own transform and peak.
+        groups: dict[int, list[int]] = {}
         for i, n in enumerate(lengths.tolist()):
-            wav = wavs[i, : max(n, HOP)].float()
+            groups.setdefault(max(n, HOP), []).append(i)
+        for n, rows in groups.items():
+            wav = wavs[rows, :n].float()
             stft = torch.stft(wav, N_FFT, HOP, window=self.window, return_complex=True)
             power = stft[..., :-1].abs() ** 2
             m = (self.mel_filters @ power).clamp(min=1e-10).log10()
-            m = (torch.maximum(m, m.max() - 8.0) + 4.0) / 4.0
-            mel[i, :, : m.shape[-1]] = m
+            m = (torch.maximum(m, m.amax(dim=(-2, -1), keepdim=True) - 8.0) + 4.0) / 4.0
+            mel[rows, :, : m.shape[-1]] = m
         return mel, n_frames
 
     def _forward(self, wavs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:

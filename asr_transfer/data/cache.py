@@ -199,13 +199,17 @@ class FeatureCache:
                 if batch:
                     hidden, flens = backbone(batch["wavs"].to(device), batch["lengths"].to(device))
                     stack = torch.stack([hidden[i] for i in layers], dim=1)  # (B, L, T, D)
+                    if pooled:  # per-layer means over each clip's valid frames, the whole batch at once
+                        b, n_layers, t_max, d = stack.shape
+                        means = masked_mean(stack.reshape(b * n_layers, t_max, d), flens.repeat_interleave(n_layers))
+                        means = means.reshape(b, n_layers, d).to(dtype).cpu()
                     for k, i in enumerate(batch["index"].tolist()):
                         t = int(flens[k])
                         if pooled:
-                            feats = masked_mean(stack[k], flens[k].expand(len(layers)))  # (L, D)
+                            feats = means[k].clone()  # (L, D)
                         else:
-                            feats = stack[k, :, :t].transpose(0, 1)  # (T, L, D)
-                        out[position[i]] = (feats.to(dtype).cpu().clone(), t)
+                            feats = stack[k, :, :t].transpose(0, 1).to(dtype).cpu().clone()  # (T, L, D)
+                        out[position[i]] = (feats, t)
                 progress.advance(bar, len(items))
         backbone.train(was_training)
         return out

@@ -149,6 +149,11 @@ def main() -> None:
         help="run the long Trainer-recipe jobs first (asr_transfer's cold/warm/floor stay in order)",
     )
     p.add_argument(
+        "--skip-recipes",
+        action="store_true",
+        help="asr_transfer and the floor only (while iterating; the comparison needs the recipes)",
+    )
+    p.add_argument(
         "--quick", action="store_true", help="1 clip per digit and speaker, 1 epoch in A, 3 steps in B"
     )
     p.add_argument("--recordings", type=Path, default=SHARED / "data/fsdd/recordings")
@@ -190,7 +195,7 @@ def main() -> None:
     if args.recipes_first:
         plan.sort(key=lambda j: "Trainer" not in j["system"])  # stable: the rest keep their order
     for job in plan:
-        if job["job"] not in selected:
+        if job["job"] not in selected or (args.skip_recipes and "Trainer" in job["system"]):
             continue
         log = work / "logs" / f"{job['job']}-{job['system'].split()[0]}-{len(rows)}.log"
         print(f"[{job['job']}] {job['system']}: running (log: {log})", flush=True)
