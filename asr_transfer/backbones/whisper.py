@@ -74,8 +74,10 @@ class WhisperEncoderBackbone(Backbone):
         self.apply_freeze()
 
     def identity(self) -> str:
-        return (f"whisper:{self.name_or_path}:pretrained={self.pretrained}:pad30={self.pad_to_30s}"
-                f":window={self.min_window_s}")
+        return (
+            f"whisper:{self.name_or_path}:pretrained={self.pretrained}:pad30={self.pad_to_30s}"
+            f":window={self.min_window_s}"
+        )
 
     def window_lengths(self, lengths: Tensor) -> Tensor:
         """Samples each clip is encoded with: its own length, or at least ``min_window_s`` of audio

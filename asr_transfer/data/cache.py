@@ -201,7 +201,9 @@ class FeatureCache:
                     stack = torch.stack([hidden[i] for i in layers], dim=1)  # (B, L, T, D)
                     if pooled:  # per-layer means over each clip's valid frames, the whole batch at once
                         b, n_layers, t_max, d = stack.shape
-                        means = masked_mean(stack.reshape(b * n_layers, t_max, d), flens.repeat_interleave(n_layers))
+                        means = masked_mean(
+                            stack.reshape(b * n_layers, t_max, d), flens.repeat_interleave(n_layers)
+                        )
                         means = means.reshape(b, n_layers, d).to(dtype).cpu()
                     for k, i in enumerate(batch["index"].tolist()):
                         t = int(flens[k])

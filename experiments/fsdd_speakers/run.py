@@ -42,17 +42,31 @@ def run(overrides: list[str], out: Path) -> dict:
 
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="fsdd_speakers_"))
-    common = ["experiment=fsdd_probe", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
-              f"paths.cache_dir={work / 'cache'}"]
+    common = [
+        "experiment=fsdd_probe",
+        "callbacks.progress_bar=null",
+        "trainer.enable_progress_bar=false",
+        f"paths.cache_dir={work / 'cache'}",
+    ]
     rows = []
-    plans = [("whisper-tiny.en frozen probe", test, SPEAKERS[(i + 1) % 4], []) for i, test in enumerate(SPEAKERS)]
+    plans = [
+        ("whisper-tiny.en frozen probe", test, SPEAKERS[(i + 1) % 4], []) for i, test in enumerate(SPEAKERS)
+    ]
     plans.append(("scratch (no transfer)", "yweweler", "nicolas", ["backbone=scratch"]))
     for name, test, val, extra in plans:
         out = work / f"{name.split()[0]}-{test}"
         m = run([*common, f"data.test_speakers=[{test}]", f"data.val_speakers=[{val}]", *extra], out)
-        rows.append({"model": name, "test_speaker": test, "val_speaker": val, "test_acc": round(m["test/acc"], 4),
-                     "test_f1": round(m["test/f1"], 4), "val_acc": round(m["val/acc"], 4),
-                     "seconds": round(m["seconds"], 1)})
+        rows.append(
+            {
+                "model": name,
+                "test_speaker": test,
+                "val_speaker": val,
+                "test_acc": round(m["test/acc"], 4),
+                "test_f1": round(m["test/f1"], 4),
+                "val_acc": round(m["val/acc"], 4),
+                "seconds": round(m["seconds"], 1),
+            }
+        )
         print(rows[-1], flush=True)
         with open(HERE / "results.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
