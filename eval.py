@@ -9,7 +9,7 @@ import asr_transfer.config  # noqa: F401  (registers resolvers)
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> float | None:
     from asr_transfer.pipeline.evaluate import evaluate
-    from asr_transfer.pipeline.shutdown import prepare_exit
+    from asr_transfer.pipeline.process import prepare_exit
 
     metrics = evaluate(cfg)
     prepare_exit()

@@ -10,7 +10,7 @@ import asr_transfer.config  # noqa: F401  (registers resolvers)
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     from asr_transfer.pipeline.predict import run
-    from asr_transfer.pipeline.shutdown import prepare_exit
+    from asr_transfer.pipeline.process import prepare_exit
 
     run(cfg)
     prepare_exit()

@@ -8,7 +8,7 @@ import asr_transfer.config  # noqa: F401  (registers the ${asset:...} and ${proj
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from asr_transfer.pipeline.shutdown import prepare_exit
+    from asr_transfer.pipeline.process import prepare_exit
     from asr_transfer.pipeline.train import train
 
     result = train(cfg)

@@ -115,7 +115,7 @@ class WhisperEncoderBackbone(Backbone):
             power = stft[..., :-1].abs() ** 2
             m = (self.mel_filters @ power).clamp(min=1e-10).log10()
             m = (torch.maximum(m, m.amax(dim=(-2, -1), keepdim=True) - 8.0) + 4.0) / 4.0
-            mel[rows, :, : m.shape[-1]] = m
+            mel[rows, :, : m.shape[-1]] = m.to(mel.dtype)  # bf16 under autocast
         return mel, n_frames
 
     def _forward(self, wavs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:

@@ -1,4 +1,4 @@
-"""Fast interpreter exit after a single run."""
+"""The end of a run's process: a fast interpreter exit."""
 
 from __future__ import annotations
 
