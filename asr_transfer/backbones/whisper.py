@@ -37,7 +37,7 @@ class WhisperEncoderBackbone(Backbone):
         freeze: str = "all",
         top_k: int = 0,
         pad_to_30s: bool = False,
-        min_window_s: float = 1.0,
+        min_window_s: float = 0.5,
         pretrained: bool = True,
         attn_implementation: str = "sdpa",
         config_overrides: dict | None = None,
