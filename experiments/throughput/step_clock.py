@@ -49,7 +49,12 @@ class StepClock:
 
 
 def write_json(path: str | Path, data: dict) -> None:
-    """Atomic: a reader never sees half a file (temp file in the same folder, then rename)."""
+    """Atomic: a reader never sees half a file (temp file in the same folder, then rename).
+
+    Same as ``asr_transfer.pipeline.build.write_json``, kept here on purpose: the Trainer recipe
+    imports this module and must not pay for importing asr_transfer (Hydra, its modules) in its
+    timed process.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
