@@ -160,3 +160,34 @@ def test_new_split_of_cached_clips_costs_no_backbone_time(tone_corpus, tmp_path,
     assert c.hits == {"train": True, "val": True, "test": True}
     for j, i in enumerate(dm2.datasets["train"].keep):
         torch.testing.assert_close(dm2.datasets["train"][j]["features"], expected[i], atol=0, rtol=0)
+
+
+def test_cache_device_is_the_gpu_the_trainer_will_use(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from asr_transfer.pipeline.build import cache_device
+
+    def dev(monkeypatch_cuda: bool, rank: int = 0, **trainer):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: monkeypatch_cuda)
+        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        return cache_device(OmegaConf.create(trainer))
+
+    assert dev(False, accelerator="auto") == torch.device("cpu")  # no GPU: the CPU, whatever is asked
+    assert dev(True, accelerator="cpu") == torch.device("cpu")  # trainer=cpu on a GPU box stays on CPU
+    assert dev(True, accelerator="auto") == torch.device("cuda", 0)
+    assert dev(True, rank=1, accelerator="gpu", devices=2) == torch.device("cuda", 1)  # DDP rank 1
+    assert dev(True, rank=1, accelerator="gpu", devices=[2, 3]) == torch.device("cuda", 3)
+    assert dev(True, accelerator="cuda", devices="1,2") == torch.device("cuda", 1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cache_pass_on_gpu_matches_cpu_and_returns_the_backbone(tone_corpus, tmp_path):
+    dm, task = setup(tone_corpus, tmp_path)
+    FeatureCache(tmp_path / "cpu", dtype="float32").attach(dm, task)
+    expected = first_batch(dm)["features"]
+    dm2, task2 = setup(tone_corpus, tmp_path)
+    FeatureCache(tmp_path / "gpu", dtype="float32", device="cuda").attach(dm2, task2)
+    assert next(task2.backbone.parameters()).device.type == "cpu"  # back home for Lightning to place
+    # fp32 on both; GPU kernels sum in another order (TF32 is off by default for matmuls)
+    torch.testing.assert_close(first_batch(dm2)["features"], expected, atol=1e-4, rtol=1e-4)

@@ -79,11 +79,15 @@ class FeatureCache:
         dtype: str = "float16",
         batch_seconds: float = 60.0,
         max_batch_size: int = 64,
+        device: str | torch.device | None = None,
     ) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"data.cache_dtype={dtype!r}: use one of {list(DTYPES)}")
         self.dir, self.dtype = Path(cache_dir), dtype
         self.batch_seconds, self.max_batch_size = batch_seconds, max_batch_size
+        # Where the backbone runs for a miss (the Trainer has not moved it yet): the GPU it will
+        # train on, else wherever its weights are. It goes back to its own device afterwards.
+        self.device = torch.device(device) if device is not None else None
         self.hits: dict[str, bool] = {}
 
     def spec(self, backbone, layers: list[int], pooled: bool, dataset) -> str:
@@ -178,7 +182,9 @@ class FeatureCache:
         from rich.progress import Progress
 
         was_training = backbone.training
-        backbone.eval()
+        home = next(backbone.parameters()).device
+        device = self.device or home
+        backbone.eval().to(device)
         subset = Subset(dataset, indices)
         durations = dataset.durations
         sampler = LengthBatchSampler(
@@ -191,7 +197,6 @@ class FeatureCache:
         dtype = DTYPES[self.dtype]
         position = {i: k for k, i in enumerate(indices)}
         out: list = [False] * len(indices)
-        device = next(backbone.parameters()).device
         self._check_disk(len(indices), sum(durations[i] for i in indices), backbone, layers, pooled)
         with Progress(transient=True) as progress:
             bar = progress.add_task(f"caching {split} features", total=len(indices))
@@ -213,7 +218,9 @@ class FeatureCache:
                             feats = stack[k, :, :t].transpose(0, 1).to(dtype).cpu().clone()  # (T, L, D)
                         out[position[i]] = (feats, t)
                 progress.advance(bar, len(items))
-        backbone.train(was_training)
+        backbone.train(was_training).to(home)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
         return out
 
     def _check_disk(self, n: int, seconds: float, backbone, layers, pooled) -> None:

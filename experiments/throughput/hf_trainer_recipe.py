@@ -147,6 +147,7 @@ def main() -> None:
     p.add_argument("--freeze-feature-encoder", action="store_true", help="job B: the example's default")
     p.add_argument("--max-length-seconds", type=float, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bf16", action="store_true", help="the example's --bf16 (mixed precision)")
     p.add_argument("--work-dir", type=Path, required=True, help="the Trainer's output_dir")
     p.add_argument("--out", type=Path, required=True, help="JSON with timings and test accuracy")
     args = p.parse_args()
@@ -172,6 +173,7 @@ def main() -> None:
         per_device_eval_batch_size=args.batch_size,
         learning_rate=args.lr,
         warmup_steps=args.warmup,
+        bf16=args.bf16,
         eval_strategy="no",
         save_strategy="no",
         report_to=[],
@@ -207,6 +209,8 @@ def main() -> None:
         out.update(test_s=time.perf_counter() - t, n_test=len(test_set), test_acc=metrics["test_accuracy"])
     out["inproc_wall_s"] = time.perf_counter() - T0
     out["self_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    if torch.cuda.is_available():  # on a GPU the memory that limits batch size is the card's
+        out["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
     write_json(args.out, out)
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()})
 

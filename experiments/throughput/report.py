@@ -18,6 +18,7 @@ RUN_COLUMNS = [
     ("system", "System", "{}"),
     ("wall_s", "Wall s", "{:.1f}"),
     ("peak_rss_mib", "Peak RSS MiB", "{:.0f}"),
+    ("gpu_peak_mib", "GPU peak MiB", "{:.0f}"),  # shown only when a run used a GPU
     ("test_acc", "Test acc", "{:.3f}"),
     ("s_per_step", "s/step", "{:.3f}"),
     ("s_per_epoch", "s/epoch (est.)", "{:.0f}"),
@@ -49,6 +50,15 @@ def comparisons(rows: list[dict]) -> list[dict]:
         ("B: Trainer recipe s/step / asr_transfer s/step", ratio(hf_b.get("s_per_step"), asr_b.get("s_per_step")), ">=", 1.3),
         ("B: asr_transfer peak RSS / Trainer recipe peak RSS", ratio(asr_b.get("peak_rss_mib"), hf_b.get("peak_rss_mib")), "<=", 1.0),
     ]  # fmt: skip
+    if asr_b.get("gpu_peak_mib") and hf_b.get("gpu_peak_mib"):
+        items.append(
+            (
+                "B: asr_transfer GPU peak / Trainer recipe GPU peak",
+                ratio(asr_b["gpu_peak_mib"], hf_b["gpu_peak_mib"]),
+                "<=",
+                1.0,
+            )
+        )
     out = []
     for what, value, op, target in items:
         ok = None
@@ -69,10 +79,11 @@ def verdict(ok) -> str:
 def print_tables(rows: list[dict], comps: list[dict], title: str) -> None:
     console = Console(width=None if sys.stdout.isatty() else 150)  # logs: don't wrap at 80 columns
     runs = Table(title=title)
-    for _, header, _ in RUN_COLUMNS:
+    cols = columns(rows)
+    for _, header, _ in cols:
         runs.add_column(header)
     for r in rows:
-        runs.add_row(*(cell(r.get(k), fmt) for k, _, fmt in RUN_COLUMNS))
+        runs.add_row(*(cell(r.get(k), fmt) for k, _, fmt in cols))
     console.print(runs)
     ratios = Table(title="Side by side")
     for header in ("Comparison", "Value", "Target", "Met"):
@@ -82,9 +93,16 @@ def print_tables(rows: list[dict], comps: list[dict], title: str) -> None:
     console.print(ratios)
 
 
+def columns(rows: list[dict]) -> list[tuple[str, str, str]]:
+    """The per-run columns, without the GPU one on a CPU-only run."""
+    gpu = any(r.get("gpu_peak_mib") for r in rows)
+    return [c for c in RUN_COLUMNS if gpu or c[0] != "gpu_peak_mib"]
+
+
 def markdown(rows: list[dict], comps: list[dict], info: dict) -> str:
-    lines = [" | ".join(h for _, h, _ in RUN_COLUMNS), " | ".join("---" for _ in RUN_COLUMNS)]
-    lines += [" | ".join(cell(r.get(k), fmt) for k, _, fmt in RUN_COLUMNS) for r in rows]
+    cols = columns(rows)
+    lines = [" | ".join(h for _, h, _ in cols), " | ".join("---" for _ in cols)]
+    lines += [" | ".join(cell(r.get(k), fmt) for k, _, fmt in cols) for r in rows]
     lines += ["", "Comparison | Value | Target | Met", "--- | --- | --- | ---"]
     lines += [
         f"{c['comparison']} | {cell(c['value'], '{:.3g}')} | {c['target']} | {verdict(c['pass'])}"

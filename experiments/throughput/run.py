@@ -53,6 +53,8 @@ def jobs(args, rec: Path, work: Path) -> list[dict]:
     """Each job: key, system, command, the JSON it leaves behind and how many clips it trains on."""
     py, test = sys.executable, args.test_speaker
     speakers = [*args.train_speakers.split(","), test]
+    precision = [] if args.precision == "32" else ["trainer.precision=bf16-mixed"]
+    hf_precision = [] if args.precision == "32" else ["--bf16"]
     common = [
         f"data.root={rec}",
         "data.val_speakers=[]",
@@ -64,6 +66,7 @@ def jobs(args, rec: Path, work: Path) -> list[dict]:
         f"backbone.name_or_path={args.whisper}",
         f"trainer.max_epochs={args.epochs}", f"data.batch_size={args.batch_size}", f"optimizer.lr={args.lr}",
         f"data.cache_dir={work}/features",
+        *precision,
     ]  # fmt: skip
     recipe = [
         py,
@@ -72,6 +75,7 @@ def jobs(args, rec: Path, work: Path) -> list[dict]:
         str(rec),
         "--train-speakers",
         args.train_speakers,
+        *hf_precision,
     ]
     finetune = [
         py, "train.py", "backbone=hf", "backbone.name_or_path=wav2vec2-base-random", "backbone.pretrained=false",
@@ -81,6 +85,7 @@ def jobs(args, rec: Path, work: Path) -> list[dict]:
         "+callbacks.step_timer._target_=lightning_step_timer.StepTimer",
         f"+callbacks.step_timer.out={work}/B-asr/step_times.json",
         f"hydra.run.dir={work}/B-asr",
+        *precision,
     ]  # fmt: skip
     return [
         {"job": "C", "system": "bare encoder forward", "out": work / "C.json",
@@ -114,6 +119,7 @@ def parse(job: dict, n_train: int, batch: int) -> dict:
         "s_per_step": data.get("s_per_step"),
         "steps": data.get("steps"),
         "clips": data.get("clips"),
+        "gpu_peak_mib": data.get("gpu_peak_mib"),
     }
     if job["job"] == "B" and row["s_per_step"]:
         row["s_per_epoch"] = row["s_per_step"] * math.ceil(n_train / batch)
@@ -166,11 +172,20 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="job B steps (default 20, 3 with --quick)")
     p.add_argument("--b-batch-size", type=int, default=8)
     p.add_argument("--b-lr", type=float, default=1e-4)
+    p.add_argument(
+        "--precision",
+        choices=["32", "bf16-mixed"],
+        default="32",
+        help="both systems: fp32, or bf16 autocast (trainer.precision=bf16-mixed / the recipe's --bf16)",
+    )
     p.add_argument("--timeout", type=float, default=3600, help="seconds per job")
     p.add_argument("--work-dir", type=Path, help="run dirs, caches and logs (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the work dir even when every job succeeded")
     p.add_argument("--out-dir", type=Path, default=HERE)
     args = p.parse_args()
+    args.recordings = args.recordings.resolve()  # symlinks and the jobs' cwd need absolute paths
+    if Path(args.whisper).exists():
+        args.whisper = str(Path(args.whisper).resolve())
     args.steps = args.steps or (3 if args.quick else 20)
     args.epochs = args.epochs or (1 if args.quick else 3)
     selected = {j.strip().upper() for j in args.jobs.split(",")}
@@ -209,6 +224,7 @@ def main() -> None:
         rows.append(row)
     info["load_after"] = load_average()
     info["mode"] = "quick" if args.quick else "full"
+    info["precision"] = args.precision
 
     comps = comparisons(rows)
     stem = "results-quick" if args.quick else "results"

@@ -44,8 +44,8 @@ class StepClock:
             "train_loop_s": self.ends[-1] - self.t_start,
         }
 
-    def write(self, path: str | Path) -> None:
-        write_json(path, self.summary())
+    def write(self, path: str | Path, **extra) -> None:
+        write_json(path, {**self.summary(), **extra})
 
 
 def write_json(path: str | Path, data: dict) -> None:
