@@ -22,8 +22,16 @@ pytestmark = [
 ]
 
 
-def _common(corpus, cache_dir) -> list[str]:
-    return [*tone_overrides(corpus, cache_dir), *TINY_WHISPER, "trainer.max_epochs=3", "optimizer.lr=0.02"]
+def _common(corpus, cache_dir, accelerator: str = "gpu") -> list[str]:
+    # tone_overrides pins trainer.accelerator=cpu for the CPU suite; a value override beats trainer=gpu
+    cpu_only = [o for o in tone_overrides(corpus, cache_dir) if o != "trainer.accelerator=cpu"]
+    return [
+        *cpu_only,
+        *TINY_WHISPER,
+        "trainer.max_epochs=3",
+        "optimizer.lr=0.02",
+        f"trainer.accelerator={accelerator}",
+    ]
 
 
 def test_gpu_bf16_fine_tunes_the_backbone_with_finite_loss(tmp_path, tone_corpus):
@@ -32,8 +40,10 @@ def test_gpu_bf16_fine_tunes_the_backbone_with_finite_loss(tmp_path, tone_corpus
         [*_common(tone_corpus, tmp_path / "c"), "trainer=gpu", "backbone.freeze=none", "backbone.cache=off"],
         out,
     )
-    assert cfg.trainer.precision == "bf16-mixed"
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.accelerator == "gpu"
+    torch.cuda.reset_peak_memory_stats()
     train(cfg)
+    assert torch.cuda.max_memory_allocated() > 0  # it really ran on the GPU
     metrics = json.loads((out / "metrics.json").read_text())
     assert all(v == v for v in metrics.values()) and metrics["train/loss"] < 10  # no NaN, no blow-up
     assert 0.0 <= metrics["test/acc"] <= 1.0
@@ -42,12 +52,14 @@ def test_gpu_bf16_fine_tunes_the_backbone_with_finite_loss(tmp_path, tone_corpus
 def test_gpu_frozen_probe_builds_its_cache_on_the_gpu_and_matches_cpu(tmp_path, tone_corpus):
     """Same probe, same seed: the GPU run (cache computed on the GPU) reaches the CPU run's accuracy."""
     cpu_out, gpu_out = tmp_path / "cpu", tmp_path / "gpu"
-    train(compose_train([*_common(tone_corpus, tmp_path / "c1"), "trainer=cpu"], cpu_out))
+    train(compose_train([*_common(tone_corpus, tmp_path / "c1", "cpu"), "trainer=cpu"], cpu_out))
+    torch.cuda.reset_peak_memory_stats()
     train(
         compose_train(
             [*_common(tone_corpus, tmp_path / "c2"), "trainer=gpu", "trainer.precision=32"], gpu_out
         )
     )
+    assert torch.cuda.max_memory_allocated() > 0
     cpu, gpu = (json.loads((d / "metrics.json").read_text()) for d in (cpu_out, gpu_out))
     assert gpu["test/acc"] == pytest.approx(cpu["test/acc"], abs=0.05)
     assert gpu["test/loss"] == pytest.approx(cpu["test/loss"], rel=0.05)
