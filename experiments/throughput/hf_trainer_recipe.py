@@ -23,6 +23,7 @@ import time
 T0 = time.perf_counter()  # first thing: the in-process wall time counts the imports below
 
 import argparse  # noqa: E402
+import math  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -199,6 +200,7 @@ def main() -> None:
         "n_train": len(train_set),
         "global_steps": result.global_step,
         "train_loss": result.training_loss,
+        "steps_per_epoch": math.ceil(len(train_set) / args.batch_size),
         **clock.summary(),
     }
     if args.job == "A":

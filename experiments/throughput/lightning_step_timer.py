@@ -27,7 +27,7 @@ class StepTimer(L.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero:
-            extra = {}
+            extra = {"steps_per_epoch": int(trainer.num_training_batches)}
             if torch.cuda.is_available():  # on a GPU the memory that limits batch size is the card's
                 extra["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
             self.clock.write(self.out, **extra)

@@ -77,16 +77,21 @@ def jobs(args, rec: Path, work: Path) -> list[dict]:
         args.train_speakers,
         *hf_precision,
     ]
-    finetune = [
-        py, "train.py", "backbone=hf", "backbone.name_or_path=wav2vec2-base-random", "backbone.pretrained=false",
-        "backbone.model_type=wav2vec2", "backbone.freeze=none", "++backbone.cache=off", *common, "test=false",
-        f"++trainer.max_steps={args.steps}", f"data.batch_size={args.b_batch_size}",
-        f"optimizer.lr={args.b_lr}", f"task.backbone_lr={args.b_lr}",
-        "+callbacks.step_timer._target_=lightning_step_timer.StepTimer",
-        f"+callbacks.step_timer.out={work}/B-asr/step_times.json",
-        f"hydra.run.dir={work}/B-asr",
-        *precision,
-    ]  # fmt: skip
+
+    def finetune(name: str, batching: list[str]) -> list[str]:
+        return [
+            py, "train.py", "backbone=hf", "backbone.name_or_path=wav2vec2-base-random", "backbone.pretrained=false",
+            "backbone.model_type=wav2vec2", "backbone.freeze=none", "++backbone.cache=off", *common, "test=false",
+            f"++trainer.max_steps={args.steps}", *batching,
+            f"optimizer.lr={args.b_lr}", f"task.backbone_lr={args.b_lr}",
+            "+callbacks.step_timer._target_=lightning_step_timer.StepTimer",
+            f"+callbacks.step_timer.out={work}/{name}/step_times.json",
+            f"hydra.run.dir={work}/{name}",
+            *precision,
+        ]  # fmt: skip
+
+    clips = [f"data.batch_size={args.b_batch_size}"]
+    budget = ["data.batch_size=null", f"data.max_batch_seconds={args.b_batch_seconds}"]
     return [
         {"job": "C", "system": "bare encoder forward", "out": work / "C.json",
          "cmd": [py, str(HERE / "floor.py"), "--recordings", str(rec), "--model", args.whisper,
@@ -99,7 +104,9 @@ def jobs(args, rec: Path, work: Path) -> list[dict]:
          "cmd": [*recipe, "--job", "A", "--model", args.whisper, "--test-speakers", test,
                  "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
                  "--work-dir", str(work / "A-hf"), "--out", str(work / "A-hf.json")]},
-        {"job": "B", "system": "asr_transfer", "out": work / "B-asr/step_times.json", "cmd": finetune},
+        {"job": "B", "system": "asr_transfer", "out": work / "B-asr/step_times.json", "cmd": finetune("B-asr", clips)},
+        {"job": "B", "system": f"asr_transfer ({args.b_batch_seconds:g} s batches)",
+         "out": work / "B-asr-budget/step_times.json", "cmd": finetune("B-asr-budget", budget)},
         {"job": "B", "system": "Trainer recipe", "out": work / "B-hf.json",
          "cmd": [*recipe, "--job", "B", "--max-steps", str(args.steps), "--batch-size", str(args.b_batch_size),
                  "--lr", str(args.b_lr), "--work-dir", str(work / "B-hf"), "--out", str(work / "B-hf.json")]},
@@ -122,13 +129,16 @@ def parse(job: dict, n_train: int, batch: int) -> dict:
         "gpu_peak_mib": data.get("gpu_peak_mib"),
     }
     if job["job"] == "B" and row["s_per_step"]:
-        row["s_per_epoch"] = row["s_per_step"] * math.ceil(n_train / batch)
+        # batches per epoch as the run's own loader counted them (a seconds budget makes fewer)
+        row["steps_per_epoch"] = data.get("steps_per_epoch") or math.ceil(n_train / batch)
+        row["s_per_epoch"] = row["s_per_step"] * row["steps_per_epoch"]
     if job["system"] == "Trainer recipe" and job["job"] == "A":
         row["detail"] = f"train {data['train_s']:.0f} s, test {data['test_s']:.0f} s"
     if job["job"] == "B" and data.get("steps"):
         timed = data["steps"] - data["warmup_steps"]
         row["detail"] = (
-            f"{data['steps']} steps, mean of the last {timed}, median {data['s_per_step_median']:.2f} s"
+            f"{data['steps']} steps, mean of the last {timed}, median {data['s_per_step_median']:.2f} s, "
+            f"{row['steps_per_epoch']} steps/epoch"
         )
     if job["job"] == "C":
         row["detail"] = (
@@ -169,8 +179,14 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None, help="job A epochs (default 3, 1 with --quick)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--steps", type=int, default=None, help="job B steps (default 20, 3 with --quick)")
+    p.add_argument("--steps", type=int, default=None, help="job B steps (default 60, 3 with --quick)")
     p.add_argument("--b-batch-size", type=int, default=8)
+    p.add_argument(
+        "--b-batch-seconds",
+        type=float,
+        default=6.0,
+        help="job B, second asr_transfer run: padded-seconds budget per batch (fairseq's max_tokens)",
+    )
     p.add_argument("--b-lr", type=float, default=1e-4)
     p.add_argument(
         "--precision",
@@ -186,7 +202,7 @@ def main() -> None:
     args.recordings = args.recordings.resolve()  # symlinks and the jobs' cwd need absolute paths
     if Path(args.whisper).exists():
         args.whisper = str(Path(args.whisper).resolve())
-    args.steps = args.steps or (3 if args.quick else 20)
+    args.steps = args.steps or (3 if args.quick else 60)
     args.epochs = args.epochs or (1 if args.quick else 3)
     selected = {j.strip().upper() for j in args.jobs.split(",")}
     if not selected <= {"A", "B", "C"}:
