@@ -89,6 +89,7 @@ class FeatureCache:
         # train on, else wherever its weights are. It goes back to its own device afterwards.
         self.device = torch.device(device) if device is not None else None
         self.hits: dict[str, bool] = {}
+        self.fingerprint: str | None = None  # the backbone's weight hash, once attach computed it
 
     def spec(self, backbone, layers: list[int], pooled: bool, dataset) -> str:
         spec = {
@@ -118,6 +119,20 @@ class FeatureCache:
     def key(self, backbone, layers: list[int], pooled: bool, dataset) -> str:
         return f"{self.spec(backbone, layers, pooled, dataset)}/{_hash(self.clip_ids(dataset))}"
 
+    def _split_path(self, split: str, ds, task, memo: dict) -> tuple[Path, list[str]]:
+        spec = self.spec(_Memo(task.backbone, memo), task.featurizer.layers_used(), task.pools_first, ds)
+        ids = self.clip_ids(ds)
+        return self.dir / spec / f"{split}-{_hash(ids)}.pt", ids
+
+    def all_cached(self, datamodule, task) -> bool:
+        """Whether every split not yet attached has its cache file (attach would compute nothing)."""
+        memo: dict = {}
+        return all(
+            self._split_path(split, ds, task, memo)[0].is_file()
+            for split, ds in datamodule.datasets.items()
+            if not isinstance(ds, CachedFeatureDataset)
+        )
+
     def attach(self, datamodule, task) -> None:
         layers, pooled = task.featurizer.layers_used(), task.pools_first
         memo: dict = {}
@@ -125,9 +140,7 @@ class FeatureCache:
             if isinstance(ds, CachedFeatureDataset):
                 continue
             t0 = time.perf_counter()
-            spec = self.spec(_Memo(task.backbone, memo), layers, pooled, ds)
-            ids = self.clip_ids(ds)
-            path = self.dir / spec / f"{split}-{_hash(ids)}.pt"
+            path, ids = self._split_path(split, ds, task, memo)
             if path.is_file():
                 data = _load(path)
                 self.hits[split] = True
@@ -153,6 +166,7 @@ class FeatureCache:
                     path.stat().st_size / 1e6,
                 )
             datamodule.datasets[split] = CachedFeatureDataset(data, ds)
+        self.fingerprint = memo.get("fp")
 
     def _from_shards(self, spec_dir: Path, ids: list[str]) -> list:
         """Per-clip features for ``ids`` found in any shard of this spec (None where absent)."""

@@ -13,16 +13,26 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from asr_transfer.backbones.base import Backbone
+from asr_transfer.backbones.card import CardBackbone, card_key, card_path, make_card
 
 log = logging.getLogger(__name__)
 
 
-def build_backbone(cfg: DictConfig) -> tuple[Backbone, str]:
-    """The backbone and its cache mode (``backbone.cache``: auto | off; not a constructor argument)."""
+def build_backbone(cfg: DictConfig, use_card: bool = False) -> tuple[Backbone, str]:
+    """The backbone and its cache mode (``backbone.cache``: auto | off; not a constructor argument).
+
+    ``use_card``: a frozen local backbone seen before comes back as a weightless ``CardBackbone``
+    (``backbones/card.py``); ``attach_cache`` loads the real one if any clip is not cached.
+    """
     bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
     cache = str(bcfg.pop("cache", "auto"))
     if cache not in ("auto", "off"):
         raise ValueError(f"backbone.cache={cache!r}: use auto or off")
+    if use_card and cache == "auto":
+        card = _read_card(cfg, bcfg)
+        if card is not None:
+            log.info("backbone %s: weights not loaded while every clip's features are cached", card["identity"])
+            return CardBackbone(card), cache
     # _convert_="all": list-valued config_overrides reach the model config as lists, not ListConfig
     # (transformers validates config fields strictly)
     return instantiate(bcfg, _convert_="all"), cache
@@ -69,8 +79,36 @@ def attach_cache(cfg: DictConfig, cache_mode: str, datamodule, task) -> dict[str
 
     device = cache_device(cfg.trainer)
     cache = FeatureCache(datamodule.cache_dir, dtype=datamodule.cache_dtype, device=device)
+    if isinstance(task.backbone, CardBackbone) and not cache.all_cached(datamodule, task):
+        log.info("feature cache: some clips are not cached yet; loading the backbone")
+        task.backbone = build_backbone(cfg)[0]
     cache.attach(datamodule, task)
+    if not isinstance(task.backbone, CardBackbone):
+        _write_card(cfg, task.backbone, cache.fingerprint)
     return cache.hits
+
+
+def _card_file(cfg: DictConfig, bcfg: dict) -> Path | None:
+    key = card_key(bcfg)
+    return None if key is None else card_path(cfg.data.get("cache_dir", ".cache/features"), key)
+
+
+def _read_card(cfg: DictConfig, bcfg: dict) -> dict | None:
+    path = _card_file(cfg, bcfg)
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # a damaged card only costs loading the backbone
+        log.warning("ignoring unreadable backbone card %s (%s)", path, e)
+        return None
+
+
+def _write_card(cfg: DictConfig, backbone: Backbone, fingerprint: str | None) -> None:
+    bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
+    path = _card_file(cfg, bcfg)
+    if path is not None and not path.is_file():
+        write_json(path, make_card(backbone, fingerprint))
 
 
 def cache_device(trainer_cfg) -> torch.device:

@@ -42,7 +42,7 @@ def train(cfg: DictConfig) -> float | None:
     t0 = time.perf_counter()
     run_dir = output_dir(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    backbone, cache_mode = build_backbone(cfg)
+    backbone, cache_mode = build_backbone(cfg, use_card=True)  # weightless if its features are all cached
     datamodule = build_datamodule(cfg, backbone)
     datamodule.prepare_data()
     datamodule.setup("fit")

@@ -1,0 +1,90 @@
+"""Run a frozen probe on cached features without loading the backbone at all.
+
+A *card* records what the pipeline reads from a backbone (sizes, sample rate, the feature-cache
+identity and weight fingerprint). It is written beside the feature cache the first time a frozen,
+pretrained backbone is loaded from a local folder, keyed by its config and the name, size and
+mtime of every file in that folder. A later run with the same key builds a ``CardBackbone`` (no
+weights, no model code) and, when every split is a cache hit, never loads the real one: a warm
+probe, a new seed or a sweep trial over head settings skips reading the checkpoint (seconds and
+gigabytes for large models). Any cache miss loads the real backbone first (``pipeline.build``), and
+any change in the model folder changes the key. Hub ids are never carded: their files can change
+upstream, and only loading them checks that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from asr_transfer.backbones.base import Backbone
+
+log = logging.getLogger(__name__)
+
+# What the datamodule, task and cache read from a backbone, besides identity() and fingerprint().
+ATTRS = ("num_layers", "hidden_size", "sample_rate", "downsample_rate", "normalize_waveform", "min_samples")
+VERSION = 1
+
+
+def card_key(backbone_cfg: dict) -> str | None:
+    """The card's key, or None when this backbone is not carded (trainable, random, or not a local folder)."""
+    if backbone_cfg.get("freeze", "all") != "all" or not backbone_cfg.get("pretrained", True):
+        return None
+    folder = Path(str(backbone_cfg.get("name_or_path", ""))).expanduser()
+    if not folder.is_dir():
+        return None
+    files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.iterdir() if f.is_file())
+    cfg = {k: v for k, v in backbone_cfg.items() if k != "cache"}
+    spec = {"config": cfg, "folder": str(folder.resolve()), "files": files, "version": VERSION}
+    return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def card_path(cache_dir: str | Path, key: str) -> Path:
+    return Path(cache_dir) / "backbones" / f"{key}.json"
+
+
+def make_card(backbone: Backbone, fingerprint: str | None = None) -> dict:
+    """``fingerprint``: the weight hash if already computed (hashing a large model takes seconds)."""
+    card = {k: getattr(backbone, k, None) for k in ATTRS}
+    card.update(
+        identity=backbone.identity(),
+        fingerprint=fingerprint or backbone.fingerprint(),
+        type=type(backbone).__name__,
+    )
+    return card
+
+
+class CardBackbone(Backbone):
+    """Stands in for a frozen backbone whose features all come from the cache: no weights, no forward."""
+
+    def __init__(self, card: dict) -> None:
+        super().__init__(freeze="all")
+        for k in ATTRS:
+            if card.get(k) is not None:
+                setattr(self, k, card[k])
+        self._identity, self._fingerprint = card["identity"], card["fingerprint"]
+        self.card_type = card.get("type", "?")
+
+    def identity(self) -> str:
+        return self._identity
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def _forward(self, wavs: Tensor, lengths: Tensor):
+        raise RuntimeError(
+            f"{self.card_type} was not loaded because every split's features were cached; something asked "
+            "for raw audio anyway. Run with backbone.cache=off, or report this as a bug."
+        )
+
+    def feature_encoder_modules(self) -> list[nn.Module]:
+        return []
+
+    def transformer_layers(self) -> list[nn.Module]:
+        return []
+
+    def frame_lengths(self, lengths: Tensor) -> Tensor:
+        raise RuntimeError("CardBackbone has no frame geometry: features come from the cache")

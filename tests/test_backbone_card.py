@@ -1,0 +1,113 @@
+"""A frozen local backbone whose features are all cached is never loaded (``backbones/card.py``)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from asr_transfer.backbones import whisper as whisper_module
+from asr_transfer.backbones.card import CardBackbone, card_key
+from asr_transfer.pipeline.train import train
+from tests.conftest import compose_train, tone_overrides
+
+TINY = dict(
+    d_model=32,
+    encoder_layers=2,
+    encoder_attention_heads=2,
+    encoder_ffn_dim=64,
+    decoder_layers=1,
+    decoder_attention_heads=2,
+    decoder_ffn_dim=64,
+    num_mel_bins=80,
+    max_source_positions=1500,
+)
+
+
+@pytest.fixture
+def local_whisper(tmp_path):
+    """A save_pretrained Whisper folder, like ../shared/models/whisper-tiny.en but tiny and random."""
+    from transformers import WhisperConfig, WhisperModel
+
+    torch.manual_seed(0)
+    folder = tmp_path / "whisper-local"
+    WhisperModel(WhisperConfig(**TINY)).save_pretrained(folder)
+    return folder
+
+
+def run(tmp_path, corpus, folder, name: str, extra=()) -> dict:
+    out = tmp_path / name
+    overrides = [
+        *tone_overrides(corpus, tmp_path / "cache"),
+        "backbone=whisper",
+        f"backbone.name_or_path={folder}",
+        "trainer.max_epochs=2",
+        "optimizer.lr=0.02",
+        *extra,
+    ]
+    train(compose_train(overrides, out))
+    return json.loads((out / "metrics.json").read_text())
+
+
+def count_loads(monkeypatch) -> list:
+    """Record every real WhisperEncoderBackbone construction."""
+    calls: list = []
+    original = whisper_module.WhisperEncoderBackbone.__init__
+
+    def counting(self, *args, **kwargs):
+        calls.append(kwargs.get("name_or_path"))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(whisper_module.WhisperEncoderBackbone, "__init__", counting)
+    return calls
+
+
+def test_warm_run_never_loads_the_backbone_and_gives_the_same_result(
+    tmp_path, tone_corpus, local_whisper, monkeypatch
+):
+    first = run(tmp_path, tone_corpus, local_whisper, "first")
+    cards = list((tmp_path / "cache" / "features" / "backbones").glob("*.json"))
+    assert len(cards) == 1
+    card = json.loads(cards[0].read_text())
+    assert card["num_layers"] == 3 and card["hidden_size"] == 32 and card["sample_rate"] == 16000
+
+    loads = count_loads(monkeypatch)
+    second = run(tmp_path, tone_corpus, local_whisper, "second")
+    assert loads == []  # every split hit: the checkpoint folder was never read
+    assert second["test/acc"] == first["test/acc"]
+    assert second["test/loss"] == pytest.approx(first["test/loss"], abs=1e-6)
+
+
+def test_a_cache_miss_loads_the_real_backbone_first(tmp_path, tone_corpus, local_whisper, monkeypatch):
+    run(tmp_path, tone_corpus, local_whisper, "first")
+    loads = count_loads(monkeypatch)
+    # a clip list never cached (val clips as the test split): the card alone cannot serve it
+    moved = run(tmp_path, tone_corpus, local_whisper, "moved", [f"data.test_manifest={tone_corpus['val']}"])
+    assert len(loads) == 1
+    assert 0.0 <= moved["test/acc"] <= 1.0 and moved["test/loss"] == moved["test/loss"]
+
+
+def test_card_key_changes_with_the_folder_and_skips_what_cannot_be_carded(tmp_path, local_whisper):
+    cfg = {"_target_": "x", "name_or_path": str(local_whisper), "freeze": "all", "pretrained": True}
+    key = card_key(cfg)
+    assert key is not None and card_key({**cfg, "cache": "off"}) == key  # the cache switch is not part of it
+    weights = local_whisper / "model.safetensors"
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # re-downloaded / overwritten weights
+    assert card_key(cfg) != key
+    assert card_key({**cfg, "min_window_s": 0.0}) != card_key(cfg)  # any backbone setting
+    assert card_key({**cfg, "freeze": "none"}) is None  # trainable: its weights change
+    assert card_key({**cfg, "pretrained": False}) is None  # random init
+    assert (
+        card_key({**cfg, "name_or_path": "openai/whisper-tiny.en"}) is None
+    )  # hub files can change upstream
+
+
+def test_card_backbone_refuses_raw_audio():
+    card = {"num_layers": 3, "hidden_size": 32, "sample_rate": 16000, "downsample_rate": 320}
+    b = CardBackbone({**card, "normalize_waveform": False, "identity": "w", "fingerprint": "f"})
+    assert b.fully_frozen and not list(b.parameters()) and b.num_layers == 3
+    with pytest.raises(RuntimeError, match="backbone.cache=off"):
+        b(torch.zeros(1, 16000), torch.tensor([16000]))
