@@ -31,7 +31,9 @@ def build_backbone(cfg: DictConfig, use_card: bool = False) -> tuple[Backbone, s
     if use_card and cache == "auto":
         card = _read_card(cfg, bcfg)
         if card is not None:
-            log.info("backbone %s: weights not loaded while every clip's features are cached", card["identity"])
+            log.info(
+                "backbone %s: weights not loaded while every clip's features are cached", card["identity"]
+            )
             return CardBackbone(card), cache
     # _convert_="all": list-valued config_overrides reach the model config as lists, not ListConfig
     # (transformers validates config fields strictly)
