@@ -77,7 +77,7 @@ def attach_cache(cfg: DictConfig, cache_mode: str, datamodule, task) -> dict[str
     """Use the on-disk feature cache when nothing upstream of the head trains."""
     if cache_mode == "off" or not task.backbone.fully_frozen:
         return {}
-    from asr_transfer.data.cache import FeatureCache
+    from asr_transfer.data.cache import CachedFeatureDataset, FeatureCache
 
     device = cache_device(cfg.trainer)
     cache = FeatureCache(datamodule.cache_dir, dtype=datamodule.cache_dtype, device=device)
@@ -86,7 +86,12 @@ def attach_cache(cfg: DictConfig, cache_mode: str, datamodule, task) -> dict[str
         task.backbone = build_backbone(cfg)[0]
     cache.attach(datamodule, task)
     if not isinstance(task.backbone, CardBackbone):
-        _write_card(cfg, task.backbone, cache.fingerprint)
+        card = make_card(task.backbone, cache.fingerprint)
+        _write_card(cfg, card)
+        if all(isinstance(ds, CachedFeatureDataset) for ds in datamodule.datasets.values()):
+            # Nothing in this run reads audio any more: train without the weights in memory (or on the
+            # GPU), and every DDP rank holds the same (empty) backbone whether it computed or read the cache.
+            task.backbone = CardBackbone(card)
     return cache.hits
 
 
@@ -106,11 +111,11 @@ def _read_card(cfg: DictConfig, bcfg: dict) -> dict | None:
         return None
 
 
-def _write_card(cfg: DictConfig, backbone: Backbone, fingerprint: str | None) -> None:
+def _write_card(cfg: DictConfig, card: dict) -> None:
     bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
     path = _card_file(cfg, bcfg)
     if path is not None and not path.is_file():
-        write_json(path, make_card(backbone, fingerprint))
+        write_json(path, card)
 
 
 def cache_device(trainer_cfg) -> torch.device:

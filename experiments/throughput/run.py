@@ -81,7 +81,9 @@ def jobs(args, rec: Path, work: Path) -> list[dict]:
     def finetune(name: str, batching: list[str]) -> list[str]:
         return [
             py, "train.py", "backbone=hf", "backbone.name_or_path=wav2vec2-base-random", "backbone.pretrained=false",
-            "backbone.model_type=wav2vec2", "backbone.freeze=none", "++backbone.cache=off", *common, "test=false",
+            "backbone.model_type=wav2vec2", "backbone.freeze=none", "++backbone.cache=off",
+            "++backbone.layer_drop=0.1",  # the recipe's Wav2Vec2Config() default (asr_transfer's default is 0)
+            *common, "test=false",
             f"++trainer.max_steps={args.steps}", *batching,
             f"optimizer.lr={args.b_lr}", f"task.backbone_lr={args.b_lr}",
             "+callbacks.step_timer._target_=lightning_step_timer.StepTimer",
@@ -184,8 +186,9 @@ def main() -> None:
     p.add_argument(
         "--b-batch-seconds",
         type=float,
-        default=6.0,
-        help="job B, second asr_transfer run: padded-seconds budget per batch (fairseq's max_tokens)",
+        default=8.0,
+        help="job B, second asr_transfer run: padded-seconds budget per batch (fairseq's max_tokens); "
+        "8 = the recipe's largest possible batch (8 clips x the longest FSDD clip, 1.0 s)",
     )
     p.add_argument("--b-lr", type=float, default=1e-4)
     p.add_argument(
