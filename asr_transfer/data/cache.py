@@ -196,7 +196,7 @@ class FeatureCache:
         from rich.progress import Progress
 
         was_training = backbone.training
-        home = next(backbone.parameters()).device
+        home = next(backbone.parameters(), torch.empty(0)).device  # a CardBackbone has none
         device = self.device or home
         backbone.eval().to(device)
         subset = Subset(dataset, indices)
