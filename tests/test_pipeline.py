@@ -52,6 +52,8 @@ def test_eval_reproduces_test_metrics_and_predict_agrees(tmp_path, tone_corpus):
     )
     metrics = evaluate(ecfg)
     assert metrics["test/acc"] == train_metrics["test/acc"]
+    # the loss too: eval rebuilt the same (seeded, random-init) frozen backbone, so it read the same cache
+    assert metrics["test/loss"] == pytest.approx(train_metrics["test/loss"], abs=1e-6)
     assert (
         json.loads((tmp_path / "eval" / "metrics.json").read_text())["test/acc"] == train_metrics["test/acc"]
     )

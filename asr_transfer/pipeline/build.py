@@ -36,8 +36,14 @@ def build_backbone(cfg: DictConfig, use_card: bool = False) -> tuple[Backbone, s
             )
             return CardBackbone(card), cache
     # _convert_="all": list-valued config_overrides reach the model config as lists, not ListConfig
-    # (transformers validates config fields strictly)
-    return instantiate(bcfg, _convert_="all"), cache
+    # (transformers validates config fields strictly).
+    # Seeded with the run's seed inside fork_rng: a random-init backbone (pretrained=false, whose frozen
+    # weights checkpoints do not store) comes out the same in train, eval and predict, and whatever
+    # loading draws (transformers initialises weights a checkpoint lacks) does not shift the stream the
+    # head and dropout draw from, so a run that skips the backbone (a card) reproduces one that loaded it.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg.get("seed", 0)))
+        return instantiate(bcfg, _convert_="all"), cache
 
 
 def build_datamodule(cfg: DictConfig, backbone: Backbone, **overrides):
