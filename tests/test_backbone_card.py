@@ -108,6 +108,7 @@ def test_card_key_changes_with_the_folder_and_skips_what_cannot_be_carded(tmp_pa
     assert (
         card_key({**cfg, "name_or_path": "openai/whisper-tiny.en"}) is None
     )  # hub files can change upstream
+    assert card_key({"_target_": "x", "variant": "wav2vec2_base", "freeze": "all"}) is None  # names no folder
 
 
 def test_card_backbone_refuses_raw_audio():

@@ -33,7 +33,10 @@ def card_key(backbone_cfg: dict) -> str | None:
     """The card's key, or None when this backbone is not carded (trainable, random, or not a local folder)."""
     if backbone_cfg.get("freeze", "all") != "all" or not backbone_cfg.get("pretrained", True):
         return None
-    folder = Path(str(backbone_cfg.get("name_or_path", ""))).expanduser()
+    name = backbone_cfg.get("name_or_path")
+    if not name:  # torchaudio bundles and scratch models name no folder
+        return None
+    folder = Path(str(name)).expanduser()
     if not folder.is_dir():
         return None
     files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.iterdir() if f.is_file())
