@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import pytest
@@ -70,7 +71,7 @@ def count_loads(monkeypatch) -> list:
 
 
 def test_warm_run_never_loads_the_backbone_and_gives_the_same_result(
-    tmp_path, tone_corpus, local_whisper, monkeypatch
+    tmp_path, tone_corpus, local_whisper, monkeypatch, caplog
 ):
     first = run(tmp_path, tone_corpus, local_whisper, "first")
     cards = list((tmp_path / "cache" / "features" / "backbones").glob("*.json"))
@@ -79,8 +80,10 @@ def test_warm_run_never_loads_the_backbone_and_gives_the_same_result(
     assert card["num_layers"] == 3 and card["hidden_size"] == 32 and card["sample_rate"] == 16000
 
     loads = count_loads(monkeypatch)
-    second = run(tmp_path, tone_corpus, local_whisper, "second")
+    with caplog.at_level(logging.INFO, logger="asr_transfer.pipeline.build"):
+        second = run(tmp_path, tone_corpus, local_whisper, "second")
     assert loads == []  # every split hit: the checkpoint folder was never read
+    assert "weights not loaded while every clip's features are cached" in caplog.text
     assert second["test/acc"] == first["test/acc"]
     assert second["test/loss"] == pytest.approx(first["test/loss"], abs=1e-6)
 

@@ -31,9 +31,6 @@ def build_backbone(cfg: DictConfig, use_card: bool = False) -> tuple[Backbone, s
     if use_card and cache == "auto":
         card = _read_card(cfg, bcfg)
         if card is not None:
-            log.info(
-                "backbone %s: weights not loaded while every clip's features are cached", card["identity"]
-            )
             return CardBackbone(card), cache
     # _convert_="all": list-valued config_overrides reach the model config as lists, not ListConfig
     # (transformers validates config fields strictly).
@@ -87,9 +84,15 @@ def attach_cache(cfg: DictConfig, cache_mode: str, datamodule, task) -> dict[str
 
     device = cache_device(cfg.trainer)
     cache = FeatureCache(datamodule.cache_dir, dtype=datamodule.cache_dtype, device=device)
-    if isinstance(task.backbone, CardBackbone) and not cache.all_cached(datamodule, task):
-        log.info("feature cache: some clips are not cached yet; loading the backbone")
-        task.backbone = build_backbone(cfg)[0]
+    if isinstance(task.backbone, CardBackbone):
+        if cache.all_cached(datamodule, task):
+            log.info(
+                "backbone %s: weights not loaded while every clip's features are cached",
+                task.backbone.identity(),
+            )
+        else:
+            log.info("feature cache: some clips are not cached yet; loading the backbone")
+            task.backbone = build_backbone(cfg)[0]
     cache.attach(datamodule, task)
     if not isinstance(task.backbone, CardBackbone):
         card = make_card(task.backbone, cache.fingerprint)
