@@ -25,10 +25,20 @@ needs_shared = pytest.mark.skipif(
 )
 
 # A tiny random Whisper encoder: the real architecture, 2 layers of width 32 (fast on CPU).
-TINY_WHISPER = [
+TINY_WHISPER_CONFIG = dict(
+    d_model=32,
+    encoder_layers=2,
+    encoder_attention_heads=2,
+    encoder_ffn_dim=64,
+    decoder_layers=1,
+    decoder_attention_heads=2,
+    decoder_ffn_dim=64,
+    num_mel_bins=80,
+    max_source_positions=1500,
+)
+TINY_WHISPER = [  # the same as command-line overrides
     "backbone.pretrained=false",
-    "+backbone.config_overrides={d_model:32,encoder_layers:2,encoder_attention_heads:2,encoder_ffn_dim:64,"
-    "decoder_layers:1,decoder_attention_heads:2,decoder_ffn_dim:64,num_mel_bins:80,max_source_positions:1500}",
+    "+backbone.config_overrides={" + ",".join(f"{k}:{v}" for k, v in TINY_WHISPER_CONFIG.items()) + "}",
 ]
 
 

@@ -12,19 +12,9 @@ import torch
 from asr_transfer.backbones import whisper as whisper_module
 from asr_transfer.backbones.card import CardBackbone, card_key
 from asr_transfer.pipeline.train import train
-from tests.conftest import compose_train, tone_overrides
+from tests.conftest import TINY_WHISPER_CONFIG, compose_train, tone_overrides
 
-TINY = dict(
-    d_model=32,
-    encoder_layers=2,
-    encoder_attention_heads=2,
-    encoder_ffn_dim=64,
-    decoder_layers=1,
-    decoder_attention_heads=2,
-    decoder_ffn_dim=64,
-    num_mel_bins=80,
-    max_source_positions=1500,
-)
+TINY = TINY_WHISPER_CONFIG
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from asr_transfer.backbones.hf import HFBackbone
 from asr_transfer.backbones.scratch import ScratchBackbone
 from asr_transfer.backbones.torchaudio import TorchaudioBackbone
 from asr_transfer.backbones.whisper import WhisperEncoderBackbone
+from tests.conftest import TINY_WHISPER_CONFIG
 
 SHARED = Path(__file__).parents[1] / ".." / "shared"
 WHISPER_DIR = SHARED / "models" / "whisper-tiny.en"
@@ -44,18 +45,7 @@ HF_TINY = dict(
     layerdrop=0.9,
 )
 HF_LAYER_NORM = dict(feat_extract_norm="layer", do_stable_layer_norm=True)
-WHISPER_TINY = dict(
-    d_model=32,
-    encoder_layers=2,
-    encoder_attention_heads=2,
-    encoder_ffn_dim=64,
-    num_mel_bins=80,
-    max_source_positions=1500,
-    decoder_layers=1,
-    decoder_attention_heads=2,
-    decoder_ffn_dim=64,
-    encoder_layerdrop=0.9,
-)
+WHISPER_TINY = dict(TINY_WHISPER_CONFIG, encoder_layerdrop=0.9)
 
 
 def _ta(variant):

@@ -14,18 +14,9 @@ from asr_transfer.data.datamodule import AudioDataModule
 from asr_transfer.featurizers import LastLayer, WeightedSum
 from asr_transfer.heads import LinearHead, masked_mean
 from asr_transfer.tasks.classification import ClassificationTask
+from tests.conftest import TINY_WHISPER_CONFIG
 
-TINY = dict(
-    d_model=32,
-    encoder_layers=2,
-    encoder_attention_heads=2,
-    encoder_ffn_dim=64,
-    decoder_layers=1,
-    decoder_attention_heads=2,
-    decoder_ffn_dim=64,
-    num_mel_bins=80,
-    max_source_positions=1500,
-)
+TINY = TINY_WHISPER_CONFIG
 
 
 def backbone(seed=0):

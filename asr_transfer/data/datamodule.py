@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from asr_transfer.data.audio import AudioError, check_header
 from asr_transfer.data.batching import LengthBatchSampler, pad_batch
-from asr_transfer.data.cache import CachedFeatureDataset
+from asr_transfer.data.cached_dataset import CachedFeatureDataset
 from asr_transfer.data.dataset import AudioDataset, BadAudioLog, natural_key
 from asr_transfer.data.manifest import Entry, ManifestError, read_manifest
 

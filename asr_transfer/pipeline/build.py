@@ -80,7 +80,8 @@ def attach_cache(cfg: DictConfig, cache_mode: str, datamodule, task) -> dict[str
     """Use the on-disk feature cache when nothing upstream of the head trains."""
     if cache_mode == "off" or not task.backbone.fully_frozen:
         return {}
-    from asr_transfer.data.cache import CachedFeatureDataset, FeatureCache
+    from asr_transfer.data.cache import FeatureCache
+    from asr_transfer.data.cached_dataset import CachedFeatureDataset
 
     device = cache_device(cfg.trainer)
     cache = FeatureCache(datamodule.cache_dir, dtype=datamodule.cache_dtype, device=device)
