@@ -1,16 +1,23 @@
 # The two commands a fresh clone needs: `make train` (the main job) and `make test`.
-# Each creates or updates .venv when pyproject.toml changed; nothing else is set up by hand.
+# Each builds .venv from requirements.lock (exact versions and hashes) when the lock changed;
+# nothing else is set up by hand. `make lock` refreshes the lock and keeps it only if the suite passes.
 PYTHON ?= python3
 VENV ?= .venv
+LOCK ?= requirements.lock
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Compiled for every platform and Python >= 3.11 (markers select per machine), with hashes.
+UV_COMPILE := pip compile pyproject.toml --extra dev --extra lm --universal --generate-hashes --python-version 3.11 --quiet
 
-.PHONY: train test test-slow lint bench venv clean
+.PHONY: train test test-slow lint bench venv lock clean
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+# A changed lock rebuilds the venv from scratch: pip only adds packages, so an upgrade in place would
+# keep whatever the old lock had and the new one dropped.
+$(STAMP): $(LOCK)
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -30,6 +37,14 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) experiments/throughput/run.py
+
+# Today's newest versions that satisfy pyproject.toml, installed into a throwaway venv and tested
+# there; requirements.lock is replaced only when that suite passes.
+lock: $(STAMP)
+	$(VENV)/bin/uv $(UV_COMPILE) --upgrade -o $(LOCK).new
+	$(MAKE) test VENV=.venv-lock LOCK=$(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf .venv-lock
 
 clean:
 	rm -rf outputs multirun .cache
