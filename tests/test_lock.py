@@ -44,7 +44,9 @@ def test_every_declared_requirement_is_locked_at_a_version_it_accepts():
 def test_torch_family_is_pinned_exactly_and_together():
     pins = locked()
     exact = {str(r.specifier) for r in declared() if r.name in ("torch", "torchaudio")}
-    assert exact == {f"=={pins['torch']}"}, "pyproject must pin torch and torchaudio to the same exact release"
+    assert exact == {f"=={pins['torch']}"}, (
+        "pyproject must pin torch and torchaudio to the same exact release"
+    )
     assert pins["torch"].release == pins["torchaudio"].release
 
 

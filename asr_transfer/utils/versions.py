@@ -9,7 +9,6 @@ import importlib.metadata
 from packaging.version import Version
 
 
-
 def fix(torch_release: str = "<your torch version>") -> str:
     return (
         "Fix: install the locked environment (`make venv`, or `pip install --require-hashes -r "
@@ -27,7 +26,9 @@ def check_torch_family(torch_version: str | None = None, torchaudio_version: str
         torch_version = torch_version or importlib.metadata.version("torch")
         torchaudio_version = torchaudio_version or importlib.metadata.version("torchaudio")
     except importlib.metadata.PackageNotFoundError as err:
-        raise ImportError(f"asr_transfer needs torch and torchaudio installed ({err.name} is missing). {fix()}") from err
+        raise ImportError(
+            f"asr_transfer needs torch and torchaudio installed ({err.name} is missing). {fix()}"
+        ) from err
     torch_release = Version(torch_version).release
     if torch_release != Version(torchaudio_version).release:
         release = ".".join(map(str, torch_release))
