@@ -13,6 +13,7 @@ from typing import Any
 
 import lightning as L
 import optuna
+from hydra.core.hydra_config import HydraConfig
 
 from asr_transfer.studies import make_pruner, open_storage
 
@@ -65,13 +66,18 @@ class OptunaPruning(L.Callback):
                 )
 
 
-def optuna_pruning(
-    pruner: Any, storage: str | None, study_name: str, trial: int | None, metric: str
-) -> OptunaPruning | None:
-    """The callback when this job is an Optuna trial with a pruner (``hydra.sweeper.pruner``), else None.
+def optuna_pruning(metric: str, sweeper: Any = None) -> OptunaPruning | None:
+    """The callback when this job is an Optuna trial with a pruner, else None (``callbacks_for`` drops it).
 
-    conf/hparams_search/optuna.yaml names this; ``callbacks_for`` leaves out the None.
+    ``sweeper``: the job's ``hydra.sweeper`` node (storage, study_name, pruner, and the trial the sweeper
+    set for this job); by default read from the running Hydra job, so composing the config elsewhere
+    (tests, notebooks, a rerun outside the sweep) builds nothing. conf/hparams_search/optuna.yaml names this.
     """
+    if sweeper is None:
+        if not HydraConfig.initialized():
+            return None
+        sweeper = HydraConfig.get().sweeper
+    pruner, trial = sweeper.get("pruner"), sweeper.get("trial")
     if pruner is None or trial is None:
         return None
-    return OptunaPruning(storage, study_name, trial, pruner, metric)
+    return OptunaPruning(sweeper.get("storage"), sweeper.get("study_name"), trial, pruner, metric)

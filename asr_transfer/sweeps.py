@@ -50,20 +50,24 @@ def collect_trials(sweep_dir: str | Path, metric: str, mode: str = "max") -> lis
     sweep_dir = Path(sweep_dir)
     jobs = []
     for d in sweep_dir.iterdir() if sweep_dir.is_dir() else []:
-        overrides_file = d / ".hydra" / "overrides.yaml"
+        overrides_file, record = d / ".hydra" / "overrides.yaml", _read_json(d / TRIAL_STATE_FILE)
         if d.is_dir() and overrides_file.is_file():
             overrides = yaml.safe_load(overrides_file.read_text()) or []
-            jobs.append((d, [str(o) for o in overrides], _read_json(d / "metrics.json")))
+        elif "overrides" in record:  # a trial killed before its job started: the sweeper's record
+            overrides = record["overrides"]
+        else:
+            continue
+        jobs.append((d, [str(o) for o in overrides], _read_json(d / "metrics.json"), record))
     if not jobs:
         return []
     # What every trial shares (data paths, the search itself) would only hide what differs.
-    shared = set.intersection(*(set(o) for _, o, _ in jobs)) if len(jobs) > 1 else set()
+    shared = set.intersection(*(set(o) for _, o, _, _ in jobs)) if len(jobs) > 1 else set()
     test_key = "test/" + metric.split("/", 1)[1] if metric.startswith("val/") else None
     rows = []
-    for d, overrides, metrics in jobs:
+    for d, overrides, metrics, record in jobs:
         value = metrics.get(metric)
         ok = isinstance(value, int | float) and math.isfinite(value)
-        state = _read_json(d / TRIAL_STATE_FILE).get("state") or ("complete" if ok else "failed")
+        state = record.get("state") or ("complete" if ok else "failed")
         epochs = metrics.get("epochs")
         row = {
             "trial": int(d.name) if d.name.isdigit() else d.name,

@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -95,13 +96,19 @@ class OptunaSweeperImpl(Sweeper):
         seed = self.sampler.keywords.get("seed")
         return self.sampler(seed=None if seed is None or number is None else seed + number)
 
-    def _record(self, number: int, state: TrialState, create: bool = True) -> None:
-        run_dir = self.sweep_dir / str(number)
-        if not create and not run_dir.is_dir():
-            return  # another worker's trial, in another sweep dir
-        run_dir.mkdir(parents=True, exist_ok=True)
-        record = {"number": number, "state": STATES[state], "study": self.study_name}
-        (run_dir / TRIAL_STATE_FILE).write_text(json.dumps(record) + "\n")
+    def _record(self, number: int, state: TrialState, overrides: list[str] | None = None) -> None:
+        """Write (or update) ``<run dir>/optuna_trial.json``; a trial of another sweep dir is skipped."""
+        path = self.sweep_dir / str(number) / TRIAL_STATE_FILE
+        if overrides is None and not path.is_file():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        record.update(number=number, state=STATES[state], study=self.study_name)
+        if overrides is not None:
+            record["overrides"] = overrides  # what the job runs: the table lists it even if it never starts
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record) + "\n")
+        tmp.replace(path)
 
     def _fail_stale(self, study: optuna.Study) -> None:
         running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
@@ -115,7 +122,7 @@ class OptunaSweeperImpl(Sweeper):
                     f"trial {number} was RUNNING without a heartbeat for over {self.grace_period} s "
                     "(its process was killed): marked failed"
                 )
-                self._record(number, TrialState.FAIL, create=False)
+                self._record(number, TrialState.FAIL)
 
     def _tell(
         self, study: optuna.Study, trials: Sequence[optuna.Trial], returns: Sequence[JobReturn]
@@ -164,7 +171,9 @@ class OptunaSweeperImpl(Sweeper):
             log.info(f"resuming: the study holds {len(study.trials)} of {self.n_trials} trials")
         while True:
             self._fail_stale(study)
-            with ask_lock(self.storage_url):
+            with ask_lock(self.storage_url), warnings.catch_warnings():
+                # Optuna warns that heartbeats are meant for Study.optimize; this loop beats itself
+                warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
                 left = self.n_trials - len(study.get_trials(deepcopy=False))
                 trials = [study.ask() for _ in range(min(self.n_jobs, left))]
             if not trials:
@@ -173,8 +182,8 @@ class OptunaSweeperImpl(Sweeper):
             for trial in trials:
                 study.sampler = self._sampler(trial.number)
                 number = trial.number
-                self._record(number, TrialState.RUNNING)
                 job = trial_overrides(trial, space, fixed)
+                self._record(number, TrialState.RUNNING, overrides=job)
                 overrides.append([*job, f"hydra.sweep.subdir={number}", f"hydra.sweeper.trial={number}"])
             with Heartbeat(storage, [t._trial_id for t in trials]):
                 returns = self.launcher.launch(overrides, initial_job_idx=trials[0].number)

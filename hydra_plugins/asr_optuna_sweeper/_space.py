@@ -12,7 +12,7 @@ from typing import Any
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import IntervalSweep, Override, RangeSweep, Transformer
+from hydra.core.override_parser.types import IntervalSweep, Override, RangeSweep, Transformer, ValueType
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -24,6 +24,10 @@ from optuna.distributions import (
 def _distribution(override: Override) -> BaseDistribution:
     value = override.value()
     key = override.get_key_element()
+    if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+        raise ValueError(
+            f"{override.input_line}: glob(...) is not a search space here; list the options with choice(...)"
+        )
     if override.is_choice_sweep() or (isinstance(value, RangeSweep) and value.shuffle):
         # lists/dicts as override text: Optuna's categorical takes only None, bool, int, float, str
         return CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
