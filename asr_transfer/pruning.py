@@ -57,13 +57,8 @@ class OptunaPruning(L.Callback):
             trainer.should_stop = True
             if trainer.is_global_zero:
                 self.trial.study.tell(self.number, state=optuna.trial.TrialState.PRUNED)
-                log.info(
-                    "trial %d pruned after %d epochs (%s=%s)",
-                    self.number,
-                    self.pruned_epoch,
-                    self.metric,
-                    trainer.callback_metrics.get(self.metric),
-                )
+                value = float(trainer.callback_metrics[self.metric])
+                log.info(f"trial {self.number} pruned after {self.pruned_epoch} epochs ({self.metric}={value:.4f})")
 
 
 def optuna_pruning(metric: str, sweeper: Any = None) -> OptunaPruning | None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 
@@ -131,6 +132,30 @@ def test_optuna_sweep_writes_ranked_trials_and_reuses_feature_cache(tmp_path, to
     assert "feature cache MISS train" in first
     for split in ("train", "val", "test"):
         assert f"feature cache HIT  {split}" in second
+
+
+@pytest.mark.slow  # one trial of the real pipeline in a fresh interpreter: ~30 s of CPU
+def test_a_pruned_trial_stops_early_and_the_table_says_so(tmp_path, tone_corpus):
+    sweep = tmp_path / "sweep"
+    proc = _train_cli(
+        [
+            "-m",
+            "hparams_search=optuna",
+            "hydra.sweeper.n_trials=1",
+            # val/acc is at most 1: this pruner stops every trial after its first epoch
+            "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:1.1}",
+            f"hydra.sweep.dir={sweep}",
+            *_quiet(tone_corpus, tmp_path),
+            "trainer.max_epochs=3",
+        ]
+    )
+    (row,) = list(csv.DictReader((sweep / "trials.csv").open()))
+    assert (row["trial"], row["state"], row["epochs"]) == ("0", "pruned", "1")
+    assert "trial 0 pruned after 1 epochs" in proc.stdout + proc.stderr
+    study = optuna.load_study(study_name="train", storage=f"sqlite:///{sweep / 'study.db'}")
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [0]
+    assert trial.intermediate_values[0] == pytest.approx(float(row["val/acc"]))
 
 
 @pytest.mark.slow  # submitit starts one interpreter per job: ~60 s of CPU

@@ -178,14 +178,14 @@ class OptunaSweeperImpl(Sweeper):
                 trials = [study.ask() for _ in range(min(self.n_jobs, left))]
             if not trials:
                 break
-            overrides = []
-            for trial in trials:
-                study.sampler = self._sampler(trial.number)
-                number = trial.number
-                job = trial_overrides(trial, space, fixed)
-                self._record(number, TrialState.RUNNING, overrides=job)
-                overrides.append([*job, f"hydra.sweep.subdir={number}", f"hydra.sweeper.trial={number}"])
-            with Heartbeat(storage, [t._trial_id for t in trials]):
+            with Heartbeat(storage, [t._trial_id for t in trials]):  # from now on, a kill is detectable
+                overrides = []
+                for trial in trials:
+                    study.sampler = self._sampler(trial.number)
+                    number = trial.number
+                    job = trial_overrides(trial, space, fixed)
+                    self._record(number, TrialState.RUNNING, overrides=job)
+                    overrides.append([*job, f"hydra.sweep.subdir={number}", f"hydra.sweeper.trial={number}"])
                 returns = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
             self._tell(study, trials, returns)
         self._fail_stale(study)
