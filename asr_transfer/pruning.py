@@ -58,7 +58,9 @@ class OptunaPruning(L.Callback):
             if trainer.is_global_zero:
                 self.trial.study.tell(self.number, state=optuna.trial.TrialState.PRUNED)
                 value = float(trainer.callback_metrics[self.metric])
-                log.info(f"trial {self.number} pruned after {self.pruned_epoch} epochs ({self.metric}={value:.4f})")
+                log.info(
+                    f"trial {self.number} pruned after {self.pruned_epoch} epochs ({self.metric}={value:.4f})"
+                )
 
 
 def optuna_pruning(metric: str, sweeper: Any = None) -> OptunaPruning | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import lightning as L
 import optuna
+import pytest
 import torch
 from optuna.trial import TrialState
 
@@ -63,8 +64,9 @@ def test_a_trial_below_the_threshold_is_pruned_after_its_first_epoch(tmp_path):
     assert trainer.current_epoch == 1 and callback.pruned_epoch == 1  # metrics.json's "epochs"
 
 
-def test_a_trial_that_keeps_up_reports_every_epoch_and_is_left_running(tmp_path):
-    trainer, callback, trial = _fit(tmp_path, [0.625, 0.75, 0.875], "median")
+@pytest.mark.parametrize("pruner", ["median", "hyperband"])  # the shorthands: nothing to compare with yet
+def test_a_trial_that_keeps_up_reports_every_epoch_and_is_left_running(tmp_path, pruner):
+    trainer, callback, trial = _fit(tmp_path, [0.625, 0.75, 0.875], pruner)
     assert trial.intermediate_values == {0: 0.625, 1: 0.75, 2: 0.875}
     assert trial.state == TrialState.RUNNING  # the sweeper tells the final value
     assert trainer.current_epoch == 3 and callback.pruned_epoch is None
