@@ -94,7 +94,9 @@ class OptunaSweeperImpl(Sweeper):
     def _sampler(self, number: int | None) -> optuna.samplers.BaseSampler:
         # seed + trial number: reproducible per trial, and two workers never draw the same startup trial
         seed = self.sampler.keywords.get("seed")
-        return self.sampler(seed=None if seed is None or number is None else seed + number)
+        if seed is None or number is None:
+            return self.sampler()
+        return self.sampler(seed=seed + number)
 
     def _record(self, number: int, state: TrialState, overrides: list[str] | None = None) -> None:
         """Write (or update) ``<run dir>/optuna_trial.json``; a trial of another sweep dir is skipped."""
@@ -120,7 +122,7 @@ class OptunaSweeperImpl(Sweeper):
             if trials[number].state == TrialState.FAIL:
                 log.warning(
                     f"trial {number} was RUNNING without a heartbeat for over {self.grace_period} s "
-                    "(its process was killed): marked failed"
+                    "(its sweeper was killed): marked failed"
                 )
                 self._record(number, TrialState.FAIL)
 
