@@ -25,9 +25,13 @@ from omegaconf import DictConfig
 log = logging.getLogger(__name__)
 
 
-def _metrics(path: Path) -> dict[str, float]:
+TRIAL_STATE_FILE = "optuna_trial.json"  # the Optuna sweeper's record of a trial's state (hydra_plugins/)
+_STATE_ORDER = {"complete": 0, "pruned": 1}  # then failed / running: without a final result
+
+
+def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads((path / "metrics.json").read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
 
@@ -35,29 +39,40 @@ def _metrics(path: Path) -> dict[str, float]:
 def collect_trials(sweep_dir: str | Path, metric: str, mode: str = "max") -> list[dict[str, Any]]:
     """One row per job directory of ``sweep_dir``, best first; failed jobs (no metric) last.
 
-    Columns: rank, trial (job number), the optimised metric, its test counterpart when present
-    (``val/acc`` -> ``test/acc``), the overrides that vary between trials, the run directory.
+    Columns: rank, trial (job number), state, epochs trained, the optimised metric, its test
+    counterpart when present (``val/acc`` -> ``test/acc``), the overrides that vary between trials, the
+    run directory. The state is the Optuna sweeper's (complete, pruned, failed, running) where it
+    left a record, else complete when the job wrote its metric and failed when not. Complete trials
+    rank first, then pruned ones (their metric is from fewer epochs), then the rest.
     """
     if mode not in ("max", "min"):
         raise ValueError(f"optimized_mode={mode!r}: use max or min")
     sweep_dir = Path(sweep_dir)
     jobs = []
     for d in sweep_dir.iterdir() if sweep_dir.is_dir() else []:
-        overrides_file = d / ".hydra" / "overrides.yaml"
+        overrides_file, record = d / ".hydra" / "overrides.yaml", _read_json(d / TRIAL_STATE_FILE)
         if d.is_dir() and overrides_file.is_file():
             overrides = yaml.safe_load(overrides_file.read_text()) or []
-            jobs.append((d, [str(o) for o in overrides], _metrics(d)))
+        elif "overrides" in record:  # a trial killed before its job started: the sweeper's record
+            overrides = record["overrides"]
+        else:
+            continue
+        jobs.append((d, [str(o) for o in overrides], _read_json(d / "metrics.json"), record))
     if not jobs:
         return []
     # What every trial shares (data paths, the search itself) would only hide what differs.
-    shared = set.intersection(*(set(o) for _, o, _ in jobs)) if len(jobs) > 1 else set()
+    shared = set.intersection(*(set(o) for _, o, _, _ in jobs)) if len(jobs) > 1 else set()
     test_key = "test/" + metric.split("/", 1)[1] if metric.startswith("val/") else None
     rows = []
-    for d, overrides, metrics in jobs:
+    for d, overrides, metrics, record in jobs:
         value = metrics.get(metric)
         ok = isinstance(value, int | float) and math.isfinite(value)
+        state = record.get("state") or ("complete" if ok else "failed")
+        epochs = metrics.get("epochs")
         row = {
             "trial": int(d.name) if d.name.isdigit() else d.name,
+            "state": state,
+            "epochs": int(epochs) if isinstance(epochs, int | float) else "",
             metric: value if ok else "",
             "overrides": " ".join(o for o in overrides if o not in shared),
             "run_dir": str(d.resolve()),
@@ -66,7 +81,14 @@ def collect_trials(sweep_dir: str | Path, metric: str, mode: str = "max") -> lis
             row[test_key] = metrics.get(test_key, "")
         rows.append(row)
     sign = -1.0 if mode == "max" else 1.0
-    rows.sort(key=lambda r: (r[metric] == "", sign * (r[metric] or 0.0), str(r["trial"])))
+    rows.sort(
+        key=lambda r: (
+            _STATE_ORDER.get(r["state"], 2),
+            r[metric] == "",
+            sign * (r[metric] or 0.0),
+            str(r["trial"]),
+        )
+    )
     for rank, r in enumerate(rows, 1):
         r["rank"] = rank
     return rows
@@ -106,10 +128,13 @@ class TrialTable(Callback):
             return
         path = write_trials(rows, sweep_dir / self.filename)
         best = rows[0]
-        failed = sum(r[metric] == "" for r in rows)
+        states: dict[str, int] = {}
+        for r in rows:
+            states[r["state"]] = states.get(r["state"], 0) + 1
         msg = (
-            f"{len(rows)} trials ranked by {metric} in {path}"
-            + (f" ({failed} without a result)" if failed else "")
+            f"{len(rows)} trials ranked by {metric} in {path} ("
+            + ", ".join(f"{n} {state}" for state, n in states.items())
+            + ")"
             + f"\nbest trial {best['trial']}: {metric}={best[metric]}  {best['overrides']}\n  {best['run_dir']}"
         )
         log.info(msg)

@@ -9,10 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 
-from asr_transfer.sweeps import collect_trials, write_trials
+from asr_transfer.sweeps import TRIAL_STATE_FILE, collect_trials, write_trials
 from tests.conftest import ROOT, TINY_WHISPER, tone_overrides
 
 
@@ -30,19 +31,50 @@ def test_trials_ranked_best_first_failed_last_only_varying_overrides(tmp_path):
     _job(tmp_path, 0, [*common, "optimizer.lr=0.1"], {"val/acc": 0.5, "test/acc": 0.4})
     _job(tmp_path, 1, [*common, "optimizer.lr=0.01"], {"val/acc": 0.9, "test/acc": 0.8})
     _job(tmp_path, 2, [*common, "optimizer.lr=1.0"], None)  # crashed: no metrics.json
-    _job(tmp_path, 10, [*common, "optimizer.lr=0.001"], {"val/acc": 0.7, "test/acc": 0.75})
+    _job(tmp_path, 10, [*common, "optimizer.lr=0.001"], {"val/acc": 0.7, "test/acc": 0.75, "epochs": 20.0})
     rows = collect_trials(tmp_path, "val/acc")
     assert [r["trial"] for r in rows] == [1, 10, 0, 2]
     assert [r["rank"] for r in rows] == [1, 2, 3, 4]
+    assert [r["state"] for r in rows] == ["complete", "complete", "complete", "failed"]
+    assert [r["epochs"] for r in rows] == ["", 20, "", ""]
     assert rows[0]["overrides"] == "optimizer.lr=0.01"  # what all trials share is left out
     assert rows[0]["test/acc"] == 0.8 and rows[-1]["val/acc"] == ""
     path = write_trials(rows, tmp_path / "trials.csv")
     table = list(csv.DictReader(path.open()))
-    assert list(table[0]) == ["rank", "trial", "val/acc", "test/acc", "overrides", "run_dir"]
+    assert list(table[0]) == [
+        "rank",
+        "trial",
+        "state",
+        "epochs",
+        "val/acc",
+        "test/acc",
+        "overrides",
+        "run_dir",
+    ]
     assert float(table[0]["val/acc"]) == 0.9 and table[0]["run_dir"] == str((tmp_path / "1").resolve())
     assert not list(tmp_path.glob(".trials.csv.*"))  # the temporary file was renamed, not left behind
     # a metric to minimise ranks the other way
     assert [r["trial"] for r in collect_trials(tmp_path, "test/acc", mode="min")][:3] == [0, 10, 1]
+
+
+def test_the_optuna_sweepers_records_give_pruned_and_killed_trials_their_state(tmp_path):
+    common = ["data.root=/x"]
+    _job(tmp_path, 0, [*common, "optimizer.lr=0.1"], {"val/acc": 0.5, "epochs": 8.0})
+    _job(tmp_path, 1, [*common, "optimizer.lr=1e-6"], {"val/acc": 0.9, "epochs": 2.0})
+    (tmp_path / "1" / TRIAL_STATE_FILE).write_text(json.dumps({"number": 1, "state": "pruned"}))
+    killed = tmp_path / "2"  # asked, then the sweeper was killed before Hydra made the job's .hydra/
+    killed.mkdir()
+    (killed / TRIAL_STATE_FILE).write_text(
+        json.dumps({"number": 2, "state": "failed", "overrides": [*common, "optimizer.lr=0.01"]})
+    )
+    rows = collect_trials(tmp_path, "val/acc")
+    # a pruned trial's metric is from fewer epochs: it ranks after every complete one
+    assert [(r["trial"], r["state"], r["epochs"]) for r in rows] == [
+        (0, "complete", 8),
+        (1, "pruned", 2),
+        (2, "failed", ""),
+    ]
+    assert rows[2]["overrides"] == "optimizer.lr=0.01" and rows[2]["val/acc"] == ""
 
 
 def _train_cli(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
@@ -100,6 +132,30 @@ def test_optuna_sweep_writes_ranked_trials_and_reuses_feature_cache(tmp_path, to
     assert "feature cache MISS train" in first
     for split in ("train", "val", "test"):
         assert f"feature cache HIT  {split}" in second
+
+
+@pytest.mark.slow  # one trial of the real pipeline in a fresh interpreter: ~30 s of CPU
+def test_a_pruned_trial_stops_early_and_the_table_says_so(tmp_path, tone_corpus):
+    sweep = tmp_path / "sweep"
+    proc = _train_cli(
+        [
+            "-m",
+            "hparams_search=optuna",
+            "hydra.sweeper.n_trials=1",
+            # val/acc is at most 1: this pruner stops every trial after its first epoch
+            "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:1.1}",
+            f"hydra.sweep.dir={sweep}",
+            *_quiet(tone_corpus, tmp_path),
+            "trainer.max_epochs=3",
+        ]
+    )
+    (row,) = list(csv.DictReader((sweep / "trials.csv").open()))
+    assert (row["trial"], row["state"], row["epochs"]) == ("0", "pruned", "1")
+    assert "trial 0 pruned after 1 epochs" in proc.stdout + proc.stderr
+    study = optuna.load_study(study_name="train", storage=f"sqlite:///{sweep / 'study.db'}")
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [0]
+    assert trial.intermediate_values[0] == pytest.approx(float(row["val/acc"]))
 
 
 @pytest.mark.slow  # submitit starts one interpreter per job: ~60 s of CPU

@@ -31,7 +31,8 @@ def callbacks_for(cfg: DictConfig, has_val: bool) -> list:
         for c in cbs.values():
             if c and c.get("monitor") is not None:
                 c["monitor"], c["save_top_k"] = None, 1
-    return [instantiate(c) for c in cbs.values() if c]
+    built = (instantiate(c) for c in cbs.values() if c)
+    return [cb for cb in built if cb is not None]  # a factory may add nothing (asr_transfer.pruning)
 
 
 def loggers_for(cfg: DictConfig) -> list:
@@ -57,6 +58,7 @@ def train(cfg: DictConfig) -> float | None:
     ckpt_cb = trainer.checkpoint_callback
     best = (ckpt_cb.best_model_path or ckpt_cb.last_model_path) if ckpt_cb else None
     metrics = flat_metrics(trainer.callback_metrics)
+    metrics["epochs"] = float(trainer.current_epoch)  # epochs trained: fewer when stopped early or pruned
     if ckpt_cb is not None and ckpt_cb.best_model_score is not None and ckpt_cb.monitor:
         metrics[ckpt_cb.monitor] = float(ckpt_cb.best_model_score)
     if cfg.get("test", True) and "test" in datamodule.datasets:
