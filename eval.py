@@ -1,5 +1,7 @@
 """Test a checkpoint: ``python eval.py ckpt_path=outputs/.../checkpoints/best-....ckpt [data=... data.x=...]``."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -17,4 +19,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    from asr_transfer.pipeline.data_overrides import checkpoint_data_or_exit
+
+    checkpoint_data_or_exit(sys.argv[1:])  # data=checkpoint: the data config inside ckpt_path
     main()

@@ -1,6 +1,8 @@
 """Label or transcribe audio: ``python predict.py ckpt_path=... inputs=[a.wav,b.wav] output=preds.csv``
 (``inputs`` may name folders; ``.json`` output writes JSON)."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -17,4 +19,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    from asr_transfer.pipeline.data_overrides import checkpoint_data_or_exit
+
+    checkpoint_data_or_exit(sys.argv[1:])  # data=checkpoint: the data config inside ckpt_path
     main()

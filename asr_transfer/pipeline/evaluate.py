@@ -1,4 +1,4 @@
-"""``eval.py``: test a checkpoint on its own test split (or on ``data=...``) and write ``metrics.json``."""
+"""``eval.py``: test a checkpoint on its own test split (edited by ``data.*``, or ``data=<corpus>``); ``metrics.json``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     run_dir = output_dir(cfg)
     state = load_checkpoint(cfg.ckpt_path)
-    data_cfg = cfg.get("data")
+    data_cfg = cfg.get("data") or None  # data=checkpoint (edited by data.* overrides) or data=<corpus>
     train_cfg, backbone, cache_mode, task = restore(state, data_cfg, task_overrides(cfg))
     overrides = {"run_dir": str(run_dir)}
     if "labels" in state["asr_transfer"]:
