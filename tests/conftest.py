@@ -81,8 +81,23 @@ def tone_corpus(tmp_path: Path) -> dict[str, Path]:
     return out
 
 
+def folder_corpus(root: Path) -> Path:
+    """``root/{train,val,test}/<label>/*.wav`` (``data=folder``): tones at 300/800/1800 Hz, 6/3/3 per class."""
+    freqs = {"low": 300.0, "mid": 800.0, "high": 1800.0}
+    for split, n in (("train", 6), ("val", 3), ("test", 3)):
+        for label, f in freqs.items():
+            for k in range(n):
+                seed = 1000 * k + 10 * len(split) + int(f)  # deterministic (hash() of str is salted)
+                write_wav(root / split / label / f"{k}.wav", tone(0.3 + 0.1 * (k % 3), 16000, f, seed), 16000)
+    return root
+
+
 def compose_train(overrides: list[str], output_dir: Path, config_name: str = "train"):
     """Compose conf/<config_name>.yaml like the CLI does, with the run directory set to ``output_dir``."""
+    if config_name in ("eval", "predict"):  # what eval.py / predict.py do before Hydra composes
+        from asr_transfer.pipeline.data_overrides import checkpoint_data
+
+        checkpoint_data(overrides)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=[f"paths.output_dir={output_dir}", *overrides])

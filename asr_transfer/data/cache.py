@@ -179,7 +179,7 @@ class FeatureCache:
         dtype = DTYPES[self.dtype]
         position = {i: k for k, i in enumerate(indices)}
         out: list = [False] * len(indices)
-        self._check_disk(len(indices), sum(durations[i] for i in indices), backbone, layers, pooled)
+        self._check_disk(split, len(indices), sum(durations[i] for i in indices), backbone, layers, pooled)
         with Progress(transient=True) as progress:
             bar = progress.add_task(f"caching {split} features", total=len(indices))
             for batch, items in loader:
@@ -205,7 +205,7 @@ class FeatureCache:
             torch.cuda.empty_cache()
         return out
 
-    def _check_disk(self, n: int, seconds: float, backbone, layers, pooled) -> None:
+    def _check_disk(self, split: str, n: int, seconds: float, backbone, layers, pooled) -> None:
         """Estimate the cache's size before writing; refuse clearly when the disk cannot hold it."""
         bytes_per = (
             torch.tensor([], dtype=DTYPES[self.dtype]).element_size() * len(layers) * backbone.hidden_size
@@ -214,7 +214,7 @@ class FeatureCache:
         estimate = frames * bytes_per
         self.dir.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(self.dir).free
-        log.info("feature cache: about %.1f MB to write in %s", estimate / 1e6, self.dir)
+        log.info("feature cache %s: about %.1f MB to write in %s", split, estimate / 1e6, self.dir)
         if estimate > 0.9 * free:
             raise OSError(
                 f"feature cache needs about {estimate / 1e9:.1f} GB but {self.dir} has {free / 1e9:.1f} GB free:"

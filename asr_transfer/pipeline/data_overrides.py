@@ -60,7 +60,9 @@ def stored_data_config(ckpt_path: str | Path) -> dict:
     state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     config = state.get("asr_transfer", {}).get("config") or {}
     if "data" not in config:
-        raise ValueError(f"ckpt_path={str(path)!r} was not written by asr_transfer (no resolved config inside)")
+        raise ValueError(
+            f"ckpt_path={str(path)!r} was not written by asr_transfer (no resolved config inside)"
+        )
     return config["data"]
 
 

@@ -47,7 +47,9 @@ def read_entries(files: list[str], data: DictConfig, bad_log: BadAudioLog) -> li
             entry.duration = check_header(f).duration
         except AudioError as err:
             if on_bad != "skip":
-                raise AudioError(err.path, err.reason, "predict.py inputs; data.on_bad_audio=skip leaves it out") from None
+                raise AudioError(
+                    err.path, err.reason, "predict.py inputs; data.on_bad_audio=skip leaves it out"
+                ) from None
             bad_log.add(entry, "predict", err)
             continue
         if max_duration is not None and entry.duration > max_duration:
