@@ -7,7 +7,6 @@ import json
 import shutil
 
 import pytest
-from hydra.errors import ConfigCompositionException
 
 from asr_transfer.data.audio import AudioError
 from asr_transfer.pipeline.data_overrides import DataOverrideError, checkpoint_data
@@ -86,9 +85,13 @@ def test_wrong_data_key_names_it_and_the_valid_keys(run, tmp_path):
     assert checkpoint_data(["-m", f"ckpt_path={best}", "+data.extra=1", "--cfg", "job"])["root"].endswith(
         "clips"
     )
-    # with data=<corpus> the key is checked by Hydra against that corpus's config
-    with pytest.raises(ConfigCompositionException, match="data.rooot"):
-        compose_train([f"ckpt_path={best}", "data=fsdd", "data.rooot=/x"], tmp_path, "eval")
+    # with data=<corpus>: checked against that corpus's config (its defaults list included)
+    with pytest.raises(DataOverrideError) as e:
+        checkpoint_data([f"ckpt_path={best}", "data=librilight", "data.librilite=1h"])
+    assert str(e.value).startswith("data.librilite: no such key in conf/data/librilight.yaml")
+    assert "librilight, " in str(e.value) and "train_subsets" in str(e.value)  # own key and librispeech's
+    cfg = compose_train([f"ckpt_path={best}", "data=fsdd", "data.test_speakers=[george]"], tmp_path, "eval")
+    assert cfg.data.test_speakers == ["george"] and cfg.data._target_.endswith("FSDDDataModule")
 
 
 def test_data_overrides_with_a_ckpt_path_sweep_are_refused(run):

@@ -5,7 +5,7 @@ Before Hydra composes, the checkpoint's resolved data config is stored as the co
 rest the way it does for ``train.py``: ``data.root=/elsewhere`` edits that config (as NeMo's
 ``model.test_ds.*`` overrides edit a model's stored test set), ``data=manifest data.test_manifest=...``
 replaces it like any group option, and ``--cfg job`` prints the data a run will use. The one thing Hydra
-cannot do is name the valid keys of a config it only sees after composing, so a wrong key is caught here.
+does not do is list the valid keys with a wrong one, so ``data.*`` keys are checked here first.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException
 
 CHECKPOINT = "checkpoint"  # the data group option holding the checkpoint's data config
 
@@ -35,7 +36,8 @@ def checkpoint_data(overrides: list[str]) -> dict:
     parsed = OverridesParser.create().parse_overrides([a for a in overrides if "=" in a and a[0] != "-"])
     ckpt = next((o for o in parsed if o.key_or_group == "ckpt_path" and not o.is_delete()), None)
     edits = [o for o in parsed if o.key_or_group.startswith("data.")]
-    switched = any(o.key_or_group == "data" for o in parsed)  # data=<corpus>: Hydra checks that config
+    switch = next((o for o in parsed if o.key_or_group == "data"), None)  # data=<corpus>
+    switched = switch is not None
     data: dict = {}
     if ckpt is not None and ckpt.is_sweep_override():
         if edits and not switched:
@@ -45,11 +47,28 @@ def checkpoint_data(overrides: list[str]) -> dict:
             )
     elif ckpt is not None:
         data = stored_data_config(ckpt.value())
-        if not switched:
-            for o in edits:
-                check_key(o, data, ckpt.value())
     ConfigStore.instance().store(group="data", name=CHECKPOINT, node=data)
+    if edits and switched and not switch.is_sweep_override():
+        base, where = corpus_config(switch.value()), f"conf/data/{switch.value()}.yaml"
+    elif edits and ckpt is not None and not ckpt.is_sweep_override():
+        base, where = data, f"the data config of ckpt_path={ckpt.value()}"
+    else:  # nothing to edit, or a sweep: Hydra checks each job's keys (naming the key only)
+        return data
+    for o in edits:
+        check_key(o, base, where)
     return data
+
+
+def corpus_config(name: str) -> dict:
+    """``conf/data/<name>.yaml`` as Hydra composes it (its own defaults included), unresolved."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from asr_transfer.config import PROJECT_ROOT
+
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"data={name}"])
+    return OmegaConf.to_container(cfg.data, resolve=False)
 
 
 def stored_data_config(ckpt_path: str | Path) -> dict:
@@ -66,8 +85,8 @@ def stored_data_config(ckpt_path: str | Path) -> dict:
     return config["data"]
 
 
-def check_key(override: Override, data: dict, ckpt_path: str) -> None:
-    """``data.rooot=...`` names the key, the checkpoint's valid keys and the two ways to go on."""
+def check_key(override: Override, data: dict, where: str) -> None:
+    """``data.rooot=...``: an error naming the key, the valid keys of the config it edits, and the way on."""
     if override.is_add() or override.is_force_add():  # +data.x / ++data.x: the user adds it on purpose
         return
     node, path = data, override.key_or_group.split(".")[1:]
@@ -77,9 +96,9 @@ def check_key(override: Override, data: dict, ckpt_path: str) -> None:
             valid = sorted(node) if isinstance(node, dict) else []
             target = data.get("_target_", "?").rsplit(".", 1)[-1]
             raise DataOverrideError(
-                f"{override.key_or_group}: no such key in the data config of ckpt_path={ckpt_path} "
-                f"({target}). Valid keys of {here}: {', '.join(k for k in valid if k != '_target_')}. "
-                f"To use another corpus, name it: data=<corpus> (conf/data/)."
+                f"{override.key_or_group}: no such key in {where} ({target}). "
+                f"Valid keys of {here}: {', '.join(k for k in valid if k != '_target_')}. "
+                "To add one on purpose: +data.<key>=...; another corpus: data=<corpus> (conf/data/)."
             )
         node = node[part]
 
@@ -88,5 +107,5 @@ def checkpoint_data_or_exit(argv: list[str]) -> None:
     """The entry points' call: a wrong override ends the process with its message, not a traceback."""
     try:
         checkpoint_data(argv)
-    except (DataOverrideError, FileNotFoundError, ValueError) as e:
+    except (DataOverrideError, FileNotFoundError, ValueError, HydraException) as e:
         sys.exit(f"Error: {e}")
