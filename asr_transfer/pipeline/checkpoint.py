@@ -10,12 +10,13 @@ from omegaconf import DictConfig, OmegaConf
 from asr_transfer.pipeline.build import build_backbone, build_task, task_class
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """``weights_only=True``: a checkpoint holds tensors and plain containers only, so loading runs no code."""
+def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
+    """``weights_only=True``: a checkpoint holds tensors and plain containers only, so loading runs no code.
+    ``mmap``: tensors are mapped, not read (for a look at the config only)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={str(path)!r}: no such checkpoint (see <run dir>/checkpoints/)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     if "asr_transfer" not in state or not state["asr_transfer"].get("config"):
         raise ValueError(
             f"ckpt_path={str(path)!r} was not written by asr_transfer (no resolved config inside)"

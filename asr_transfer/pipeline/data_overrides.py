@@ -11,13 +11,13 @@ does not do is list the valid keys with a wrong one, so ``data.*`` keys are chec
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-import torch
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
+
+from asr_transfer.pipeline.checkpoint import load_checkpoint
 
 CHECKPOINT = "checkpoint"  # the data group option holding the checkpoint's data config
 
@@ -46,7 +46,7 @@ def checkpoint_data(overrides: list[str]) -> dict:
                 "config; evaluate them one at a time, or name the corpus (data=fsdd data.root=...)"
             )
     elif ckpt is not None:
-        data = stored_data_config(ckpt.value())
+        data = load_checkpoint(ckpt.value(), mmap=True)["asr_transfer"]["config"]["data"]
     ConfigStore.instance().store(group="data", name=CHECKPOINT, node=data)
     if edits and switched and not switch.is_sweep_override():
         base, where = corpus_config(switch.value()), f"conf/data/{switch.value()}.yaml"
@@ -69,20 +69,6 @@ def corpus_config(name: str) -> dict:
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"data={name}"])
     return OmegaConf.to_container(cfg.data, resolve=False)
-
-
-def stored_data_config(ckpt_path: str | Path) -> dict:
-    """The resolved data config inside a checkpoint; mmap: the weights are not read."""
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={str(path)!r}: no such checkpoint (see <run dir>/checkpoints/)")
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    config = state.get("asr_transfer", {}).get("config") or {}
-    if "data" not in config:
-        raise ValueError(
-            f"ckpt_path={str(path)!r} was not written by asr_transfer (no resolved config inside)"
-        )
-    return config["data"]
 
 
 def check_key(override: Override, data: dict, where: str) -> None:
