@@ -17,6 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 
+import asr_transfer.config  # noqa: F401  (the empty data=checkpoint default first, then ours)
 from asr_transfer.pipeline.checkpoint import load_checkpoint
 
 CHECKPOINT = "checkpoint"  # the data group option holding the checkpoint's data config
@@ -64,9 +65,7 @@ def corpus_config(name: str) -> dict:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from asr_transfer.config import PROJECT_ROOT
-
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(asr_transfer.config.PROJECT_ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"data={name}"])
     return OmegaConf.to_container(cfg.data, resolve=False)
 
