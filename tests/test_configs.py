@@ -145,7 +145,7 @@ def is_recognition(cfg) -> bool:
     classification = get_class("asr_transfer.tasks.classification.ClassificationTask")
     return (
         not issubclass(get_class(cfg.task._target_), classification)
-        or str(cfg.head._target_).startswith("asr_transfer.frame_heads.")
+        or get_class(cfg.head._target_).output == "frames"
         or "decoding" in cfg
         or data_target(cfg) == "text"
     )
@@ -161,7 +161,7 @@ def compose_small(choice: str, tmp_path: Path, assets: dict, extra: tuple = (), 
         needs = []
         if group != "task" and cls_name(cfg.task._target_) == "ClassificationTask":
             needs.append(f"task={RECOGNITION['task']}")
-        if group != "head" and not str(cfg.head._target_).startswith("asr_transfer.frame_heads."):
+        if group != "head" and get_class(cfg.head._target_).output != "frames":
             needs.append(f"head={RECOGNITION['head']}")
         if group != "data" and data_target(cfg) != "text":
             needs += [f"data={RECOGNITION['data']}", "data.target=text"]
@@ -289,7 +289,7 @@ def test_cli_prints_job_config():
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "backbone:" in text and "_target_: asr_transfer.backbones.whisper.WhisperEncoderBackbone" in text
-    assert "_target_: asr_transfer.heads.MLPHead" in text
+    assert "_target_: asr_transfer.heads.utterance.MLPHead" in text
     assert (
         "_target_: asr_transfer.data.corpora.folder.FolderDataModule" in text and "root: /some/clips" in text
     )

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from asr_transfer.data.corpora.fsdd_digits import DIGIT_WORDS, FSDDDigits
 from asr_transfer.data.corpora.librispeech import LibriSpeech
-from asr_transfer.frame_heads import CTCBLSTMHead, CTCLinearHead
+from asr_transfer.heads.frames import CTCBLSTMHead, CTCLinearHead
 from asr_transfer.pipeline.evaluate import evaluate
 from asr_transfer.pipeline.predict import run as run_predict
 from asr_transfer.pipeline.train import train

@@ -10,11 +10,16 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from asr_transfer.heads.base import Head
 
-class CTCLinearHead(nn.Module):
-    """Dropout + one linear layer over the vocabulary: the wav2vec2 fine-tuning recipe."""
 
+class FrameHead(Head):
+    output = "frames"
     pools_first = False
+
+
+class CTCLinearHead(FrameHead):
+    """Dropout + one linear layer over the vocabulary: the wav2vec2 fine-tuning recipe."""
 
     def __init__(self, input_size: int, vocab_size: int, dropout: float = 0.1) -> None:
         super().__init__()
@@ -25,14 +30,12 @@ class CTCLinearHead(nn.Module):
         return self.linear(self.dropout(frames))
 
 
-class CTCBLSTMHead(nn.Module):
+class CTCBLSTMHead(FrameHead):
     """Bidirectional LSTM (``num_layers`` x ``hidden_size`` per direction) + linear: SUPERB's ASR head.
 
     Sequences are packed by ``lengths``, so padding never leaks into the backward direction and a
     clip's output does not depend on what it is batched with.
     """
-
-    pools_first = False
 
     def __init__(
         self,
