@@ -5,16 +5,15 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-import asr_transfer.config  # noqa: F401  (registers resolvers)
+import asr_transfer.config  # registers the ${asset:...} and ${project_root:} resolvers on import
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> float | None:
     from asr_transfer.pipeline.evaluate import evaluate
-    from asr_transfer.pipeline.process import prepare_exit
 
     metrics = evaluate(cfg)
-    prepare_exit()
+    asr_transfer.config.fast_exit()
     return metrics.get(cfg.get("optimized_metric") or "", None)
 
 

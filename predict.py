@@ -6,16 +6,15 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-import asr_transfer.config  # noqa: F401  (registers resolvers)
+import asr_transfer.config  # registers the ${asset:...} and ${project_root:} resolvers on import
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     from asr_transfer.pipeline.predict import run
-    from asr_transfer.pipeline.process import prepare_exit
 
     run(cfg)
-    prepare_exit()
+    asr_transfer.config.fast_exit()
 
 
 if __name__ == "__main__":

@@ -3,16 +3,15 @@
 import hydra
 from omegaconf import DictConfig
 
-import asr_transfer.config  # noqa: F401  (registers the ${asset:...} and ${project_root:} resolvers)
+import asr_transfer.config  # registers the ${asset:...} and ${project_root:} resolvers on import
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from asr_transfer.pipeline.process import prepare_exit
     from asr_transfer.pipeline.train import train
 
     result = train(cfg)
-    prepare_exit()
+    asr_transfer.config.fast_exit()
     return result
 
 

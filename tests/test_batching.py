@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from asr_transfer.data.batching import LengthBatchSampler, pad_batch
+from asr_transfer.data.targets import LabelTargets
 
 
 def durations(n=503, seed=0):
@@ -69,11 +70,11 @@ def test_ddp_ranks_partition_batches_with_equal_counts():
 
 def test_pad_batch_pads_and_keeps_lengths_and_drops_skipped():
     items = [
-        {"wav": torch.ones(5), "index": 0, "label": 1},
+        {"wav": torch.ones(5), "index": 0, "target": 1},
         None,
-        {"wav": torch.ones(3), "index": 2, "label": 0},
+        {"wav": torch.ones(3), "index": 2, "target": 0},
     ]
-    batch = pad_batch(items)
+    batch = pad_batch(items, targets=LabelTargets())
     assert batch["wavs"].shape == (2, 5)
     assert batch["lengths"].tolist() == [5, 3]
     assert batch["wavs"][1, 3:].abs().sum() == 0

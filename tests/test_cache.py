@@ -156,7 +156,7 @@ def test_new_split_of_cached_clips_costs_no_backbone_time(tone_corpus, tmp_path,
 def test_cache_device_is_the_gpu_the_trainer_will_use(monkeypatch):
     from omegaconf import OmegaConf
 
-    from asr_transfer.pipeline.build import cache_device
+    from asr_transfer.utils.devices import cache_device
 
     def dev(monkeypatch_cuda: bool, rank: int = 0, **trainer):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: monkeypatch_cuda)

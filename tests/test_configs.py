@@ -90,36 +90,42 @@ def _librispeech(root: Path) -> Path:
     return root
 
 
-# Generated data for each datamodule class (a new class must be added here), and the target it serves.
+# Generated data for each corpus class (a new class must be added here), and the target field its rows
+# have (None: both label and text).
 DATA = {
-    "AudioDataModule": (
+    "manifests": (
         lambda a: [f"data.{s}_manifest={a['tones'][s]}" for s in ("train", "val", "test")],
         None,
     ),
-    "FSDDDataModule": (
-        lambda a: [f"data.root={a['fsdd']}", "data.val_speakers=[nicolas]", "data.test_speakers=[yweweler]"],
+    "FSDD": (
+        lambda a: [
+            f"data.corpus.root={a['fsdd']}",
+            "data.corpus.val_speakers=[nicolas]",
+            "data.corpus.test_speakers=[yweweler]",
+        ],
         "label",
     ),
-    "FSDDDigitsDataModule": (
+    "FSDDDigits": (
         lambda a: [
-            f"data.root={a['fsdd']}",
-            "data.val_speakers=[nicolas]",
-            "data.test_speakers=[yweweler]",
-            "data.train_per_speaker=4",
-            "data.eval_per_speaker=2",
-            "data.max_digits=3",
+            f"data.corpus.root={a['fsdd']}",
+            "data.corpus.val_speakers=[nicolas]",
+            "data.corpus.test_speakers=[yweweler]",
+            "data.corpus.train_per_speaker=4",
+            "data.corpus.eval_per_speaker=2",
+            "data.corpus.max_digits=3",
         ],
         "text",
     ),
-    "FolderDataModule": (lambda a: [f"data.root={a['folder']}", "data.speaker_regex=null"], "label"),
-    "SpeechCommandsDataModule": (lambda a: [f"data.root={a['speech_commands']}"], "label"),
-    "LibriSpeechDataModule": (
+    "Tones": (lambda a: [], None),
+    "Folder": (lambda a: [f"data.corpus.root={a['folder']}", "data.corpus.speaker_regex=null"], "label"),
+    "SpeechCommands": (lambda a: [f"data.corpus.root={a['speech_commands']}"], "label"),
+    "LibriSpeech": (
         lambda a: [
-            f"data.root={a['librispeech']}",
-            "data.download=false",
-            "data.train_subsets=[dev-clean]",
-            "data.val_subsets=[dev-clean]",
-            "data.test_subsets=[test-clean]",
+            f"data.corpus.root={a['librispeech']}",
+            "data.corpus.download=false",
+            "data.corpus.train_subsets=[dev-clean]",
+            "data.corpus.val_subsets=[dev-clean]",
+            "data.corpus.test_subsets=[test-clean]",
         ],
         "text",
     ),
@@ -131,14 +137,17 @@ PULLED_IN_BY = {"decoding": ["task=ctc"]}
 
 
 def data_entry(cfg) -> tuple:
-    name = cls_name(cfg.data._target_)
+    corpus = cfg.data.get("corpus")
+    name = cls_name(corpus._target_) if corpus else "manifests"
     if name not in DATA:
-        pytest.fail(f"no generated data for data._target_={cfg.data._target_}: add it to DATA in {__file__}")
+        pytest.fail(
+            f"no generated data for data.corpus._target_={corpus._target_}: add it to DATA in {__file__}"
+        )
     return DATA[name]
 
 
-def data_target(cfg) -> str:
-    return data_entry(cfg)[1] or str(cfg.data.get("target", "label"))
+def data_target(cfg) -> str | None:
+    return data_entry(cfg)[1]
 
 
 def is_recognition(cfg) -> bool:
@@ -163,8 +172,8 @@ def compose_small(choice: str, tmp_path: Path, assets: dict, extra: tuple = (), 
             needs.append(f"task={RECOGNITION['task']}")
         if group != "head" and get_class(cfg.head._target_).output != "frames":
             needs.append(f"head={RECOGNITION['head']}")
-        if group != "data" and data_target(cfg) != "text":
-            needs += [f"data={RECOGNITION['data']}", "data.target=text"]
+        if group != "data" and data_target(cfg) == "label":
+            needs.append(f"data={RECOGNITION['data']}")
         base = [base[0], *needs, *base[1:]]
         cfg = compose_train(base, tmp_path / "run")
     small = [*TINY.get(cls_name(cfg.backbone._target_), []), *data_entry(cfg)[0](assets)]
@@ -222,9 +231,10 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, assets,
     if group == "data":
         dm = parts["datamodule"]
         assert {"train", "val", "test"} <= set(dm.datasets)
-        assert dm.target == data_target(cfg) and (dm.target == "text" or dm.num_classes >= 2)
+        field = dm.targets.field
+        assert field == (data_target(cfg) or field) and (field == "text" or dm.num_classes >= 2)
         batch = next(iter(dm.train_dataloader()))
-        targets = batch["labels"] if dm.target == "label" else batch["text"]
+        targets = batch["labels"] if field == "label" else batch["text"]
         assert batch["wavs"].shape[0] == batch["lengths"].shape[0] == len(targets)
     if group == "scheduler":
         assert parts["scheduler"]["scheduler"].optimizer is parts["optimizer"]
@@ -280,7 +290,15 @@ def test_wrong_key_names_the_key(tmp_path):
 # ----- (4) the CLI prints the resolved job config ---------------------------------------------------------
 def test_cli_prints_job_config():
     out = subprocess.run(
-        [sys.executable, "train.py", "--cfg", "job", "head=mlp", "data=folder", "data.root=/some/clips"],
+        [
+            sys.executable,
+            "train.py",
+            "--cfg",
+            "job",
+            "head=mlp",
+            "data=folder",
+            "data.corpus.root=/some/clips",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -290,6 +308,4 @@ def test_cli_prints_job_config():
     text = out.stdout
     assert "backbone:" in text and "_target_: asr_transfer.backbones.whisper.WhisperEncoderBackbone" in text
     assert "_target_: asr_transfer.heads.utterance.MLPHead" in text
-    assert (
-        "_target_: asr_transfer.data.corpora.folder.FolderDataModule" in text and "root: /some/clips" in text
-    )
+    assert "_target_: asr_transfer.data.corpora.folder.Folder" in text and "root: /some/clips" in text

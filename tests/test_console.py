@@ -49,7 +49,7 @@ def test_train_prints_each_line_once_and_eval_elsewhere_reproduces_it(tmp_path):
     out = run_script(
         "train.py",
         "data=folder",
-        f"data.root={clips}",
+        f"data.corpus.root={clips}",
         "data.on_bad_audio=skip",
         *common,
         *TINY_WHISPER,
@@ -77,7 +77,7 @@ def test_train_prints_each_line_once_and_eval_elsewhere_reproduces_it(tmp_path):
         assert kept in log  # ... but train.log keeps every line, once
     assert log.count("GPU available") == 1
 
-    # eval.py as users type it: the checkpoint's data config with data.root pointing at a copy
+    # eval.py as users type it: the checkpoint's data config with data.corpus.root pointing at a copy
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     best = next((tmp_path / "run" / "checkpoints").glob("best-*.ckpt"))
     copy = shutil.copytree(clips, tmp_path / "elsewhere")
@@ -85,7 +85,7 @@ def test_train_prints_each_line_once_and_eval_elsewhere_reproduces_it(tmp_path):
     out = run_script(
         "eval.py",
         f"ckpt_path={best}",
-        f"data.root={copy}",
+        f"data.corpus.root={copy}",
         f"hydra.run.dir={tmp_path / 'eval'}",
         cwd=tmp_path,
     )

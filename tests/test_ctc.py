@@ -174,7 +174,7 @@ def test_librispeech_missing_subset_says_what_to_do(tmp_path):
     corpus = LibriSpeech(
         str(tmp_path), ["train-clean-100"], [], [], download=False, manifest_dir=str(tmp_path)
     )
-    with pytest.raises(FileNotFoundError, match="data.download=true"):
+    with pytest.raises(FileNotFoundError, match="data.corpus.download=true"):
         corpus.prepare()
 
 
@@ -202,7 +202,6 @@ def word_corpus(tmp_path: Path) -> dict[str, Path]:
 def ctc_overrides(corpus: dict[str, Path], cache_dir: Path) -> list[str]:
     return [
         "data=manifest",
-        "data.target=text",
         f"data.train_manifest={corpus['train']}",
         f"data.val_manifest={corpus['val']}",
         f"data.test_manifest={corpus['test']}",
@@ -321,10 +320,10 @@ def test_fsdd_digits_blstm_wer_and_beam_search_with_digit_lm(tmp_path):
     cfg = compose_train(
         [
             "experiment=fsdd_digits_ctc",
-            f"data.root={FSDD_DIR}",
+            f"data.corpus.root={FSDD_DIR}",
             f"backbone.name_or_path={WHISPER_DIR}",
-            "data.val_speakers=[nicolas]",
-            "data.test_speakers=[yweweler]",
+            "data.corpus.val_speakers=[nicolas]",
+            "data.corpus.test_speakers=[yweweler]",
             "callbacks.progress_bar=null",
             "trainer.enable_progress_bar=false",
         ],

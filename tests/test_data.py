@@ -14,13 +14,12 @@ import soundfile as sf
 import torch
 
 from asr_transfer.data.audio import AudioError
-from asr_transfer.data.corpora.folder import Folder, FolderDataModule
-from asr_transfer.data.corpora.fsdd import FSDD, FSDDDataModule
+from asr_transfer.data.corpora.folder import Folder
+from asr_transfer.data.corpora.fsdd import FSDD
 from asr_transfer.data.corpora.speech_commands import (
     SILENCE,
     UNKNOWN,
     SpeechCommands,
-    SpeechCommandsDataModule,
 )
 from asr_transfer.data.datamodule import AudioDataModule
 from tests.conftest import FSDD_DIR, tone, write_wav
@@ -56,19 +55,19 @@ def test_fsdd_speakers_never_cross_splits(fsdd_root, tmp_path):
         digit, speaker, _ = Path(r["audio_filepath"]).stem.split("_")
         assert (r["label"], r["speaker"]) == (digit, speaker)
 
-    dm = FSDDDataModule(
-        str(fsdd_root), ["nicolas"], ["yweweler"], manifest_dir=str(tmp_path), sample_rate=16000
+    dm = AudioDataModule(
+        corpus=FSDD(str(fsdd_root), ["nicolas"], ["yweweler"], manifest_dir=str(tmp_path)), sample_rate=16000
     )
     dm.setup()
     assert dm.labels == [str(d) for d in range(10)] and dm.num_classes == 10
 
 
 def test_fsdd_bad_speaker_settings_name_the_key(fsdd_root, tmp_path):
-    with pytest.raises(ValueError, match=r"data.val_speakers: unknown speaker\(s\) \['alice'\]"):
+    with pytest.raises(ValueError, match=r"data.corpus.val_speakers: unknown speaker\(s\) \['alice'\]"):
         FSDD(str(fsdd_root), ["alice"], [], manifest_dir=str(tmp_path)).prepare()
     with pytest.raises(ValueError, match="overlap"):
         FSDD(str(fsdd_root), ["george"], ["george"], manifest_dir=str(tmp_path)).prepare()
-    with pytest.raises(FileNotFoundError, match="data.root"):
+    with pytest.raises(FileNotFoundError, match="data.corpus.root"):
         FSDD(str(tmp_path), [], [], manifest_dir=str(tmp_path)).prepare()
 
 
@@ -77,28 +76,30 @@ def test_max_per_class_is_deterministic_per_seed(corpus, tmp_path):
     if corpus == "fsdd":
         root = fake_fsdd(tmp_path / "data", per_digit=3)
 
-        def make(seed, out):
-            return FSDD(
-                str(root), ["nicolas"], ["yweweler"], manifest_dir=str(out), max_per_class=2, subset_seed=seed
-            )
+        def make(seed, out, k=2):
+            corpus = FSDD(str(root), ["nicolas"], ["yweweler"], manifest_dir=str(out))
+            return AudioDataModule(corpus=corpus, max_per_class=k, subset_seed=seed)
 
     else:
         root = fake_folder(tmp_path / "data", per=3)
 
-        def make(seed, out):
-            return Folder(str(root), 0.2, 0.2, manifest_dir=str(out), max_per_class=2, subset_seed=seed)
+        def make(seed, out, k=2):
+            corpus = Folder(str(root), 0.2, 0.2, manifest_dir=str(out))
+            return AudioDataModule(corpus=corpus, max_per_class=k, subset_seed=seed)
+
+    def files(dm, split):
+        dm.setup()
+        return [e.audio_filepath for e in dm.entries[split]]
 
     def train_files(seed, out):
-        return [r["audio_filepath"] for r in rows(make(seed, tmp_path / out).prepare()["train"])]
+        return files(make(seed, tmp_path / out), "train")
 
     a, again, b = train_files(0, "a"), train_files(0, "again"), train_files(1, "b")
     assert a == again and a != b
     labels = Counter(Path(f).stem.split("_")[0] if corpus == "fsdd" else Path(f).parent.name for f in a)
     assert set(labels.values()) == {2}  # exactly k per class
     # the held-out splits are untouched by the training subset
-    full = make(0, tmp_path / "full")
-    full.max_per_class = None
-    assert rows(full.prepare()["test"]) == rows(make(0, tmp_path / "a").prepare()["test"])
+    assert files(make(0, tmp_path / "full", k=None), "test") == files(make(0, tmp_path / "a"), "test")
 
 
 # ----- manifests ---------------------------------------------------------------------------------------
@@ -189,7 +190,7 @@ def test_folder_stratified_split_is_deterministic(tmp_path):
     def prepare(seed, out):
         return {
             s: rows(p)
-            for s, p in Folder(str(root), 0.2, 0.1, seed=seed, manifest_dir=str(tmp_path / out))
+            for s, p in Folder(str(root), 0.2, 0.1, split_seed=seed, manifest_dir=str(tmp_path / out))
             .prepare()
             .items()
         }
@@ -201,7 +202,9 @@ def test_folder_stratified_split_is_deterministic(tmp_path):
     assert len(files) == len(set(files)) == 30
     assert prepare(0, "again") == a and prepare(1, "b")["test"] != a["test"]
 
-    dm = FolderDataModule(str(root), 0.2, 0.1, manifest_dir=str(tmp_path / "a"), sample_rate=16000)
+    dm = AudioDataModule(
+        corpus=Folder(str(root), 0.2, 0.1, manifest_dir=str(tmp_path / "a")), sample_rate=16000
+    )
     dm.setup()
     assert dm.labels == ["bird", "cat", "dog"] and len(dm.datasets["val"]) == 6
 
@@ -217,7 +220,7 @@ def test_folder_speaker_regex_keeps_speakers_in_one_split(tmp_path):
         or speakers["train"] & speakers["test"]
         or speakers["val"] & speakers["test"]
     )
-    with pytest.raises(ValueError, match="data.speaker_regex"):
+    with pytest.raises(ValueError, match="data.corpus.speaker_regex"):
         Folder(str(root), speaker_regex=r"^zzz(\d)", manifest_dir=str(tmp_path / "x")).prepare()
 
 
@@ -232,17 +235,18 @@ def test_folder_existing_split_folders_are_kept(tmp_path):
 
 def test_folder_bad_settings_name_the_key(tmp_path):
     root = fake_folder(tmp_path / "data")
-    with pytest.raises(ValueError, match="data.val_fraction"):
+    with pytest.raises(ValueError, match="data.corpus.val_fraction"):
         Folder(str(root), val_fraction=1.5)
     with pytest.raises(ValueError, match="leaves nothing to train"):
         Folder(str(root), 0.5, 0.5)
-    with pytest.raises(FileNotFoundError, match="data.root"):
+    with pytest.raises(FileNotFoundError, match="data.corpus.root"):
         Folder(str(tmp_path / "nope"))
 
 
 # ----- Speech Commands -----------------------------------------------------------------------------------
 def test_speech_commands_superb_protocol(sc_root, tmp_path):
-    dm = SpeechCommandsDataModule(str(sc_root), manifest_dir=str(tmp_path), sample_rate=16000, batch_size=64)
+    corpus = SpeechCommands(str(sc_root), manifest_dir=str(tmp_path))
+    dm = AudioDataModule(corpus=corpus, sample_rate=16000, batch_size=64)
     dm.setup()
     assert dm.labels == [
         "yes",
@@ -296,37 +300,38 @@ def test_speech_commands_silence_is_written_once(sc_root, tmp_path):
     first = SpeechCommands(str(sc_root), manifest_dir=str(tmp_path / "a")).prepare()
     sil = [r["audio_filepath"] for r in rows(first["train"]) if r["label"] == SILENCE]
     mtimes = [Path(f).stat().st_mtime_ns for f in sil]
-    # other manifest settings (max_per_class) write new manifests, but the same silence settings
+    # other manifest settings (unknown_fraction) write new manifests, but the same silence settings
     # find every clip already there and do not rewrite it
-    again = SpeechCommands(str(sc_root), manifest_dir=str(tmp_path / "a"), max_per_class=100).prepare()
+    again = SpeechCommands(str(sc_root), manifest_dir=str(tmp_path / "a"), unknown_fraction=1.0).prepare()
     assert sorted(r["audio_filepath"] for r in rows(again["train"]) if r["label"] == SILENCE) == sorted(sil)
     assert [Path(f).stat().st_mtime_ns for f in sil] == mtimes
     assert not list(Path(sil[0]).parent.glob(".*"))  # no temp files left behind
 
 
 def test_speech_commands_all_words_and_unknown_fraction(sc_root, tmp_path):
-    dm = SpeechCommandsDataModule(str(sc_root), classes="all", manifest_dir=str(tmp_path), sample_rate=16000)
+    corpus = SpeechCommands(str(sc_root), classes="all", manifest_dir=str(tmp_path))
+    dm = AudioDataModule(corpus=corpus, sample_rate=16000)
     dm.setup()
     assert dm.labels == sorted(SC_WORDS) and dm.num_classes == 12
     assert all(e.label not in (UNKNOWN, SILENCE) for s in dm.entries.values() for e in s)
 
     def unknown(seed):
         c = SpeechCommands(
-            str(sc_root), unknown_fraction=0.1, seed=seed, manifest_dir=str(tmp_path / f"u{seed}")
+            str(sc_root), unknown_fraction=0.1, split_seed=seed, manifest_dir=str(tmp_path / f"u{seed}")
         )
         return [r["audio_filepath"] for r in rows(c.prepare()["train"]) if r["label"] == UNKNOWN]
 
     assert len(unknown(0)) == 3 and unknown(0) == unknown(0)  # 0.1 x 30 keyword clips, same per seed
-    with pytest.raises(ValueError, match=r"data.classes: \['banana'\]"):
+    with pytest.raises(ValueError, match=r"data.corpus.classes: \['banana'\]"):
         SpeechCommands(str(sc_root), classes=["yes", "banana"], manifest_dir=str(tmp_path / "bad")).prepare()
-    with pytest.raises(ValueError, match="data.version"):
+    with pytest.raises(ValueError, match="data.corpus.version"):
         SpeechCommands(str(sc_root), version="v3")
-    with pytest.raises(FileNotFoundError, match="data.root"):
+    with pytest.raises(FileNotFoundError, match="data.corpus.root"):
         SpeechCommands(str(tmp_path / "empty"), manifest_dir=str(tmp_path)).prepare()
 
 
 def test_speech_commands_root_may_be_the_download_parent(sc_root, tmp_path):
-    """``data.root`` may point above the version folder, as torchaudio extracts it."""
+    """``data.corpus.root`` may point above the version folder, as torchaudio extracts it."""
     parent = tmp_path / "dl"
     (parent / "SpeechCommands").mkdir(parents=True)
     (parent / "SpeechCommands" / "speech_commands_v0.02").symlink_to(sc_root)

@@ -19,10 +19,10 @@ def test_fsdd_probe_on_whisper_tiny_and_eval_reproduces_it(tmp_path):
     cfg = compose_train(
         [
             "experiment=fsdd_probe",
-            f"data.root={FSDD_DIR}",
+            f"data.corpus.root={FSDD_DIR}",
             f"backbone.name_or_path={WHISPER_DIR}",
-            "data.val_speakers=[nicolas]",
-            "data.test_speakers=[yweweler]",
+            "data.corpus.val_speakers=[nicolas]",
+            "data.corpus.test_speakers=[yweweler]",
             f"paths.cache_dir={tmp_path / 'cache'}",
             "callbacks.progress_bar=null",
             "trainer.enable_progress_bar=false",

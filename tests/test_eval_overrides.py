@@ -24,7 +24,7 @@ def run(tmp_path_factory):
     cfg = compose_train(
         [
             "data=folder",
-            f"data.root={clips}",
+            f"data.corpus.root={clips}",
             f"paths.cache_dir={base / 'cache'}",
             "callbacks.progress_bar=null",
             "trainer.enable_progress_bar=false",
@@ -50,12 +50,12 @@ def test_data_root_elsewhere_reproduces_the_runs_test_metrics(run, tmp_path):
     copy = shutil.copytree(clips, tmp_path / "elsewhere" / "clips")
     hidden = clips.rename(base / "hidden")  # the original is gone: eval can only read the copy
     try:
-        cfg, metrics = _eval(best, tmp_path / "eval", f"data.root={copy}")
+        cfg, metrics = _eval(best, tmp_path / "eval", f"data.corpus.root={copy}")
     finally:
         hidden.rename(clips)
-    assert cfg.data.root == str(copy)
-    assert cfg.data._target_.endswith("FolderDataModule")  # every other key is still the checkpoint's
-    assert cfg.data.test_fraction == 0.1 and cfg.data.labels is None
+    assert cfg.data.corpus.root == str(copy)
+    assert cfg.data.corpus._target_.endswith("Folder")  # every other key is still the checkpoint's
+    assert cfg.data.corpus.test_fraction == 0.1 and cfg.data.labels is None
     assert metrics["test/acc"] == train_metrics["test/acc"]
     assert metrics["test/loss"] == pytest.approx(train_metrics["test/loss"], abs=1e-6)
 
@@ -74,30 +74,32 @@ def test_data_switch_to_manifest_tests_the_same_clips(run, tmp_path):
 def test_wrong_data_key_names_it_and_the_valid_keys(run, tmp_path):
     _, _, best, _ = run
     with pytest.raises(DataOverrideError) as e:
-        checkpoint_data([f"ckpt_path={best}", "data.rooot=/x"])
+        checkpoint_data([f"ckpt_path={best}", "data.corpus.rooot=/x"])
     msg = str(e.value)
-    assert msg.startswith("data.rooot: no such key") and "FolderDataModule" in msg
-    valid = msg.split("Valid keys of data: ")[1].split(". ")[0].split(", ")
-    assert {"root", "test_fraction", "speaker_regex", "on_bad_audio"} <= set(
-        valid
-    ) and "_target_" not in valid
+    assert msg.startswith("data.corpus.rooot: no such key") and "(Folder)" in msg
+    valid = msg.split("Valid keys of data.corpus: ")[1].split(". ")[0].split(", ")
+    assert {"root", "test_fraction", "speaker_regex"} <= set(valid) and "_target_" not in valid
+    with pytest.raises(DataOverrideError, match="Valid keys of data: .*on_bad_audio"):
+        checkpoint_data([f"ckpt_path={best}", "data.on_bad_audioo=skip"])
     # +data.x adds a key on purpose; Hydra-style flags are not overrides
-    assert checkpoint_data(["-m", f"ckpt_path={best}", "+data.extra=1", "--cfg", "job"])["root"].endswith(
-        "clips"
-    )
+    assert checkpoint_data(["-m", f"ckpt_path={best}", "+data.extra=1", "--cfg", "job"])["corpus"][
+        "root"
+    ].endswith("clips")
     # with data=<corpus>: checked against that corpus's config (its defaults list included)
     with pytest.raises(DataOverrideError) as e:
-        checkpoint_data([f"ckpt_path={best}", "data=librilight", "data.librilite=1h"])
-    assert str(e.value).startswith("data.librilite: no such key in conf/data/librilight.yaml")
+        checkpoint_data([f"ckpt_path={best}", "data=librilight", "data.corpus.librilite=1h"])
+    assert str(e.value).startswith("data.corpus.librilite: no such key in conf/data/librilight.yaml")
     assert "librilight, " in str(e.value) and "train_subsets" in str(e.value)  # own key and librispeech's
-    cfg = compose_train([f"ckpt_path={best}", "data=fsdd", "data.test_speakers=[george]"], tmp_path, "eval")
-    assert cfg.data.test_speakers == ["george"] and cfg.data._target_.endswith("FSDDDataModule")
+    cfg = compose_train(
+        [f"ckpt_path={best}", "data=fsdd", "data.corpus.test_speakers=[george]"], tmp_path, "eval"
+    )
+    assert cfg.data.corpus.test_speakers == ["george"] and cfg.data.corpus._target_.endswith("FSDD")
 
 
 def test_data_overrides_with_a_ckpt_path_sweep_are_refused(run):
     _, _, best, _ = run
     with pytest.raises(DataOverrideError, match="several ckpt_path values"):
-        checkpoint_data([f"ckpt_path={best},{best}", "data.root=/x"])
+        checkpoint_data([f"ckpt_path={best},{best}", "data.corpus.root=/x"])
     assert checkpoint_data([f"ckpt_path={best},{best}"]) == {}  # each job: its own checkpoint's data
 
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from asr_transfer.memory import MallocTrim, _malloc_trim
+from asr_transfer.callbacks.malloc_trim import MallocTrim, _malloc_trim
 
 
 def test_trims_every_n_steps():
@@ -24,7 +24,7 @@ def test_rejects_zero_steps():
 
 FRAGMENT_AND_TRIM = """
 import ctypes
-from asr_transfer.memory import _malloc_trim
+from asr_transfer.callbacks.malloc_trim import _malloc_trim
 
 trim = _malloc_trim()
 libc = ctypes.CDLL("libc.so.6")

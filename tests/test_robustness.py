@@ -264,7 +264,7 @@ def test_run_stops_after_too_many_nonfinite_losses_in_a_row(tmp_path, tone_corpu
 
 # ----- atomic checkpoints and kill -9 -------------------------------------------------------------
 def test_atomic_checkpoint_io_never_leaves_half_a_file(tmp_path, monkeypatch):
-    from asr_transfer.checkpointing import AtomicCheckpointIO
+    from asr_transfer.checkpoint_io import AtomicCheckpointIO
 
     io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
     io.save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
@@ -397,7 +397,7 @@ class _RunsCode:
 def test_checkpoints_and_caches_load_without_running_code(tmp_path, tone_corpus):
     import pickle
 
-    from asr_transfer.pipeline.checkpoint import load_checkpoint
+    from asr_transfer.pipeline.restore import load_checkpoint
     from tests.conftest import tone_overrides
 
     marker = tmp_path / "code-ran"

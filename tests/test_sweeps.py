@@ -27,7 +27,7 @@ def _job(sweep: Path, num: int, overrides: list[str], metrics: dict | None) -> P
 
 
 def test_trials_ranked_best_first_failed_last_only_varying_overrides(tmp_path):
-    common = ["data.root=/x", "experiment=fsdd_probe"]
+    common = ["data.corpus.root=/x", "experiment=fsdd_probe"]
     _job(tmp_path, 0, [*common, "optimizer.lr=0.1"], {"val/acc": 0.5, "test/acc": 0.4})
     _job(tmp_path, 1, [*common, "optimizer.lr=0.01"], {"val/acc": 0.9, "test/acc": 0.8})
     _job(tmp_path, 2, [*common, "optimizer.lr=1.0"], None)  # crashed: no metrics.json
@@ -58,7 +58,7 @@ def test_trials_ranked_best_first_failed_last_only_varying_overrides(tmp_path):
 
 
 def test_the_optuna_sweepers_records_give_pruned_and_killed_trials_their_state(tmp_path):
-    common = ["data.root=/x"]
+    common = ["data.corpus.root=/x"]
     _job(tmp_path, 0, [*common, "optimizer.lr=0.1"], {"val/acc": 0.5, "epochs": 8.0})
     _job(tmp_path, 1, [*common, "optimizer.lr=1e-6"], {"val/acc": 0.9, "epochs": 2.0})
     (tmp_path / "1" / TRIAL_STATE_FILE).write_text(json.dumps({"number": 1, "state": "pruned"}))

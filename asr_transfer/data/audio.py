@@ -10,6 +10,7 @@ import os
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -32,21 +33,16 @@ REASONS = {
     "too_long": "longer than data.max_duration with data.long_audio=skip: raise max_duration or use long_audio=crop",
 }
 
-# Formats libsndfile reads but that are not audio a user means (or that we cannot decode safely).
-_KNOWN_SUFFIXES = {
-    ".wav",
-    ".flac",
-    ".ogg",
-    ".oga",
-    ".mp3",
-    ".aiff",
-    ".aif",
-    ".au",
-    ".w64",
-    ".caf",
-    ".opus",
-    ".sph",
-}
+# The audio formats we read (libsndfile's, less the ones that are not audio a user means): what
+# folder corpora and predict.py pick up, and what a read failure on any other suffix blames.
+AUDIO_SUFFIXES = frozenset(
+    {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf", ".opus", ".sph"}
+)
+
+
+def audio_files(folder: str | Path) -> list[Path]:
+    """Every audio file under ``folder`` (any depth, by ``AUDIO_SUFFIXES``), sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
 
 
 class AudioError(Exception):
@@ -56,6 +52,10 @@ class AudioError(Exception):
         super().__init__(
             f"{path}: {reason}" + (f" ({detail})" if detail else "") + (f". Fix: {hint}" if hint else "")
         )
+
+    def at(self, where: str) -> AudioError:
+        """The same fault, saying where the file is listed (split, manifest line)."""
+        return AudioError(self.path, self.reason, where + (f"; {self.detail}" if self.detail else ""))
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def check_header(path: str) -> AudioInfo:
         msg = str(e).split(":", 1)[-1].strip() or str(e)
         suffix = os.path.splitext(path)[1].lower()
         # An unknown suffix is a format problem (convert it); a known one that fails is a broken file.
-        reason = "unsupported_format" if suffix not in _KNOWN_SUFFIXES else "unreadable"
+        reason = "unsupported_format" if suffix not in AUDIO_SUFFIXES else "unreadable"
         raise AudioError(path, reason, msg) from None
     if info.frames <= 0:
         raise AudioError(path, "zero_samples")

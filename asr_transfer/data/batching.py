@@ -135,12 +135,13 @@ class LengthBatchSampler(Sampler[list[int]]):
         return 0.0 if padded == 0 else 1.0 - real / padded
 
 
-def pad_batch(items: list[dict]) -> dict | None:
+def pad_batch(items: list[dict], targets=None) -> dict | None:
     """Collate dicts of tensors: 1-D ``wav``/``features`` are padded and lengths kept.
 
     Items that are ``None`` (skipped bad audio) are dropped. Keys:
       wavs (B, S) + lengths (B,), or features (B, L, D) / (B, L, T, D) + frame_lengths (B,),
-      labels (B,), index (B,), and any list-valued extras.
+      index (B,), what ``targets.collate`` makes of the items' ``target`` values (e.g. labels (B,)),
+      and any list-valued extras.
     """
     items = [it for it in items if it is not None]
     if not items:
@@ -163,19 +164,11 @@ def pad_batch(items: list[dict]) -> dict | None:
         else:
             out["features"] = torch.stack(feats)
         out["frame_lengths"] = torch.tensor([it["frame_length"] for it in items], dtype=torch.long)
-    if "label" in items[0]:
-        out["labels"] = torch.tensor([it["label"] for it in items], dtype=torch.long)
-    if "targets" in items[0]:  # CTC token ids, concatenated as torch's ctc_loss accepts
-        out["target_lengths"] = torch.tensor([len(it["targets"]) for it in items], dtype=torch.long)
-        out["targets"] = torch.cat([torch.as_tensor(it["targets"], dtype=torch.long) for it in items])
+    if targets is not None and "target" in items[0]:
+        out.update(targets.collate([it["target"] for it in items]))
     for key in items[0]:
-        if key not in (
-            "wav",
-            "features",
-            "frame_length",
-            "label",
-            "index",
-            "targets",
-        ) and not torch.is_tensor(items[0][key]):
+        if key not in ("wav", "features", "frame_length", "index", "target") and not torch.is_tensor(
+            items[0][key]
+        ):
             out[key] = [it[key] for it in items]
     return out

@@ -30,9 +30,4 @@ class CachedFeatureDataset(Dataset):
         else:
             feats = self.features[self.offsets[i] : self.offsets[i + 1]].transpose(0, 1)
         item = {"features": feats.float(), "frame_length": int(self.frame_lengths[i]), "index": i}
-        e = self.base.entries[i]
-        if self.base.label_index is not None:
-            item["label"] = self.base.label_index[e.label]
-        if e.text is not None:
-            item["text"] = e.text
-        return item
+        return {**item, **self.base.target_item(i)}

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import random
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from asr_transfer.data.audio import AudioError, check_header
 from asr_transfer.data.batching import LengthBatchSampler, pad_batch
-from asr_transfer.data.cached_dataset import CachedFeatureDataset
-from asr_transfer.data.dataset import AudioDataset, BadAudioLog, natural_key
-from asr_transfer.data.manifest import Entry, ManifestError, read_manifest
+from asr_transfer.data.checks import ClipRules
+from asr_transfer.data.corpora.base import Corpus
+from asr_transfer.data.dataset import AudioDataset, BadAudioLog
+from asr_transfer.data.manifest import Entry, read_manifest
+from asr_transfer.data.targets import LabelTargets, Targets
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -21,16 +24,17 @@ SPLITS = ("train", "val", "test")
 
 class AudioDataModule(L.LightningDataModule):
     """Reads per-split manifests (given, or written by ``corpus.prepare()``), checks every file's
-    header before training, and serves length-bucketed, padded batches.
+    header before training (``data/checks.py``), and serves length-bucketed, padded batches.
 
-    ``target``: "label" (classification: builds the label set from the training split) or "text" (CTC).
-    ``on_bad_audio``: "error" stops with the file, split, manifest line and reason; "skip" drops
-    the file and lists it in ``<run dir>/bad_audio.jsonl``.
-    ``max_duration`` (s) with ``long_audio``: "crop" keeps the first ``max_duration`` seconds (only
-    that stretch is decoded), "skip" drops the file (listed as ``too_long``).
-    ``min_samples``: clips shorter than this (at the backbone's rate) are zero-padded to it; the
-    pipeline passes the backbone's ``min_samples`` (default 400: wav2vec2's CNN receptive field,
-    Whisper's STFT needs more than 200).
+    ``corpus``: a ``Corpus`` (conf/data/<corpus>.yaml's ``corpus:`` node) that finds or downloads the
+    audio and writes the manifests; None: ``train_manifest``/``val_manifest``/``test_manifest``.
+    ``targets``: what the task learns from each row (the pipeline passes the task's
+    ``make_targets()``; default: class labels). ``labels``: a fixed label order (default: the
+    corpus's, else the training split's, sorted).
+    ``max_per_class`` with ``subset_seed``: keep that many random training clips per target value
+    (label-scarcity studies).
+    ``on_bad_audio``, ``max_duration``, ``long_audio``, ``min_samples``: see ``ClipRules``; the
+    pipeline passes the backbone's ``sample_rate`` and ``min_samples``.
     """
 
     def __init__(
@@ -38,9 +42,8 @@ class AudioDataModule(L.LightningDataModule):
         train_manifest: str | None = None,
         val_manifest: str | None = None,
         test_manifest: str | None = None,
-        corpus=None,
+        corpus: Corpus | None = None,
         sample_rate: int = 16000,
-        target: str = "label",
         batch_size: int | None = 16,
         eval_batch_size: int | None = None,
         max_batch_seconds: float | None = None,
@@ -57,29 +60,27 @@ class AudioDataModule(L.LightningDataModule):
         seed: int = 0,
         run_dir: str | None = None,
         min_samples: int = 400,
+        targets: Targets | None = None,
+        max_per_class: int | None = None,
+        subset_seed: int = 0,
     ) -> None:
         super().__init__()
-        if on_bad_audio not in ("error", "skip"):
-            raise ValueError(f"data.on_bad_audio={on_bad_audio!r}: use 'error' or 'skip'")
-        if long_audio not in ("crop", "skip"):
-            raise ValueError(f"data.long_audio={long_audio!r}: use 'crop' or 'skip'")
-        if target not in ("label", "text"):
-            raise ValueError(f"data.target={target!r}: use 'label' (classification) or 'text' (CTC)")
         self.manifest_paths = {"train": train_manifest, "val": val_manifest, "test": test_manifest}
-        self.corpus, self.sample_rate, self.target = corpus, sample_rate, target
+        self.corpus, self.sample_rate = corpus, sample_rate
+        self.targets = targets if targets is not None else LabelTargets()
+        self.rules = ClipRules(
+            sample_rate, min_samples, max_duration, long_audio, on_bad_audio, self.targets.crop_ok
+        )
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.max_batch_seconds, self.bucket = max_batch_seconds, bucket
-        self.num_workers, self.pin_memory, self.persistent_workers = (
-            num_workers,
-            pin_memory,
-            persistent_workers,
-        )
-        self.on_bad_audio, self.max_duration, self.long_audio = on_bad_audio, max_duration, long_audio
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.persistent_workers = persistent_workers
         self.cache_dir, self.cache_dtype = cache_dir, cache_dtype
-        self.seed, self.min_samples = seed, min_samples
+        self.seed, self.max_per_class, self.subset_seed = seed, max_per_class, subset_seed
+        self.fixed_labels = list(labels) if labels else (corpus.labels() if corpus is not None else None)
         self._resume: dict | None = None  # train sampler position from a checkpoint (see load_state_dict)
         self.bad_log = BadAudioLog(None if run_dir is None else Path(run_dir) / "bad_audio.jsonl")
-        self.labels: list[str] | None = list(labels) if labels else None
+        self.collate = functools.partial(pad_batch, targets=self.targets)
         self.datasets: dict[str, Dataset] = {}
         self.entries: dict[str, list[Entry]] = {}
         self._ready = False
@@ -95,43 +96,42 @@ class AudioDataModule(L.LightningDataModule):
             return self.corpus.prepare()  # idempotent: returns existing manifests without rewriting
         return self.manifest_paths
 
+    def read(self, split: str, path: str, on_error=None) -> list[Entry]:
+        """One split's manifest rows as the run reads them (required fields, the training subset)."""
+        required = ("audio_filepath", self.targets.field) if self.targets.field else ("audio_filepath",)
+        entries = read_manifest(path, required, on_error)
+        if split == "train" and self.max_per_class:
+            entries = limit_per_class(entries, self.targets.field, self.max_per_class, self.subset_seed)
+        return entries
+
     def setup(self, stage: str | None = None) -> None:
         if self._ready:
             return
         paths = self.manifests()
         if not paths.get("train") and not paths.get("test"):
-            raise ValueError("no data: set data.train_manifest (and val/test), or a data=<corpus> config")
-        required = ("audio_filepath", self.target)
+            raise ValueError(
+                "no data: set data.train_manifest (and val/test), or a data=<corpus> config (data.corpus)"
+            )
         for split in SPLITS:
             if paths.get(split):
-                self.entries[split] = self._check(read_manifest(paths[split], required), split)
-        if self.target == "label":
-            self._build_labels()
-        max_samples = None if self.max_duration is None else int(self.max_duration * self.sample_rate)
-        index = None if self.labels is None else {lab: i for i, lab in enumerate(self.labels)}
+                self.entries[split] = self.rules.keep(self.read(split, paths[split]), split, self.bad_log)
+        faults = self.targets.fit(self.entries, self.fixed_labels)
+        if faults:
+            raise faults[0]
         for split, entries in self.entries.items():
             if not entries:
                 raise ValueError(
                     f"every file of the {split} split ({paths[split]}) was skipped: see {self.bad_log.path}"
                 )
-            self.datasets[split] = AudioDataset(
-                entries,
-                split,
-                self.sample_rate,
-                index,
-                max_samples,
-                self.on_bad_audio,
-                self.bad_log,
-                self.min_samples,
-            )
-            short = sum(e.duration * self.sample_rate < self.min_samples for e in entries)
+            self.datasets[split] = AudioDataset(entries, split, self.rules, self.bad_log, self.targets)
+            short = sum(e.duration * self.sample_rate < self.rules.min_samples for e in entries)
             if short:  # said once, here, not once per clip
                 log.warning(
                     "%s: %d clip(s) shorter than %d samples (%.0f ms) are zero-padded to that minimum",
                     split,
                     short,
-                    self.min_samples,
-                    1000 * self.min_samples / self.sample_rate,
+                    self.rules.min_samples,
+                    1000 * self.rules.min_samples / self.sample_rate,
                 )
         bad = self.bad_log.summary()
         if bad:
@@ -144,63 +144,16 @@ class AudioDataModule(L.LightningDataModule):
         self._ready = True
         log.info("data: %s", ", ".join(f"{s}={len(e)}" for s, e in self.entries.items()))
 
-    def _check(self, entries: list[Entry], split: str) -> list[Entry]:
-        """Header-check every file now (no decode), so a bad file at the end of a list fails in seconds."""
-        kept = []
-        for e in entries:
-            try:
-                info = check_header(e.audio_filepath)
-            except AudioError as err:
-                if self.on_bad_audio == "skip":
-                    self.bad_log.add(e, split, err)
-                    continue
-                raise AudioError(
-                    err.path,
-                    err.reason,
-                    f"{split} split, {e.manifest} line {e.line}" + (f"; {err.detail}" if err.detail else ""),
-                ) from None
-            if e.duration is None:
-                e.duration = info.duration - e.offset
-            if self.max_duration is not None and e.duration > self.max_duration:
-                # A crop would cut the audio but not its transcript: text targets are skipped instead.
-                if self.long_audio == "skip" or self.target == "text":
-                    self.bad_log.add(
-                        e,
-                        split,
-                        AudioError(
-                            e.audio_filepath,
-                            "too_long",
-                            f"{e.duration:.1f} s > data.max_duration={self.max_duration}",
-                        ),
-                    )
-                    continue
-                e.duration = float(self.max_duration)
-            kept.append(e)
-        return kept
-
-    def _build_labels(self) -> None:
-        if self.labels is None:
-            train = self.entries.get("train")
-            if not train:
-                raise ValueError("no training split to build the label set from: set data.labels explicitly")
-            self.labels = sorted({e.label for e in train}, key=natural_key)
-        known = set(self.labels)
-        for split, entries in self.entries.items():
-            for e in entries:
-                if e.label not in known:
-                    raise ManifestError(
-                        e.manifest,
-                        e.line,
-                        f"label {e.label!r} in the {split} split never occurs "
-                        f"in training (known: {self.labels[:20]}); add training examples or drop it",
-                        "label",
-                    )
-
     # ----- properties the task reads ------------------------------------------------------------
+    @property
+    def labels(self) -> list[str] | None:
+        """The label set, when the targets have one (class labels)."""
+        return getattr(self.targets, "labels", None)
+
     @property
     def num_classes(self) -> int:
         if self.labels is None:
-            raise RuntimeError("call setup() before reading num_classes")
+            raise RuntimeError("call setup() before reading num_classes (and use class-label targets)")
         return len(self.labels)
 
     # ----- loaders --------------------------------------------------------------------------------
@@ -223,7 +176,7 @@ class AudioDataModule(L.LightningDataModule):
             sampler.set_epoch(epoch)
             sampler.skip_batches(done)
             self._resume = None
-        if split not in self._reported and not isinstance(ds, CachedFeatureDataset):
+        if split not in self._reported and isinstance(ds, AudioDataset):
             self._reported.add(split)  # padding costs compute only when audio reaches the backbone
             log.info(
                 "%s: %d batches, padding %.1f%% of the audio batch",
@@ -238,7 +191,7 @@ class AudioDataModule(L.LightningDataModule):
         return DataLoader(
             self.datasets[split],
             batch_sampler=self.sampler(split),
-            collate_fn=pad_batch,
+            collate_fn=self.collate,
             num_workers=workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.persistent_workers and workers > 0,
@@ -275,3 +228,19 @@ class AudioDataModule(L.LightningDataModule):
             raise ValueError(
                 f"checkpoint labels {state['labels']} differ from this data's labels {self.labels}"
             )
+
+
+def limit_per_class(entries: list[Entry], field: str, k: int, seed: int) -> list[Entry]:
+    """Keep ``k`` random entries per value of ``field`` (the labelled-data-scarcity setting)."""
+    if not field:
+        raise ValueError("data.max_per_class needs targets with classes (a task that reads a field)")
+    rng = random.Random(seed)
+    by_value: dict[str, list[Entry]] = {}
+    for e in entries:
+        by_value.setdefault(str(e.get(field)), []).append(e)
+    kept = []
+    for value in sorted(by_value):
+        group = by_value[value][:]
+        rng.shuffle(group)
+        kept += group[:k]
+    return kept

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from pathlib import Path
 
 from torch.utils.data import Dataset
 
 from asr_transfer.data.audio import AudioError, load_audio
+from asr_transfer.data.checks import ClipRules
 from asr_transfer.data.manifest import Entry
+from asr_transfer.data.targets import Targets
 
 
 class BadAudioLog:
@@ -48,22 +49,25 @@ class BadAudioLog:
 
 
 class AudioDataset(Dataset):
-    """Items: ``{"wav": (samples,), "index": i, "label": class id | "text": str}``; ``None`` for skipped audio."""
+    """Items: ``{"wav": (samples,), "index": i, "target": targets.encode(entry)}`` (no ``target``
+    without targets, e.g. predict.py); ``None`` for audio skipped under ``data.on_bad_audio=skip``.
+
+    Decoding follows ``rules`` (the backbone's rate, crop to ``max_duration``, pad to ``min_samples``).
+    """
 
     def __init__(
         self,
         entries: list[Entry],
         split: str,
-        sample_rate: int,
-        label_index: dict[str, int] | None,
-        max_samples: int | None,
-        on_bad_audio: str,
+        rules: ClipRules,
         bad_log: BadAudioLog,
-        min_samples: int = 400,
+        targets: Targets | None = None,
     ) -> None:
-        self.entries, self.split, self.sample_rate = entries, split, sample_rate
-        self.label_index, self.max_samples, self.min_samples = label_index, max_samples, min_samples
-        self.on_bad_audio, self.bad_log = on_bad_audio, bad_log
+        self.entries, self.split, self.on_bad_audio = entries, split, rules.on_bad_audio
+        self.bad_log, self.targets = bad_log, targets
+        # what the decoded audio depends on (the feature cache keys its files by these)
+        self.sample_rate, self.max_samples = rules.sample_rate, rules.max_samples
+        self.min_samples = rules.min_samples
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -71,6 +75,11 @@ class AudioDataset(Dataset):
     @property
     def durations(self) -> list[float]:
         return [e.duration or 0.0 for e in self.entries]
+
+    def target_item(self, i: int) -> dict:
+        """``{"target": ...}`` for entry ``i`` (empty without targets): what any view of this split's
+        clips (decoded audio, cached features) adds to its items so the task's collate finds it."""
+        return {} if self.targets is None else {"target": self.targets.encode(self.entries[i])}
 
     def __getitem__(self, i: int) -> dict | None:
         e = self.entries[i]
@@ -80,18 +89,5 @@ class AudioDataset(Dataset):
             if self.on_bad_audio == "skip":
                 self.bad_log.add(e, self.split, err)
                 return None
-            raise AudioError(
-                err.path,
-                err.reason,
-                f"{self.split} split, {e.manifest} line {e.line}" + (f"; {err.detail}" if err.detail else ""),
-            ) from None
-        item = {"wav": wav, "index": i}
-        if self.label_index is not None:
-            item["label"] = self.label_index[e.label]
-        if e.text is not None:
-            item["text"] = e.text
-        return item
-
-
-def natural_key(s: str) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+            raise err.at(f"{self.split} split, {e.manifest} line {e.line}") from None
+        return {"wav": wav, "index": i, **self.target_item(i)}

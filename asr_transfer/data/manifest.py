@@ -2,7 +2,8 @@
 
 A manifest is JSONL (one object per line) or CSV (header row) with the fields
 ``audio_filepath`` (required), ``duration`` (seconds; read from the header when absent),
-``label`` (classification) or ``text`` (recognition), and optionally ``speaker`` and ``offset``.
+the target field the task reads (``label``, ``text``, or any column: ``data/targets.py``), and
+optionally ``speaker`` and ``offset``.
 Relative audio paths resolve against the manifest's folder. Corpus modules only write manifests.
 """
 
@@ -13,10 +14,11 @@ import io
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from asr_transfer.utils.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,12 @@ class Entry:
     line: int = 0
     manifest: str = ""
     extra: dict = field(default_factory=dict)
+
+    def get(self, name: str):
+        """A field by name: a declared one (``label``, ``text``, ``duration``...) or an extra manifest column."""
+        if name in _FIELDS:
+            return getattr(self, name)
+        return self.extra.get(name)
 
     def to_dict(self) -> dict:
         d = {"audio_filepath": self.audio_filepath, "duration": self.duration}
@@ -202,14 +210,10 @@ def write_manifest(
     path: str | Path, entries: list[Entry] | list[dict], relative_to: str | Path | None = None
 ) -> Path:
     """Write JSONL atomically (temp file + rename): a crash never leaves a half-written manifest."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         for e in entries:
             d = e.to_dict() if isinstance(e, Entry) else dict(e)
             if relative_to is not None:
                 d["audio_filepath"] = os.path.relpath(d["audio_filepath"], relative_to)
             f.write(json.dumps(d) + "\n")
-    os.replace(tmp, path)
-    return path
+    return Path(path)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -14,6 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from asr_transfer.backbones.base import Backbone
 from asr_transfer.backbones.card import CardBackbone, card_key, card_path, make_card
+from asr_transfer.utils.atomic import write_json
+from asr_transfer.utils.devices import cache_device
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,10 @@ def build_backbone(cfg: DictConfig, use_card: bool = False) -> tuple[Backbone, s
 
 
 def build_datamodule(cfg: DictConfig, backbone: Backbone, **overrides):
-    # Shorter clips are zero-padded to the backbone's receptive field (400 samples: wav2vec2's CNN).
+    """The datamodule, reading the task's targets at the backbone's rate; shorter clips are zero-padded
+    to the backbone's ``min_samples`` (its receptive field)."""
     overrides.setdefault("min_samples", getattr(backbone, "min_samples", 400))
+    overrides.setdefault("targets", task_class(cfg).make_targets())
     return instantiate(cfg.data, sample_rate=backbone.sample_rate, **overrides)
 
 
@@ -126,51 +128,3 @@ def _write_card(cfg: DictConfig, card: dict) -> None:
     path = _card_file(cfg, bcfg)
     if path is not None and not path.is_file():
         write_json(path, card)
-
-
-def cache_device(trainer_cfg) -> torch.device:
-    """The device a cache miss is computed on: this process's GPU when the Trainer will use one.
-
-    The cache is built before ``Trainer.fit`` moves the model, so without this a GPU run would
-    encode its whole corpus on the CPU. ``LOCAL_RANK`` is set by torchrun/SLURM/Lightning's
-    launcher; a ``devices`` list (``[2, 3]``) names the GPUs by index.
-    """
-    accelerator = str(trainer_cfg.get("accelerator", "auto"))
-    if accelerator not in ("auto", "gpu", "cuda") or not torch.cuda.is_available():
-        return torch.device("cpu")
-    rank = int(os.environ.get("LOCAL_RANK", 0))
-    devices = trainer_cfg.get("devices", "auto")
-    if isinstance(devices, str) and "," in devices:
-        devices = [int(d) for d in devices.split(",") if d.strip()]
-    if OmegaConf.is_list(devices) or isinstance(devices, list | tuple):
-        return torch.device("cuda", int(list(devices)[rank % len(devices)]))
-    return torch.device("cuda", rank)
-
-
-def write_json(path: str | Path, data: dict) -> None:
-    """Atomic JSON write: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
-def flat_metrics(metrics: dict) -> dict[str, float]:
-    out = {}
-    for k, v in metrics.items():
-        if torch.is_tensor(v) and v.numel() == 1:
-            out[k] = float(v)
-        elif isinstance(v, int | float):
-            out[k] = float(v)
-    return out
-
-
-def output_dir(cfg: DictConfig) -> Path:
-    try:
-        return Path(cfg.paths.output_dir)
-    except Exception:  # noqa: BLE001 - ${hydra:...} outside a Hydra app
-        from hydra.core.hydra_config import HydraConfig
-
-        return Path(HydraConfig.get().runtime.output_dir)

@@ -3,8 +3,9 @@
 Unlike a run, which stops at the first fault (``data.on_bad_audio=error``), this reads every
 manifest line, checks every header and decodes every file (content faults: NaN/Inf, a stream
 that breaks off), then prints counts per reason and writes the full list to
-``<run dir>/data_check.jsonl``. No backbone is built: its sample rate and minimum clip length
-are read from the class named by ``backbone._target_``.
+``<run dir>/data_check.jsonl``. It builds the run's own datamodule (the backbone's sample rate and
+minimum length, the task's targets) and applies the run's own rules (``data/checks.py``,
+``Targets.fit``), so what it reports is what a run does.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
 from asr_transfer.data.audio import REASONS, AudioError, check_content
 from asr_transfer.data.datamodule import SPLITS
-from asr_transfer.data.dataset import natural_key
-from asr_transfer.data.manifest import Entry, ManifestError, read_manifest
-from asr_transfer.pipeline.build import output_dir
+from asr_transfer.data.manifest import Entry, ManifestError
+from asr_transfer.pipeline.build import build_backbone, build_datamodule
+from asr_transfer.pipeline.run_dir import output_dir
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +50,12 @@ class Problem:
     detail: str = ""
 
 
-def audio_spec(backbone_cfg: DictConfig) -> tuple[int, int]:
-    """(sample rate, minimum samples) of the configured backbone, without building it."""
-    cls = get_class(backbone_cfg._target_)
-    rate = backbone_cfg.get("sample_rate") or getattr(cls, "sample_rate", 16000)
-    return int(rate), int(getattr(cls, "min_samples", 400))
-
-
 def scan(cfg: DictConfig) -> tuple[list[Problem], dict[str, int]]:
     """Every problem of every split, and the number of manifest entries per split."""
-    rate, min_samples = audio_spec(cfg.backbone)
-    dm = instantiate(cfg.data, sample_rate=rate, min_samples=min_samples, run_dir=None)
+    backbone, _ = build_backbone(cfg)  # its sample rate and minimum length are per instance
+    dm = build_datamodule(cfg, backbone, run_dir=None)
     dm.prepare_data()
     paths = dm.manifests()
-    bad_audio = "error" if dm.on_bad_audio == "error" else "skipped"
     problems: list[Problem] = []
     kept: dict[str, list[Entry]] = {}
     counts: dict[str, int] = {}
@@ -75,9 +67,7 @@ def scan(cfg: DictConfig) -> tuple[list[Problem], dict[str, int]]:
         if not paths.get(split):
             continue
         try:
-            entries = read_manifest(
-                paths[split], ("audio_filepath", dm.target), lambda e, s=split: manifest_fault(s, e)
-            )
+            entries = dm.read(split, paths[split], lambda e, s=split: manifest_fault(s, e))
         except ManifestError as e:  # the manifest itself: missing, not UTF-8, empty CSV
             manifest_fault(split, e)
             continue
@@ -93,43 +83,22 @@ def scan(cfg: DictConfig) -> tuple[list[Problem], dict[str, int]]:
                 )
             seen.setdefault(key, e.line)
             try:
-                info = check_content(e.audio_filepath)
+                duration, findings = dm.rules.judge(e, check_content(e.audio_filepath))
             except AudioError as err:
-                problems.append(Problem(split, err.reason, bad_audio, **where, detail=err.detail))
-                continue
-            duration = info.duration - e.offset
-            if duration <= 0:
-                detail = f"offset {e.offset} s >= duration {info.duration:.2f} s"
-                problems.append(Problem(split, "zero_samples", bad_audio, **where, detail=detail))
-                continue
-            if dm.max_duration is not None and duration > dm.max_duration:
-                detail = f"{duration:.1f} s > data.max_duration={dm.max_duration}"
-                if dm.long_audio == "skip":  # the run skips it whatever on_bad_audio says
-                    problems.append(Problem(split, "too_long", "skipped", **where, detail=detail))
-                    continue
-                problems.append(Problem(split, "cropped", "note", **where, detail=detail))
-            if duration * rate < min_samples:
-                detail = f"{duration * 1000:.1f} ms < {min_samples} samples at {rate} Hz"
-                problems.append(Problem(split, "padded", "note", **where, detail=detail))
-            kept[split].append(e)
+                duration, findings = None, [dm.rules.bad_audio(err)]
+            problems += [Problem(split, f.reason, f.severity, **where, detail=f.detail) for f in findings]
+            if duration is not None:
+                kept[split].append(e)
         if counts[split] and not kept[split]:
             problems.append(Problem(split, "empty_split", "error", manifest=str(paths[split])))
-    if dm.target == "label":
-        problems += _unseen_labels(kept, dm.labels)
+    if kept.get("train") or dm.fixed_labels:  # what the targets cannot use (a label training never saw)
+        where = {(e.manifest, e.line): (split, e) for split, rows in kept.items() for e in rows}
+        for fault in dm.targets.fit(kept, dm.fixed_labels):
+            split, e = where[(fault.path, fault.line)]
+            problems.append(
+                Problem(split, "unseen_label", "error", e.audio_filepath, e.manifest, e.line, str(fault))
+            )
     return problems, counts
-
-
-def _unseen_labels(kept: dict[str, list[Entry]], labels: list[str] | None) -> list[Problem]:
-    known = set(labels) if labels else {e.label for e in kept.get("train", [])}
-    out = []
-    for split, entries in kept.items():
-        for e in entries:
-            if e.label not in known:
-                detail = f"label {e.label!r}; training has {sorted(known, key=natural_key)[:20]}"
-                out.append(
-                    Problem(split, "unseen_label", "error", e.audio_filepath, e.manifest, e.line, detail)
-                )
-    return out
 
 
 def _progress(entries: list, split: str):

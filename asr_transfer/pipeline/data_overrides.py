@@ -2,7 +2,7 @@
 
 Before Hydra composes, the checkpoint's resolved data config is stored as the config group option
 ``data=checkpoint`` (the default of ``conf/eval.yaml`` and ``conf/predict.yaml``). Hydra then does the
-rest the way it does for ``train.py``: ``data.root=/elsewhere`` edits that config (as NeMo's
+rest the way it does for ``train.py``: ``data.corpus.root=/elsewhere`` edits that config (as NeMo's
 ``model.test_ds.*`` overrides edit a model's stored test set), ``data=manifest data.test_manifest=...``
 replaces it like any group option, and ``--cfg job`` prints the data a run will use. The one thing Hydra
 does not do is list the valid keys with a wrong one, so ``data.*`` keys are checked here first.
@@ -18,7 +18,7 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 
 import asr_transfer.config  # noqa: F401  (the empty data=checkpoint default first, then ours)
-from asr_transfer.pipeline.checkpoint import load_checkpoint
+from asr_transfer.pipeline.restore import load_checkpoint
 
 CHECKPOINT = "checkpoint"  # the data group option holding the checkpoint's data config
 
@@ -44,7 +44,7 @@ def checkpoint_data(overrides: list[str]) -> dict:
         if edits and not switched:
             raise DataOverrideError(
                 f"{edits[0].input_line}: with several ckpt_path values each checkpoint keeps its own data "
-                "config; evaluate them one at a time, or name the corpus (data=fsdd data.root=...)"
+                "config; evaluate them one at a time, or name the corpus (data=fsdd data.corpus.root=...)"
             )
     elif ckpt is not None:
         data = load_checkpoint(ckpt.value(), mmap=True)["asr_transfer"]["config"]["data"]
@@ -71,7 +71,8 @@ def corpus_config(name: str) -> dict:
 
 
 def check_key(override: Override, data: dict, where: str) -> None:
-    """``data.rooot=...``: an error naming the key, the valid keys of the config it edits, and the way on."""
+    """``data.corpus.rooot=...``: an error naming the key, the valid keys of the node it edits (and that
+    node's class), and the way on."""
     if override.is_add() or override.is_force_add():  # +data.x / ++data.x: the user adds it on purpose
         return
     node, path = data, override.key_or_group.split(".")[1:]
@@ -79,7 +80,7 @@ def check_key(override: Override, data: dict, where: str) -> None:
         if not isinstance(node, dict) or part not in node:
             here = ".".join(["data", *path[:i]])
             valid = sorted(node) if isinstance(node, dict) else []
-            target = data.get("_target_", "?").rsplit(".", 1)[-1]
+            target = str(node.get("_target_", "?") if isinstance(node, dict) else "?").rsplit(".", 1)[-1]
             raise DataOverrideError(
                 f"{override.key_or_group}: no such key in {where} ({target}). "
                 f"Valid keys of {here}: {', '.join(k for k in valid if k != '_target_')}. "

@@ -8,8 +8,9 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from asr_transfer.pipeline.build import attach_cache, build_datamodule, flat_metrics, output_dir, write_json
-from asr_transfer.pipeline.checkpoint import load_checkpoint, restore, task_overrides
+from asr_transfer.pipeline.build import attach_cache, build_datamodule
+from asr_transfer.pipeline.restore import load_checkpoint, restore, task_overrides
+from asr_transfer.pipeline.run_dir import flat_metrics, output_dir, write_results
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trainer = instantiate(trainer_cfg, logger=False, callbacks=bar, devices=1, default_root_dir=str(run_dir))
     results = trainer.test(task, datamodule=datamodule, verbose=False)
     metrics = flat_metrics(results[0] if results else {})
-    write_json(run_dir / "metrics.json", metrics)
-    if hasattr(task, "test_confusion"):
-        write_json(
-            run_dir / "confusion_matrix.json", {"labels": task.labels, "matrix": task.test_confusion.tolist()}
-        )
+    write_results(run_dir, metrics, task)
     log.info(
         "eval of %s\n  %s", cfg.ckpt_path, "\n  ".join(f"{k}: {v:.4f}" for k, v in sorted(metrics.items()))
     )

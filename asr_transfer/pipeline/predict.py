@@ -11,15 +11,15 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from asr_transfer.data.audio import AudioError, check_header
+from asr_transfer.data.audio import audio_files
 from asr_transfer.data.batching import LengthBatchSampler, pad_batch
+from asr_transfer.data.checks import ClipRules
 from asr_transfer.data.dataset import AudioDataset, BadAudioLog
 from asr_transfer.data.manifest import Entry
-from asr_transfer.pipeline.build import output_dir
-from asr_transfer.pipeline.checkpoint import load_checkpoint, restore, task_overrides
+from asr_transfer.pipeline.restore import load_checkpoint, restore, task_overrides
+from asr_transfer.pipeline.run_dir import output_dir
 
 log = logging.getLogger(__name__)
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".w64", ".caf", ".mp3", ".opus"}
 
 
 def collect_inputs(inputs) -> list[str]:
@@ -28,7 +28,7 @@ def collect_inputs(inputs) -> list[str]:
     files: list[str] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
+            files += [str(f) for f in audio_files(p)]
         else:
             files.append(str(p))
     if not files:
@@ -36,30 +36,12 @@ def collect_inputs(inputs) -> list[str]:
     return files
 
 
-def read_entries(files: list[str], data: DictConfig, bad_log: BadAudioLog) -> list[Entry]:
-    """Header-check every input as the checkpoint's data config says (``data.on_bad_audio``,
-    ``data.max_duration`` with ``data.long_audio``), the rule ``AudioDataModule`` applies to a manifest."""
-    on_bad, max_duration = data.get("on_bad_audio", "error"), data.get("max_duration")
-    entries = []
-    for i, f in enumerate(files):
-        entry = Entry(audio_filepath=f, duration=None, line=i + 1, manifest="inputs")
-        try:
-            entry.duration = check_header(f).duration
-        except AudioError as err:
-            if on_bad != "skip":
-                raise AudioError(
-                    err.path, err.reason, "predict.py inputs; data.on_bad_audio=skip leaves it out"
-                ) from None
-            bad_log.add(entry, "predict", err)
-            continue
-        if max_duration is not None and entry.duration > max_duration:
-            if data.get("long_audio", "crop") == "skip":
-                detail = f"{entry.duration:.1f} s > data.max_duration={max_duration}"
-                bad_log.add(entry, "predict", AudioError(f, "too_long", detail))
-                continue
-            entry.duration = float(max_duration)
-        entries.append(entry)
-    return entries
+def read_entries(files: list[str], rules: ClipRules, bad_log: BadAudioLog) -> list[Entry]:
+    """Header-check every input with the checkpoint's data rules (``data.on_bad_audio``,
+    ``data.max_duration`` with ``data.long_audio``): ``ClipRules.keep``, as the datamodule does."""
+    entries = [Entry(audio_filepath=f, line=i + 1, manifest="inputs") for i, f in enumerate(files)]
+    where = "predict.py inputs; data.on_bad_audio=skip leaves it out"
+    return rules.keep(entries, "predict", bad_log, lambda e: where)
 
 
 def predict(cfg: DictConfig, bad_log: BadAudioLog | None = None) -> list[dict]:
@@ -68,11 +50,16 @@ def predict(cfg: DictConfig, bad_log: BadAudioLog | None = None) -> list[dict]:
     # data=checkpoint (with any data.* overrides) or data=<corpus>: how audio is read, as in training
     train_cfg, backbone, _, task = restore(state, cfg.get("data") or None, task_overrides(cfg))
     data, bad_log = train_cfg.data, bad_log or BadAudioLog(None)
-    entries = read_entries(collect_inputs(cfg.inputs), data, bad_log)
-    max_duration = data.get("max_duration")
-    max_samples = None if max_duration is None else int(max_duration * backbone.sample_rate)
-    on_bad = data.get("on_bad_audio", "error")
-    ds = AudioDataset(entries, "predict", backbone.sample_rate, None, max_samples, on_bad, bad_log)
+    # the run's rules: the backbone's rate and minimum length, the data config's bad/long-audio policy
+    rules = ClipRules(
+        backbone.sample_rate,
+        getattr(backbone, "min_samples", 400),
+        data.get("max_duration"),
+        data.get("long_audio", "crop"),
+        data.get("on_bad_audio", "error"),
+    )
+    entries = read_entries(collect_inputs(cfg.inputs), rules, bad_log)
+    ds = AudioDataset(entries, "predict", rules, bad_log)
     loader = DataLoader(
         ds,
         batch_sampler=LengthBatchSampler(ds.durations, batch_size=cfg.batch_size, shuffle=False),

@@ -9,16 +9,8 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from asr_transfer.pipeline.build import (
-    attach_cache,
-    build_backbone,
-    build_datamodule,
-    build_task,
-    flat_metrics,
-    output_dir,
-    task_class,
-    write_json,
-)
+from asr_transfer.pipeline.build import attach_cache, build_backbone, build_datamodule, build_task, task_class
+from asr_transfer.pipeline.run_dir import flat_metrics, output_dir, write_results
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +56,10 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.get("test", True) and "test" in datamodule.datasets:
         results = trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         metrics.update(flat_metrics(results[0] if results else {}))
-    if getattr(task, "nonfinite_total", 0):
+    if task.nonfinite_total:
         metrics["train/nonfinite_losses"] = float(task.nonfinite_total)
     if trainer.is_global_zero:
-        write_json(run_dir / "metrics.json", metrics)
-        if hasattr(task, "test_confusion"):
-            write_json(
-                run_dir / "confusion_matrix.json",
-                {"labels": task.labels, "matrix": task.test_confusion.tolist()},
-            )
+        write_results(run_dir, metrics, task)
         summarize(run_dir, metrics, datamodule, task, hits, best, time.perf_counter() - t0)
     key = cfg.get("optimized_metric")
     return metrics.get(key) if key else None
@@ -82,7 +69,7 @@ def summarize(run_dir, metrics: dict, datamodule, task, hits, best: str | None, 
     lines = [f"run dir: {run_dir}", f"best checkpoint: {best}", f"wall time: {seconds:.1f} s"]
     if hits:
         lines.append("feature cache: " + ", ".join(f"{s} {'hit' if h else 'miss'}" for s, h in hits.items()))
-    if getattr(task, "nonfinite_total", 0):
+    if task.nonfinite_total:
         lines.append(f"non-finite losses skipped: {task.nonfinite_total} (task.max_nonfinite_steps)")
     bad = datamodule.bad_log.summary()
     if bad:

@@ -1,6 +1,8 @@
-"""What every transfer task shares: backbone -> featurizer -> head, optimizer groups, lean checkpoints.
+"""What every transfer task shares: backbone -> featurizer -> head, optimizer groups, lean checkpoints,
+and the protocol the pipeline calls (the hooks below; nothing is looked up with ``hasattr``).
 
-Subclasses (classification, CTC) only define the head's output, the loss and the metrics.
+A task type (classification, CTC, a regression in tests/) is one module with a subclass that names
+its targets (``make_targets``), builds its head, and defines the loss, metrics and outputs.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import torch
 from torch import Tensor
 
 from asr_transfer.backbones.base import Backbone
-from asr_transfer.checkpointing import rng_state, set_rng_state
+from asr_transfer.data.targets import Targets
+from asr_transfer.utils.rng import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +53,43 @@ class TransferTask(L.LightningModule):
         # Frozen pretrained weights are not stored in checkpoints (reloaded from their source).
         self.strict_loading = False
 
-    # ----- features ----------------------------------------------------------------------------
+    # ----- the protocol the pipeline calls -------------------------------------------------------
+    @classmethod
+    def make_targets(cls) -> Targets:
+        """What this task learns from each manifest row (field, per-row target, batch collation)."""
+        raise NotImplementedError(f"{cls.__name__} must say what its targets are (make_targets)")
+
+    @staticmethod
+    def data_kwargs(datamodule) -> dict:
+        """Constructor arguments that come from the prepared data (never retyped in configs)."""
+        return {}
+
+    @staticmethod
+    def checkpoint_kwargs(state: dict) -> dict:
+        """The same arguments, read back from a checkpoint (what ``extra_checkpoint_state`` stored)."""
+        return {}
+
+    def extra_checkpoint_state(self) -> dict:
+        """Plain values stored in every checkpoint's ``asr_transfer`` entry (labels, a tokenizer)."""
+        return {}
+
+    def predict_rows(self, batch: dict) -> list[dict]:
+        """One row per clip of ``batch``: ``{"index": dataset index, ...what predict.py writes}``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement predict_rows")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
+        return self.predict_rows(batch)
+
+    def test_artifacts(self) -> dict[str, dict]:
+        """JSON files for the run directory after testing: ``{file name: content}``."""
+        return {}
+
     @property
     def pools_first(self) -> bool:
         """True when the head reads only the mean over frames (then the cache stores pooled vectors)."""
-        return False
+        return self.head.pools_first
+
+    # ----- features ----------------------------------------------------------------------------
 
     def encode(self, batch: dict) -> tuple[Tensor, Tensor | None]:
         """Featurized representation: frames (B, T, D) with frame lengths, or pooled (B, D) from the cache."""
@@ -134,9 +169,6 @@ class TransferTask(L.LightningModule):
         if self._resume_rng is not None:
             set_rng_state(self._resume_rng)
             self._resume_rng = None
-
-    def extra_checkpoint_state(self) -> dict:
-        return {}
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         result = super().load_state_dict(state_dict, strict=False, assign=assign)

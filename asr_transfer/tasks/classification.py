@@ -10,6 +10,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from asr_transfer.backbones.base import Backbone
+from asr_transfer.data.targets import LabelTargets
 from asr_transfer.tasks.base import TransferTask
 
 
@@ -46,19 +47,19 @@ class ClassificationTask(TransferTask):
         self.confusion = MulticlassConfusionMatrix(num_classes)
         self.save_hyperparameters(ignore=["backbone", "featurizer", "head", "optimizer", "scheduler"])
 
+    @classmethod
+    def make_targets(cls) -> LabelTargets:
+        return LabelTargets()
+
     @staticmethod
     def data_kwargs(datamodule) -> dict:
-        """Constructor arguments that come from the data (never retyped in configs)."""
-        return {"num_classes": datamodule.num_classes, "labels": datamodule.labels}
+        labels = datamodule.targets.labels
+        return {"num_classes": len(labels), "labels": labels}
 
     @staticmethod
     def checkpoint_kwargs(state: dict) -> dict:
         labels = state["asr_transfer"]["labels"]
         return {"num_classes": len(labels), "labels": labels}
-
-    @property
-    def pools_first(self) -> bool:
-        return getattr(self.head, "pools_first", False)
 
     def forward(self, batch: dict) -> torch.Tensor:
         rep, frame_lengths = self.encode(batch)
@@ -95,6 +96,10 @@ class ClassificationTask(TransferTask):
     def on_test_epoch_end(self) -> None:
         self.test_confusion = self.confusion.compute().cpu()
 
+    def test_artifacts(self) -> dict[str, dict]:
+        matrix = self.test_confusion.tolist()
+        return {"confusion_matrix.json": {"labels": self.labels, "matrix": matrix}}
+
     def predict_rows(self, batch: dict) -> list[dict]:
         """One row per clip: dataset index, predicted label, probability of every class."""
         probs = torch.softmax(self(batch).float(), dim=-1).cpu()
@@ -104,9 +109,6 @@ class ClassificationTask(TransferTask):
             row.update({f"prob_{lab}": round(float(v), 6) for lab, v in zip(self.labels, p)})
             rows.append(row)
         return rows
-
-    def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
-        return self.predict_rows(batch)
 
     def extra_checkpoint_state(self) -> dict:
         return {"labels": self.labels}

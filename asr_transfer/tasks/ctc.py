@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,9 +14,11 @@ from torchmetrics import MetricCollection
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from asr_transfer.backbones.base import Backbone
+from asr_transfer.data.targets import TextTargets
 from asr_transfer.tasks.base import TransferTask
 from asr_transfer.text.decoding import GreedyDecoder
 from asr_transfer.text.tokenizer import Tokenizer, tokenizer_from_state
+from asr_transfer.utils.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class CTCTask(TransferTask):
             self.tokenizer = tokenizer(list(texts))
         else:
             raise ValueError(
-                "CTCTask needs training transcripts (data.target=text) or a checkpoint's tokenizer"
+                "CTCTask needs training transcripts (a manifest 'text' field) or a checkpoint's tokenizer"
             )
         self.head = head(input_size=backbone.hidden_size, vocab_size=self.tokenizer.vocab_size)
         self.decoder = decoding(self.tokenizer) if decoding is not None else GreedyDecoder(self.tokenizer)
@@ -109,6 +109,10 @@ class CTCTask(TransferTask):
             + ["texts", "tokenizer_state"]
         )
 
+    @classmethod
+    def make_targets(cls) -> TextTargets:
+        return TextTargets()
+
     @staticmethod
     def data_kwargs(datamodule) -> dict:
         train = datamodule.entries.get("train")
@@ -116,7 +120,7 @@ class CTCTask(TransferTask):
             raise ValueError("task=ctc fits its tokenizer on the training split: the data has none")
         if any(e.text is None for e in train):
             raise ValueError(
-                "task=ctc needs a 'text' field in every training manifest row (data.target=text)"
+                "task=ctc needs a 'text' field in every training manifest row (a manifest 'text' field)"
             )
         return {"texts": [e.text for e in train]}
 
@@ -126,10 +130,6 @@ class CTCTask(TransferTask):
 
     def extra_checkpoint_state(self) -> dict:
         return {"tokenizer": self.tokenizer.state()}
-
-    @property
-    def pools_first(self) -> bool:
-        return False  # CTC reads every frame: the feature cache stores frames
 
     # ----- model -----------------------------------------------------------------------------------
     def forward(self, batch: dict) -> tuple[Tensor, Tensor]:
@@ -219,12 +219,8 @@ class CTCTask(TransferTask):
         rows = sorted(self.test_rows, key=lambda r: r["index"])
         if entries is not None:
             rows = [{"audio_filepath": entries[r["index"]].audio_filepath, **r} for r in rows]
-        path = Path(self.trainer.default_root_dir) / "test_transcripts.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with atomic_open(Path(self.trainer.default_root_dir) / "test_transcripts.jsonl") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
-        os.replace(tmp, path)
 
     # ----- prediction ------------------------------------------------------------------------------
     def predict_rows(self, batch: dict) -> list[dict]:
@@ -232,6 +228,3 @@ class CTCTask(TransferTask):
         logits, frame_lengths = self(batch)
         texts = self.transcribe(logits, frame_lengths)
         return [{"index": i, "text": t} for i, t in zip(batch["index"].tolist(), texts)]
-
-    def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
-        return self.predict_rows(batch)

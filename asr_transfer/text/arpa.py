@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     normalize, tokenizer = str, None
     if args.ckpt:
-        from asr_transfer.pipeline.checkpoint import load_checkpoint
+        from asr_transfer.pipeline.restore import load_checkpoint
         from asr_transfer.text.tokenizer import tokenizer_from_state
 
         tokenizer = tokenizer_from_state(load_checkpoint(args.ckpt)["asr_transfer"]["tokenizer"])

@@ -55,7 +55,9 @@ def main() -> None:
     plans.append(("scratch (no transfer)", "yweweler", "nicolas", ["backbone=scratch"]))
     for name, test, val, extra in plans:
         out = work / f"{name.split()[0]}-{test}"
-        m = run([*common, f"data.test_speakers=[{test}]", f"data.val_speakers=[{val}]", *extra], out)
+        m = run(
+            [*common, f"data.corpus.test_speakers=[{test}]", f"data.corpus.val_speakers=[{val}]", *extra], out
+        )
         rows.append(
             {
                 "model": name,

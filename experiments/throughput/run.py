@@ -56,9 +56,9 @@ def jobs(args, rec: Path, work: Path) -> list[dict]:
     precision = [] if args.precision == "32" else ["trainer.precision=bf16-mixed"]
     hf_precision = [] if args.precision == "32" else ["--bf16"]
     common = [
-        f"data.root={rec}",
-        "data.val_speakers=[]",
-        f"data.test_speakers=[{test}]",
+        f"data.corpus.root={rec}",
+        "data.corpus.val_speakers=[]",
+        f"data.corpus.test_speakers=[{test}]",
         f"paths.cache_dir={work}/cache",  # manifests too: the cold run starts from nothing
     ]
     probe = [

@@ -51,7 +51,7 @@ class StepClock:
 def write_json(path: str | Path, data: dict) -> None:
     """Atomic: a reader never sees half a file (temp file in the same folder, then rename).
 
-    Same as ``asr_transfer.pipeline.build.write_json``, kept here on purpose: the Trainer recipe
+    Same as ``asr_transfer.utils.atomic.write_json``, kept here on purpose: the Trainer recipe
     imports this module and must not pay for importing asr_transfer (Hydra, its modules) in its
     timed process.
     """

@@ -67,12 +67,12 @@ FIELDS = ["method", "per_class", "n_train", "seed", "test_acc", "test_f1", "seco
 
 
 def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as f:
+    from asr_transfer.utils.atomic import atomic_open
+
+    with atomic_open(path, newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -84,12 +84,13 @@ def read_csv(path: Path) -> list[dict]:
 
 def manifests(per_class: int | None, seed: int) -> tuple[Path, Path, int]:
     """Train: speakers other than the test speaker, ``per_class`` random clips per digit. Test: 10 per digit."""
-    from asr_transfer.data.corpora.fsdd import limit_per_class, scan
+    from asr_transfer.data.corpora.fsdd import scan
+    from asr_transfer.data.datamodule import limit_per_class
     from asr_transfer.data.manifest import write_manifest
 
     rows = scan(FSDD)
     pool = [r for r in rows if r["speaker"] != TEST_SPEAKER]
-    train = limit_per_class(pool, per_class, seed) if per_class else pool
+    train = limit_per_class(pool, "label", per_class, seed) if per_class else pool
     test = [r for r in rows if r["speaker"] == TEST_SPEAKER and r["utt_index"] < TEST_PER_DIGIT]
     d = WORK / "manifests"
     tr = write_manifest(d / f"train-{per_class or 'all'}-seed{seed}.jsonl", train)

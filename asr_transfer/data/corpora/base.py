@@ -5,18 +5,24 @@ Nothing outside a corpus module knows its folder layout; the datamodule only rea
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import tarfile
 import zipfile
 from pathlib import Path
 
+from asr_transfer.utils.atomic import write_json
+from asr_transfer.utils.hashing import stable_hash
+
 log = logging.getLogger(__name__)
 
 
 class Corpus:
-    """Subclasses implement ``build() -> {split: [entry dicts]}``; ``prepare()`` writes manifests once."""
+    """``data.corpus``: find or download a corpus's audio and write one manifest per split.
+
+    Subclasses set ``name`` and implement ``build() -> {split: [manifest rows]}`` and ``settings()``
+    (what changes the rows); ``prepare()`` writes the manifests once per settings.
+    """
 
     name = "corpus"
 
@@ -30,11 +36,14 @@ class Corpus:
     def build(self) -> dict[str, list[dict]]:
         raise NotImplementedError
 
+    def labels(self) -> list[str] | None:
+        """A fixed class order the corpus defines (e.g. SUPERB's); None: the training split's, sorted."""
+        return None
+
     def prepare(self) -> dict[str, str | None]:
         from asr_transfer.data.manifest import write_manifest
 
-        key = hashlib.sha1(json.dumps(self.settings(), sort_keys=True, default=str).encode()).hexdigest()[:10]
-        out = self.manifest_dir / f"{self.name}-{key}"
+        out = self.manifest_dir / f"{self.name}-{stable_hash(self.settings())}"
         done = out / "manifests.json"
         if done.is_file():
             return json.loads(done.read_text())
@@ -43,9 +52,7 @@ class Corpus:
         for split in ("train", "val", "test"):
             rows = splits.get(split)
             paths[split] = str(write_manifest(out / f"{split}.jsonl", rows)) if rows else None
-        tmp = done.with_suffix(".tmp")
-        tmp.write_text(json.dumps(paths, indent=1))
-        tmp.replace(done)  # written last and atomically: a half-prepared corpus is redone
+        write_json(done, paths, indent=1, sort_keys=False)  # written last: a half-prepared corpus is redone
         log.info(
             "%s manifests in %s (%s)",
             self.name,
@@ -69,7 +76,7 @@ def download_and_extract(url: str, dest: Path, marker: str) -> Path:
             torch.hub.download_url_to_file(url, str(archive), progress=True)
         except Exception as e:
             raise RuntimeError(
-                f"could not download {url} ({e}); download it by hand and set data.root"
+                f"could not download {url} ({e}); download it by hand and set data.corpus.root"
             ) from e
     if archive.suffix == ".zip":
         with zipfile.ZipFile(archive) as z:

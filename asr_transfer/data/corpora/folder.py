@@ -10,18 +10,16 @@ Every random choice uses ``seed``: the same folder and settings give the same ma
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import re
 from pathlib import Path
 
+from asr_transfer.data.audio import audio_files
 from asr_transfer.data.corpora.base import Corpus
-from asr_transfer.data.corpora.fsdd import limit_per_class
-from asr_transfer.data.datamodule import AudioDataModule
+from asr_transfer.utils.hashing import stable_hash
 
 log = logging.getLogger(__name__)
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif", ".au", ".w64", ".caf"}
 SPLIT_DIRS = {"train": ("train",), "val": ("val", "valid", "validation", "dev"), "test": ("test",)}
 
 
@@ -29,9 +27,8 @@ def scan_classes(folder: Path) -> list[dict]:
     """``{audio_filepath, label}`` for every audio file under ``folder/<label>/`` (any depth), sorted."""
     rows = []
     for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for f in sorted(class_dir.rglob("*")):
-            if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES:
-                rows.append({"audio_filepath": str(f.resolve()), "label": class_dir.name})
+        for f in audio_files(class_dir):
+            rows.append({"audio_filepath": str(f.resolve()), "label": class_dir.name})
     return rows
 
 
@@ -80,40 +77,42 @@ class Folder(Corpus):
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         speaker_regex: str | None = None,
-        seed: int = 0,
+        split_seed: int = 0,
         manifest_dir: str = ".cache/manifests",
-        max_per_class: int | None = None,
-        subset_seed: int = 0,
     ) -> None:
         super().__init__(manifest_dir)
         if not root:
-            raise ValueError("data.root is not set: point it at a folder with one sub-folder per class")
+            raise ValueError(
+                "data.corpus.root is not set: point it at a folder with one sub-folder per class"
+            )
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
-            raise FileNotFoundError(f"data.root={root!r} is not a directory (expected root/<label>/*.wav)")
-        for key, value in (("data.val_fraction", val_fraction), ("data.test_fraction", test_fraction)):
+            raise FileNotFoundError(
+                f"data.corpus.root={root!r} is not a directory (expected root/<label>/*.wav)"
+            )
+        for key, value in (
+            ("data.corpus.val_fraction", val_fraction),
+            ("data.corpus.test_fraction", test_fraction),
+        ):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{key}={value}: use a fraction in [0, 1)")
         if val_fraction + test_fraction >= 1.0:
             raise ValueError(
-                f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction} leaves nothing to train on"
+                f"data.corpus.val_fraction + data.corpus.test_fraction = {val_fraction + test_fraction} leaves nothing to train on"
             )
-        self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
+        self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, split_seed
         self.speaker_regex = re.compile(speaker_regex) if speaker_regex else None
-        self.max_per_class, self.subset_seed = max_per_class, subset_seed
 
     def settings(self) -> dict:
-        files = [str(p) for p in self.root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES]
+        files = [str(p) for p in audio_files(self.root)]
         return {
             "root": str(self.root.resolve()),
             "n": len(files),
-            "files": hash_list(sorted(files)),
+            "files": stable_hash(sorted(files), 12),
             "val": self.val_fraction,
             "test": self.test_fraction,
             "speaker_regex": self.speaker_regex.pattern if self.speaker_regex else None,
             "seed": self.seed,
-            "max_per_class": self.max_per_class,
-            "subset_seed": self.subset_seed,
         }
 
     def speaker(self, path: str) -> str:
@@ -121,7 +120,7 @@ class Folder(Corpus):
         m = self.speaker_regex.search(name)
         if m is None:
             raise ValueError(
-                f"data.speaker_regex={self.speaker_regex.pattern!r} does not match {path}; "
+                f"data.corpus.speaker_regex={self.speaker_regex.pattern!r} does not match {path}; "
                 "fix the regex (its first group, or the group named 'speaker', is the speaker)"
             )
         groups = m.groupdict()
@@ -140,12 +139,12 @@ class Folder(Corpus):
         else:
             rows = scan_classes(self.root)
             if not rows:
-                raise ValueError(f"data.root={self.root} holds no audio in sub-folders (root/<label>/*.wav)")
+                raise ValueError(
+                    f"data.corpus.root={self.root} holds no audio in sub-folders (root/<label>/*.wav)"
+                )
             splits = self.split(rows)
         if not splits.get("train"):
             raise ValueError(f"{self.root}: the training split is empty")
-        if self.max_per_class:
-            splits["train"] = limit_per_class(splits["train"], self.max_per_class, self.subset_seed)
         return splits
 
     def split(self, rows: list[dict]) -> dict[str, list[dict]]:
@@ -171,35 +170,3 @@ class Folder(Corpus):
             for r in group:
                 out[where[r["audio_filepath"]]].append(r)
         return out
-
-
-def hash_list(items: list[str]) -> str:
-    return hashlib.sha1("\n".join(items).encode()).hexdigest()[:12]
-
-
-class FolderDataModule(AudioDataModule):
-    """``data=folder``: a class-per-sub-folder corpus, then the generic manifest datamodule."""
-
-    def __init__(
-        self,
-        root: str | None = None,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        speaker_regex: str | None = None,
-        split_seed: int = 0,
-        max_per_class: int | None = None,
-        subset_seed: int = 0,
-        manifest_dir: str = ".cache/manifests",
-        **kwargs,
-    ) -> None:
-        corpus = Folder(
-            root,
-            val_fraction,
-            test_fraction,
-            speaker_regex,
-            split_seed,
-            manifest_dir,
-            max_per_class,
-            subset_seed,
-        )
-        super().__init__(corpus=corpus, **kwargs)

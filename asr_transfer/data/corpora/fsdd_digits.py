@@ -10,8 +10,6 @@ place, so a half-written corpus is never used).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import random
@@ -21,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from asr_transfer.data.corpora.base import Corpus
-from asr_transfer.data.corpora.fsdd import find_recordings, scan, split_by_speaker
-from asr_transfer.data.datamodule import AudioDataModule
+from asr_transfer.data.corpora.fsdd import FSDD
+from asr_transfer.utils.hashing import stable_hash
 
 log = logging.getLogger(__name__)
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -42,9 +39,13 @@ def plan_digit_strings(
     """``count`` utterances per speaker in ``rows`` (FSDD scan rows of one split): which recordings,
     in which order, with which gaps. Pure function of its arguments (no audio is read)."""
     if not 1 <= min_digits <= max_digits:
-        raise ValueError(f"data.min_digits={min_digits}, data.max_digits={max_digits}: need 1 <= min <= max")
+        raise ValueError(
+            f"data.corpus.min_digits={min_digits}, data.corpus.max_digits={max_digits}: need 1 <= min <= max"
+        )
     if not 0 <= min_gap_ms <= max_gap_ms:
-        raise ValueError(f"data.min_gap_ms={min_gap_ms}, data.max_gap_ms={max_gap_ms}: need 0 <= min <= max")
+        raise ValueError(
+            f"data.corpus.min_gap_ms={min_gap_ms}, data.corpus.max_gap_ms={max_gap_ms}: need 0 <= min <= max"
+        )
     by_speaker: dict[str, dict[str, list[str]]] = {}
     for r in sorted(rows, key=lambda r: r["audio_filepath"]):
         by_speaker.setdefault(r["speaker"], {}).setdefault(r["label"], []).append(r["audio_filepath"])
@@ -84,9 +85,9 @@ def render(plan: dict, path: Path) -> float:
     return len(wav) / rate
 
 
-class FSDDDigits(Corpus):
+class FSDDDigits(FSDD):
     """``count`` strings per speaker: ``train_per_speaker`` for training speakers, ``eval_per_speaker``
-    for val/test speakers."""
+    for val/test speakers; the recordings and their speaker split are ``FSDD``'s."""
 
     name = "fsdd_digits"
 
@@ -106,21 +107,16 @@ class FSDDDigits(Corpus):
         audio_dir: str = ".cache/data/fsdd_digits",
         manifest_dir: str = ".cache/manifests",
     ) -> None:
-        super().__init__(manifest_dir)
-        self.root, self.download_dir, self.audio_dir = root, download_dir, Path(audio_dir)
-        self.val_speakers, self.test_speakers = list(val_speakers or []), list(test_speakers or [])
+        super().__init__(root, val_speakers, test_speakers, download_dir, manifest_dir)
+        self.audio_dir = Path(audio_dir)
         self.counts = {"train": train_per_speaker, "val": eval_per_speaker, "test": eval_per_speaker}
         self.lengths = (min_digits, max_digits)
         self.gaps = (min_gap_ms, max_gap_ms)
         self.digits_seed = digits_seed
 
     def settings(self) -> dict:
-        rec = find_recordings(self.root, self.download_dir)
         return {
-            "recordings": str(rec),
-            "n": len(list(rec.glob("*.wav"))),
-            "val": self.val_speakers,
-            "test": self.test_speakers,
+            **super().settings(),
             "counts": self.counts,
             "lengths": self.lengths,
             "gaps": self.gaps,
@@ -128,8 +124,7 @@ class FSDDDigits(Corpus):
         }
 
     def plans(self) -> dict[str, list[dict]]:
-        rows = scan(find_recordings(self.root, self.download_dir))
-        splits = split_by_speaker(rows, self.val_speakers, self.test_speakers)
+        splits = super().build()  # the FSDD recordings, split by speaker
         return {
             split: plan_digit_strings(
                 split_rows, self.counts[split], *self.lengths, *self.gaps, self.digits_seed, split
@@ -139,8 +134,7 @@ class FSDDDigits(Corpus):
         }
 
     def build(self) -> dict[str, list[dict]]:
-        key = hashlib.sha1(json.dumps(self.settings(), sort_keys=True, default=str).encode()).hexdigest()[:10]
-        out = self.audio_dir / f"{self.name}-{key}"
+        out = self.audio_dir / f"{self.name}-{stable_hash(self.settings())}"
         plans = self.plans()
         if not out.is_dir():
             tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -173,43 +167,3 @@ class FSDDDigits(Corpus):
                 )
             manifests[split] = rows
         return manifests
-
-
-class FSDDDigitsDataModule(AudioDataModule):
-    """``data=fsdd_digits``: FSDD digit strings split by speaker, transcripts as ``text`` (CTC).
-
-    ``cache_dtype`` is the frozen-feature cache's storage dtype (read by the pipeline)."""
-
-    def __init__(
-        self,
-        root: str | None = None,
-        val_speakers: list[str] = (),
-        test_speakers: list[str] = (),
-        train_per_speaker: int = 400,
-        eval_per_speaker: int = 100,
-        min_digits: int = 2,
-        max_digits: int = 7,
-        min_gap_ms: float = 50.0,
-        max_gap_ms: float = 300.0,
-        digits_seed: int = 0,
-        download_dir: str = ".cache/data/fsdd",
-        audio_dir: str = ".cache/data/fsdd_digits",
-        manifest_dir: str = ".cache/manifests",
-        **kwargs,
-    ) -> None:
-        corpus = FSDDDigits(
-            root,
-            val_speakers,
-            test_speakers,
-            train_per_speaker,
-            eval_per_speaker,
-            min_digits,
-            max_digits,
-            min_gap_ms,
-            max_gap_ms,
-            digits_seed,
-            download_dir,
-            audio_dir,
-            manifest_dir,
-        )
-        super().__init__(corpus=corpus, target="text", **kwargs)

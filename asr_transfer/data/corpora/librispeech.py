@@ -16,7 +16,6 @@ from pathlib import Path
 import soundfile as sf
 
 from asr_transfer.data.corpora.base import Corpus
-from asr_transfer.data.datamodule import AudioDataModule
 
 log = logging.getLogger(__name__)
 LIBRILIGHT_SUBSETS = ("10min", "1h", "10h")
@@ -42,8 +41,8 @@ def librispeech_rows(root: str | Path, subset: str, download: bool) -> list[dict
         ds = LIBRISPEECH(str(root), url=subset, download=download)
     except RuntimeError as e:  # not found and download=False
         raise FileNotFoundError(
-            f"LibriSpeech {subset} not under data.root={str(root)!r} (expected {root}/LibriSpeech/{subset}/): "
-            "set data.download=true or point data.root at the folder that holds LibriSpeech/"
+            f"LibriSpeech {subset} not under data.corpus.root={str(root)!r} (expected {root}/LibriSpeech/{subset}/): "
+            "set data.corpus.download=true or point data.corpus.root at the folder that holds LibriSpeech/"
         ) from e
     base = Path(root) / "LibriSpeech"
     rows = []
@@ -59,13 +58,13 @@ def librilight_rows(root: str | Path, subset: str, download: bool) -> list[dict]
     from torchaudio.datasets.librispeech import _get_librispeech_metadata
 
     if subset not in LIBRILIGHT_SUBSETS:
-        raise ValueError(f"data.subset={subset!r}: use one of {list(LIBRILIGHT_SUBSETS)}")
+        raise ValueError(f"data.corpus.librilight={subset!r}: use one of {list(LIBRILIGHT_SUBSETS)}")
     try:
         ds = LibriLightLimited(str(root), subset=subset, download=download)
     except RuntimeError as e:
         raise FileNotFoundError(
-            f"Libri-Light limited not under data.root={str(root)!r} (expected {root}/librispeech_finetuning/): "
-            "set data.download=true or point data.root at the folder that holds librispeech_finetuning/"
+            f"Libri-Light limited not under data.corpus.root={str(root)!r} (expected {root}/librispeech_finetuning/): "
+            "set data.corpus.download=true or point data.corpus.root at the folder that holds librispeech_finetuning/"
         ) from e
     base = Path(ds._path)
     rows = []
@@ -111,25 +110,3 @@ class LibriSpeech(Corpus):
             else:
                 splits[split] = [r for s in subsets for r in librispeech_rows(self.root, s, self.download)]
         return splits
-
-
-class LibriSpeechDataModule(AudioDataModule):
-    """``data=librispeech`` / ``data=librilight``: LibriSpeech transcripts as ``text`` (CTC).
-
-    ``cache_dtype`` is the frozen-feature cache's storage dtype (read by the pipeline)."""
-
-    def __init__(
-        self,
-        root: str,
-        train_subsets: list[str] = ("train-clean-100",),
-        val_subsets: list[str] = ("dev-clean",),
-        test_subsets: list[str] = ("test-clean",),
-        librilight: str | None = None,
-        download: bool = True,
-        manifest_dir: str = ".cache/manifests",
-        **kwargs,
-    ) -> None:
-        corpus = LibriSpeech(
-            root, train_subsets, val_subsets, test_subsets, librilight, download, manifest_dir
-        )
-        super().__init__(corpus=corpus, target="text", **kwargs)

@@ -19,19 +19,16 @@ repeatable and the val/test silence unseen.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import random
-import tempfile
 from pathlib import Path
 
 import soundfile as sf
 
 from asr_transfer.data.corpora.base import Corpus
-from asr_transfer.data.corpora.fsdd import limit_per_class
-from asr_transfer.data.datamodule import AudioDataModule
+from asr_transfer.utils.atomic import atomic_path
+from asr_transfer.utils.hashing import stable_hash
 
 log = logging.getLogger(__name__)
 VERSIONS = ("v0.01", "v0.02")
@@ -48,7 +45,7 @@ def find_corpus(root: str | None, version: str, download_dir: str) -> Path:
     with torchaudio's ``SPEECHCOMMANDS`` (checksummed archive, extracted to
     ``<download_dir>/SpeechCommands/speech_commands_<version>``)."""
     if version not in VERSIONS:
-        raise ValueError(f"data.version={version!r}: use one of {list(VERSIONS)}")
+        raise ValueError(f"data.corpus.version={version!r}: use one of {list(VERSIONS)}")
     sub = f"speech_commands_{version}"
     if root:
         p = Path(root).expanduser()
@@ -56,9 +53,9 @@ def find_corpus(root: str | None, version: str, download_dir: str) -> Path:
             if (cand / "validation_list.txt").is_file() and (cand / "testing_list.txt").is_file():
                 return cand.resolve()
         raise FileNotFoundError(
-            f"data.root={root!r} holds no Speech Commands {version} (expected validation_list.txt, "
+            f"data.corpus.root={root!r} holds no Speech Commands {version} (expected validation_list.txt, "
             f"testing_list.txt and <word>/*.wav there or in SpeechCommands/{sub}/); "
-            "set data.root=null to download it"
+            "set data.corpus.root=null to download it"
         )
     from torchaudio.datasets import SPEECHCOMMANDS
 
@@ -68,7 +65,7 @@ def find_corpus(root: str | None, version: str, download_dir: str) -> Path:
     except Exception as e:
         raise RuntimeError(
             f"could not download Speech Commands {version} into {download_dir} ({e}); download "
-            f"http://download.tensorflow.org/data/{sub}.tar.gz by hand, extract it and set data.root"
+            f"http://download.tensorflow.org/data/{sub}.tar.gz by hand, extract it and set data.corpus.root"
         ) from e
     return (Path(download_dir) / "SpeechCommands" / sub).resolve()
 
@@ -82,10 +79,8 @@ def words_in(base: Path) -> list[str]:
 
 
 def write_wav_atomic(path: Path, data, sample_rate: int, subtype: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".wav")
-    os.close(fd)
-    sf.write(tmp, data, sample_rate, subtype=subtype)
-    os.replace(tmp, path)  # a crash never leaves a half-written clip under the final name
+    with atomic_path(path, suffix=".wav") as tmp:  # soundfile picks the format from the suffix
+        sf.write(tmp, data, sample_rate, subtype=subtype)
 
 
 def cut_silence(base: Path, out_dir: Path, stride: float) -> dict[str, list[dict]]:
@@ -133,23 +128,20 @@ class SpeechCommands(Corpus):
         classes: str | list[str] = "superb",
         silence_stride: float = 0.5,
         unknown_fraction: float | None = None,
-        seed: int = 0,
+        split_seed: int = 0,
         download_dir: str = ".cache/data",
         manifest_dir: str = ".cache/manifests",
-        max_per_class: int | None = None,
-        subset_seed: int = 0,
     ) -> None:
         super().__init__(manifest_dir)
         if version not in VERSIONS:
-            raise ValueError(f"data.version={version!r}: use one of {list(VERSIONS)}")
+            raise ValueError(f"data.corpus.version={version!r}: use one of {list(VERSIONS)}")
         if isinstance(classes, str) and classes not in ("superb", "all"):
-            raise ValueError(f"data.classes={classes!r}: use 'superb', 'all' or a list of words")
+            raise ValueError(f"data.corpus.classes={classes!r}: use 'superb', 'all' or a list of words")
         if silence_stride <= 0:
-            raise ValueError(f"data.silence_stride={silence_stride}: must be > 0 seconds")
+            raise ValueError(f"data.corpus.silence_stride={silence_stride}: must be > 0 seconds")
         self.root, self.version, self.download_dir = root, version, download_dir
         self.classes = classes if isinstance(classes, str) else [str(w) for w in classes]
-        self.silence_stride, self.unknown_fraction, self.seed = silence_stride, unknown_fraction, seed
-        self.max_per_class, self.subset_seed = max_per_class, subset_seed
+        self.silence_stride, self.unknown_fraction, self.seed = silence_stride, unknown_fraction, split_seed
 
     @property
     def keywords(self) -> list[str] | None:
@@ -177,8 +169,6 @@ class SpeechCommands(Corpus):
             "silence_stride": self.silence_stride,
             "unknown_fraction": self.unknown_fraction,
             "seed": self.seed,
-            "max_per_class": self.max_per_class,
-            "subset_seed": self.subset_seed,
         }
 
     def build(self) -> dict[str, list[dict]]:
@@ -187,7 +177,7 @@ class SpeechCommands(Corpus):
         keywords = self.keywords
         if keywords is not None and set(keywords) - set(words):
             raise ValueError(
-                f"data.classes: {sorted(set(keywords) - set(words))} are not words of {base} "
+                f"data.corpus.classes: {sorted(set(keywords) - set(words))} are not words of {base} "
                 f"(its words: {words})"
             )
         val, test = read_list(base / "validation_list.txt"), read_list(base / "testing_list.txt")
@@ -205,8 +195,6 @@ class SpeechCommands(Corpus):
             silence_dir = self.manifest_dir / f"{self.name}-silence-{self.silence_key(base)}"
             for split, rows in cut_silence(base, silence_dir, self.silence_stride).items():
                 splits[split] += rows
-        if self.max_per_class:
-            splits["train"] = limit_per_class(splits["train"], self.max_per_class, self.subset_seed)
         return splits
 
     def limit_unknown(self, rows: list[dict], split: str) -> list[dict]:
@@ -219,41 +207,4 @@ class SpeechCommands(Corpus):
 
     def silence_key(self, base: Path) -> str:
         noise = [(p.name, p.stat().st_size) for p in sorted((base / NOISE_DIR).glob("*.wav"))]
-        key = json.dumps([str(base), noise, self.silence_stride, NOISE_REGIONS, CLIP_SECONDS])
-        return hashlib.sha1(key.encode()).hexdigest()[:10]
-
-
-class SpeechCommandsDataModule(AudioDataModule):
-    """``data=speech_commands``: the corpus above, then the generic manifest datamodule.
-
-    For the keyword protocols the class order is fixed (keywords, ``_unknown_``, ``_silence_``).
-    """
-
-    def __init__(
-        self,
-        root: str | None = None,
-        version: str = "v0.02",
-        classes: str | list[str] = "superb",
-        silence_stride: float = 0.5,
-        unknown_fraction: float | None = None,
-        split_seed: int = 0,
-        max_per_class: int | None = None,
-        subset_seed: int = 0,
-        download_dir: str = ".cache/data",
-        manifest_dir: str = ".cache/manifests",
-        labels: list[str] | None = None,
-        **kwargs,
-    ) -> None:
-        corpus = SpeechCommands(
-            root,
-            version,
-            classes,
-            silence_stride,
-            unknown_fraction,
-            split_seed,
-            download_dir,
-            manifest_dir,
-            max_per_class,
-            subset_seed,
-        )
-        super().__init__(corpus=corpus, labels=labels or corpus.labels(), **kwargs)
+        return stable_hash([str(base), noise, self.silence_stride, NOISE_REGIONS, CLIP_SECONDS])

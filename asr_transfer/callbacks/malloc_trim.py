@@ -24,13 +24,10 @@ class MallocTrim(Callback):
     Clips differ in length, so every step frees CPU activation buffers and allocates new ones of
     other sizes. glibc raises its mmap threshold after each large free, so later buffers come from
     the heap, which fragments and keeps the freed pages: resident memory grows step after step.
-    ``malloc_trim(0)`` releases those free pages. Measured on 2 cores, wav2vec2-base full
-    fine-tuning, batch 8, 12 steps, trimming every step: peak RSS 3311-3437 -> 3038-3044 MiB, but
-    s/step +7 % (the freed pages are faulted in again next step). 20 steps with fused AdamW:
-    every step 3088 MiB / 2.40 s, every 3 steps 3358 MiB / 2.06 s (the default), every 10 steps
-    3615 MiB / 2.15 s; the Trainer recipe, which never trims, 3566-3726 MiB.
-    (A fixed ``M_MMAP_THRESHOLD`` of 1 MiB saved more but made the frozen-feature pass 60 %
-    slower: every activation became a fresh mapping to fault in.) Does nothing for GPU memory.
+    ``malloc_trim(0)`` releases those free pages. Trimming costs time (the freed pages are faulted
+    in again next step), so it runs every few steps: peak RSS and s/step per setting are measured in
+    experiments/throughput/README.md. A fixed ``M_MMAP_THRESHOLD`` instead slowed the frozen-feature
+    pass (every activation became a fresh mapping to fault in). Does nothing for GPU memory.
     """
 
     def __init__(self, every_n_steps: int = 3) -> None:

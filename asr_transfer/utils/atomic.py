@@ -1,0 +1,72 @@
+"""Atomic writes: a reader (another process, a DDP rank, a resumed run) sees the old file or the new
+one, never half of one. Every file the package writes for others to read goes through here."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | Path, fsync: bool = False, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` (same folder, so the rename never becomes a copy across
+    filesystems); once the block succeeds it is renamed onto ``path``, on failure it is removed.
+
+    The temporary file is ``.<name>.<random><suffix>`` (hidden, and findable by its ``.tmp`` suffix);
+    writers that pick a format from the suffix (soundfile) pass the real one. ``fsync``: the bytes and the rename reach the disk
+    before returning (checkpoints, which must survive ``kill -9`` and a power cut).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        if fsync:
+            _fsync(tmp)
+        os.replace(tmp, path)
+        if fsync:
+            _fsync(path.parent)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w", fsync: bool = False, **kwargs) -> Iterator:
+    """``open(path, mode)`` that writes to a temporary file and renames it into place on success."""
+    if "w" not in mode:
+        raise ValueError(f"atomic_open writes whole files: mode {mode!r} has no 'w'")
+    if "b" not in mode:
+        kwargs.setdefault("encoding", "utf-8")
+    with atomic_path(path, fsync=fsync) as tmp, open(tmp, mode, **kwargs) as f:
+        yield f
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    with atomic_open(path) as f:
+        f.write(text)
+    return Path(path)
+
+
+def write_json(path: str | Path, data, indent: int = 2, sort_keys: bool = True) -> Path:
+    with atomic_open(path) as f:
+        json.dump(data, f, indent=indent, sort_keys=sort_keys)
+    return Path(path)
+
+
+def _fsync(path: str | Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # some platforms cannot open folders; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

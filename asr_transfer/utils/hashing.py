@@ -1,0 +1,12 @@
+"""Content keys for caches and prepared corpora: the same settings give the same key on every machine."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+
+def stable_hash(obj, length: int = 10) -> str:
+    """Hex SHA-1 of ``obj`` as canonical JSON (sorted keys; non-JSON values by ``str``), cut to ``length``."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:length]
