@@ -29,15 +29,15 @@ DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 def plan_digit_strings(
     rows: list[dict],
     count: int,
-    min_digits: int = 2,
-    max_digits: int = 7,
-    min_gap_ms: float = 50.0,
-    max_gap_ms: float = 300.0,
+    lengths: tuple[int, int] = (2, 7),
+    gaps_ms: tuple[float, float] = (50.0, 300.0),
     seed: int = 0,
     tag: str = "",
 ) -> list[dict]:
     """``count`` utterances per speaker in ``rows`` (FSDD scan rows of one split): which recordings,
-    in which order, with which gaps. Pure function of its arguments (no audio is read)."""
+    in which order, with which gaps (``lengths``: (min, max) digits; ``gaps_ms``: (min, max) silence).
+    Pure function of its arguments (no audio is read)."""
+    (min_digits, max_digits), (min_gap_ms, max_gap_ms) = lengths, gaps_ms
     if not 1 <= min_digits <= max_digits:
         raise ValueError(
             f"data.corpus.min_digits={min_digits}, data.corpus.max_digits={max_digits}: need 1 <= min <= max"
@@ -127,7 +127,7 @@ class FSDDDigits(FSDD):
         splits = super().build()  # the FSDD recordings, split by speaker
         return {
             split: plan_digit_strings(
-                split_rows, self.counts[split], *self.lengths, *self.gaps, self.digits_seed, split
+                split_rows, self.counts[split], self.lengths, self.gaps, self.digits_seed, split
             )
             for split, split_rows in splits.items()
             if split_rows and self.counts[split] > 0
