@@ -80,7 +80,10 @@ def build_task(cfg: DictConfig, backbone: Backbone, **data_kwargs):
 
 def attach_cache(cfg: DictConfig, cache_mode: str, datamodule, task) -> dict[str, bool]:
     """Use the on-disk feature cache when nothing upstream of the head trains."""
-    if cache_mode == "off" or not task.backbone.fully_frozen:
+    if cache_mode == "off":
+        return {}
+    if not task.backbone.fully_frozen:
+        log.info("feature cache not used: %s", task.backbone.not_frozen_reason())
         return {}
     from asr_transfer.data.cache import FeatureCache
     from asr_transfer.data.cached_dataset import CachedFeatureDataset

@@ -9,6 +9,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from asr_transfer.backbones.adapters import parameter_counts
 from asr_transfer.pipeline.build import attach_cache, build_backbone, build_datamodule, build_task, task_class
 from asr_transfer.pipeline.run_dir import flat_metrics, output_dir, write_results
 
@@ -41,6 +42,11 @@ def train(cfg: DictConfig) -> float | None:
     datamodule.setup("fit")
     task = build_task(cfg, backbone, **task_class(cfg).data_kwargs(datamodule))
     hits = attach_cache(cfg, cache_mode, datamodule, task)
+    params = parameter_counts(task)
+    log.info(
+        "trainable parameters: %d of %d (%.3f %%)",
+        params["params/trainable"], params["params/total"], params["params/trainable_pct"],
+    )  # fmt: skip
     has_val = "val" in datamodule.datasets
     trainer = instantiate(
         cfg.trainer, callbacks=callbacks_for(cfg, has_val), logger=loggers_for(cfg) or False
@@ -50,6 +56,7 @@ def train(cfg: DictConfig) -> float | None:
     ckpt_cb = trainer.checkpoint_callback
     best = (ckpt_cb.best_model_path or ckpt_cb.last_model_path) if ckpt_cb else None
     metrics = flat_metrics(trainer.callback_metrics)
+    metrics.update(params)
     metrics["epochs"] = float(trainer.current_epoch)  # epochs trained: fewer when stopped early or pruned
     if ckpt_cb is not None and ckpt_cb.best_model_score is not None and ckpt_cb.monitor:
         metrics[ckpt_cb.monitor] = float(ckpt_cb.best_model_score)

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from asr_transfer.backbones.base import Backbone
 from asr_transfer.data.targets import Targets
+from asr_transfer.tasks.param_groups import param_groups, with_backbone_warmup
 from asr_transfer.utils.rng import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ class TransferTask(L.LightningModule):
     scheduler: partial ``(optimizer, total_steps) -> lr_scheduler config dict`` or None.
     backbone_lr: learning rate of the trainable backbone parameters (None: the optimizer's lr).
     max_nonfinite_steps: stop after this many non-finite losses in a row (each one is skipped).
+    layer_lr_decay: layer-wise learning-rate decay from the top layer down (``tasks/param_groups.py``).
+    backbone_warmup_steps: the backbone's rates also ramp up from 0 over this many optimizer steps.
     """
 
     def __init__(
@@ -39,12 +42,15 @@ class TransferTask(L.LightningModule):
         scheduler: Callable | None = None,
         backbone_lr: float | None = None,
         max_nonfinite_steps: int = 10,
+        layer_lr_decay: float | None = None,
+        backbone_warmup_steps: int = 0,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.featurizer = featurizer(num_layers=backbone.num_layers)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.backbone_lr = backbone_lr
+        self.layer_lr_decay, self.backbone_warmup_steps = layer_lr_decay, int(backbone_warmup_steps)
         self.max_nonfinite_steps = max_nonfinite_steps
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
@@ -104,26 +110,20 @@ class TransferTask(L.LightningModule):
         return next(self.featurizer.parameters(), next(self.parameters())).dtype
 
     # ----- optimisation ---------------------------------------------------------------------------
-    def param_groups(self) -> list[dict]:
-        """Head + featurizer at the optimizer's lr, trainable backbone params at ``backbone_lr``.
-        Frozen parameters are left out entirely, so they hold no optimizer state."""
-        backbone_ids = {id(p) for p in self.backbone.parameters()}
-        head = [p for p in self.parameters() if p.requires_grad and id(p) not in backbone_ids]
-        body = [p for p in self.backbone.parameters() if p.requires_grad]
-        groups = [{"params": head, "name": "head"}]
-        if body:
-            group = {"params": body, "name": "backbone"}
-            if self.backbone_lr is not None:
-                group["lr"] = self.backbone_lr
-            groups.append(group)
-        return groups
+    def param_groups(self, base_lr: float | None = None) -> list[dict]:
+        """See ``tasks/param_groups.py``: frozen parameters are left out, so they hold no optimizer state."""
+        return param_groups(self, self.backbone_lr, base_lr, self.layer_lr_decay)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.param_groups())
-        if self.scheduler_factory is None:
-            return optimizer
-        total = int(self.trainer.estimated_stepping_batches)
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer, total_steps=total)}
+        base_lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")  # a partial's lr, the head's rate
+        optimizer = self.optimizer_factory(self.param_groups(base_lr))
+        scheduler = None
+        if self.scheduler_factory is not None:
+            scheduler = self.scheduler_factory(
+                optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
+            )
+        scheduler = with_backbone_warmup(optimizer, scheduler, self.backbone_warmup_steps)
+        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def guard_loss(self, loss: Tensor) -> Tensor | None:
         """Skip a non-finite loss (returning None skips backward and the step); stop after too many in a row."""
@@ -146,15 +146,23 @@ class TransferTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["asr_transfer"] = {
             "config": self.run_config,
-            "backbone_saved": not self.backbone.fully_frozen,
+            "backbone_saved": not self.backbone.fully_frozen,  # some backbone parameters train
             "rng": rng_state(),  # so a resumed run draws the same dropout masks as an uninterrupted one
             "nonfinite_total": self.nonfinite_total,
             **self.extra_checkpoint_state(),
         }
+        # Only what trained: the pretrained weights every frozen entry equals are reloaded from their source.
+        state = checkpoint["state_dict"]
+        for k in self.untrained_keys() & set(state):
+            del state[k]
+
+    def untrained_keys(self) -> set[str]:
+        """State-dict keys of backbone entries that are not trained now: frozen parameters (all
+        buffers too when nothing in the backbone trains). Checkpoints leave them out."""
+        keys = {f"backbone.{n}" for n, p in self.backbone.named_parameters() if not p.requires_grad}
         if self.backbone.fully_frozen:
-            state = checkpoint["state_dict"]
-            for k in [k for k in state if k.startswith("backbone.")]:
-                del state[k]
+            keys |= {f"backbone.{n}" for n, _ in self.backbone.named_buffers()}
+        return keys
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self._trainer is None or self.trainer.state.fn != "fit":
@@ -164,6 +172,13 @@ class TransferTask(L.LightningModule):
         self.nonfinite_total = int(state.get("nonfinite_total", 0))
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # backbone.unfreeze: the stage is a function of the step / epoch alone, so a resumed run is in
+        # the same stage as an uninterrupted one at every step.
+        if self.backbone.set_stage(self.global_step, self.current_epoch):
+            log.info(
+                "step %d (epoch %d): backbone.unfreeze -> freeze=%s top_k=%d",
+                self.global_step, self.current_epoch, self.backbone.freeze, self.backbone.top_k,
+            )  # fmt: skip
         # Restored here, not at load time: Lightning draws nothing between this point and the
         # checkpoint's own step in an uninterrupted run, so both runs continue identically.
         if self._resume_rng is not None:
@@ -172,9 +187,8 @@ class TransferTask(L.LightningModule):
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        missing = [
-            k for k in result.missing_keys if not (k.startswith("backbone.") and self.backbone.fully_frozen)
-        ]
+        untrained = self.untrained_keys()
+        missing = [k for k in result.missing_keys if k not in untrained]
         if missing or result.unexpected_keys:
             raise RuntimeError(
                 f"checkpoint does not match the model: missing {missing[:5]}, "

@@ -30,8 +30,13 @@ class ClassificationTask(TransferTask):
         backbone_lr: float | None = None,
         label_smoothing: float = 0.0,
         max_nonfinite_steps: int = 10,
+        layer_lr_decay: float | None = None,
+        backbone_warmup_steps: int = 0,
     ) -> None:
-        super().__init__(backbone, featurizer, optimizer, scheduler, backbone_lr, max_nonfinite_steps)
+        super().__init__(
+            backbone, featurizer, optimizer, scheduler, backbone_lr, max_nonfinite_steps,
+            layer_lr_decay=layer_lr_decay, backbone_warmup_steps=backbone_warmup_steps,
+        )  # fmt: skip
         self.head = head(input_size=backbone.hidden_size, num_classes=num_classes)
         self.num_classes = num_classes
         self.labels = list(labels) if labels is not None else [str(i) for i in range(num_classes)]
