@@ -18,6 +18,7 @@ from asr_transfer.pipeline.predict import run as run_predict
 from asr_transfer.pipeline.train import train
 from tests.conftest import TINY_WHISPER, compose_train, tone_overrides
 from tests.test_backbones import BACKBONES
+from tests.test_ctc import ctc_overrides, word_corpus  # noqa: F401, F811  (fixture)
 
 D, FF, LAYERS = 32, 64, 2  # every tiny backbone: width 32, feed-forward 64, 2 layers
 LORA_PER_LAYER = 4 * 4 * (D + D) + 4 * (D + FF) * 2  # rank 4 on q, k, v, out (D->D) and D->FF, FF->D
@@ -180,3 +181,20 @@ def test_probe_with_lora_trains_without_the_cache_and_reports_parameters(tmp_pat
         rows = json.loads((tmp_path / f"{merge}.json").read_text())
         probs[merge] = torch.tensor([[v for k, v in r.items() if k.startswith("prob_")] for r in rows])
     torch.testing.assert_close(probs[True], probs[False], rtol=0, atol=2e-6)  # rows are rounded to 1e-6
+
+
+@pytest.mark.parametrize("adapter", ["lora", "bottleneck"])
+def test_ctc_with_an_adapter_trains_and_eval_rebuilds_it(tmp_path, word_corpus, adapter):  # noqa: F811
+    out = tmp_path / "run"
+    cfg = compose_train(
+        [*ctc_overrides(word_corpus, tmp_path / "cache"), f"adapter={adapter}", "trainer.max_epochs=1"], out
+    )
+    train(cfg)
+    metrics = json.loads((out / "metrics.json").read_text())
+    best = next((out / "checkpoints").glob("best-*.ckpt"))
+    saved = [k for k in load_checkpoint(best)["state_dict"] if k.startswith("backbone.")]
+    assert saved and all(("lora_" if adapter == "lora" else "bottleneck_adapter") in k for k in saved)
+    ecfg = compose_train(
+        [f"ckpt_path={best}", "+trainer.enable_progress_bar=false"], tmp_path / "eval", config_name="eval"
+    )
+    assert evaluate(ecfg)["test/loss"] == pytest.approx(metrics["test/loss"], abs=1e-5)
