@@ -12,9 +12,9 @@ import torch
 from asr_transfer.backbones.adapters import Bottleneck, LoRA
 from asr_transfer.backbones.card import card_key
 from asr_transfer.pipeline.build import build_backbone, build_datamodule, build_task, task_class
-from asr_transfer.pipeline.checkpoint import load_checkpoint, restore
 from asr_transfer.pipeline.evaluate import evaluate
 from asr_transfer.pipeline.predict import run as run_predict
+from asr_transfer.pipeline.restore import load_checkpoint, restore
 from asr_transfer.pipeline.train import train
 from tests.conftest import TINY_WHISPER, compose_train, tone_overrides
 from tests.test_backbones import BACKBONES

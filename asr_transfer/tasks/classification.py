@@ -50,6 +50,7 @@ class ClassificationTask(TransferTask):
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.confusion = MulticlassConfusionMatrix(num_classes)
+        self.test_confusion: torch.Tensor | None = None  # set by testing; a test=false run has none
         self.save_hyperparameters(ignore=["backbone", "featurizer", "head", "optimizer", "scheduler"])
 
     @classmethod
@@ -102,6 +103,8 @@ class ClassificationTask(TransferTask):
         self.test_confusion = self.confusion.compute().cpu()
 
     def test_artifacts(self) -> dict[str, dict]:
+        if self.test_confusion is None:
+            return {}
         matrix = self.test_confusion.tolist()
         return {"confusion_matrix.json": {"labels": self.labels, "matrix": matrix}}
 
