@@ -171,6 +171,15 @@ class TransferTask(L.LightningModule):
         self._resume_rng = state.get("rng")
         self.nonfinite_total = int(state.get("nonfinite_total", 0))
 
+    def on_fit_start(self) -> None:
+        if len(self.backbone.stages) > 1 and self.trainer.world_size > 1:
+            # DDP registers the parameters that require grad when it wraps the model: ones unfrozen
+            # later would train on each rank without their gradients being averaged.
+            raise ValueError(
+                "backbone.unfreeze (staged unfreezing) runs on one device only: use trainer=cpu or "
+                "trainer=gpu with devices=1, or a fixed backbone.freeze under DDP"
+            )
+
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # backbone.unfreeze: the stage is a function of the step / epoch alone, so a resumed run is in
         # the same stage as an uninterrupted one at every step.
