@@ -82,3 +82,17 @@ def test_stage_switch_mid_run_and_its_exact_resume(tmp_path, tone_corpus):
     assert resumed["state_dict"].keys() == full["state_dict"].keys()
     for k, v in full["state_dict"].items():
         torch.testing.assert_close(resumed["state_dict"][k], v, rtol=0, atol=1e-6, msg=k)
+
+
+def test_staged_unfreezing_refuses_ddp(tmp_path):
+    from types import SimpleNamespace
+
+    from asr_transfer.pipeline.build import build_backbone, build_task
+
+    cfg = compose_train([*TINY_WHISPER, SCHEDULE], tmp_path)
+    task = build_task(cfg, build_backbone(cfg)[0], num_classes=2, labels=["a", "b"])
+    task._trainer = SimpleNamespace(world_size=2)
+    with pytest.raises(ValueError, match=r"backbone.unfreeze \(staged unfreezing\) runs on one device"):
+        task.on_fit_start()
+    task._trainer = SimpleNamespace(world_size=1)
+    task.on_fit_start()  # one device: fine
