@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from asr_transfer.backbones.adapters import parameter_counts
 from asr_transfer.pipeline.build import attach_cache, build_backbone, build_datamodule, build_task, task_class
+from asr_transfer.pipeline.probe import fit_probe, probe_applies
 from asr_transfer.pipeline.run_dir import flat_metrics, output_dir, write_results
 
 log = logging.getLogger(__name__)
@@ -51,15 +52,19 @@ def train(cfg: DictConfig) -> float | None:
     trainer = instantiate(
         cfg.trainer, callbacks=callbacks_for(cfg, has_val), logger=loggers_for(cfg) or False
     )
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-
-    ckpt_cb = trainer.checkpoint_callback
-    best = (ckpt_cb.best_model_path or ckpt_cb.last_model_path) if ckpt_cb else None
-    metrics = flat_metrics(trainer.callback_metrics)
-    metrics.update(params)
-    metrics["epochs"] = float(trainer.current_epoch)  # epochs trained: fewer when stopped early or pruned
-    if ckpt_cb is not None and ckpt_cb.best_model_score is not None and ckpt_cb.monitor:
-        metrics[ckpt_cb.monitor] = float(ckpt_cb.best_model_score)
+    if probe_applies(cfg, task, datamodule):  # exact full-batch fit (probe=lbfgs), no epochs
+        best, l2 = fit_probe(cfg, trainer, task, datamodule, run_dir)
+        metrics = {**flat_metrics(trainer.callback_metrics), "probe/l2": l2, "epochs": 0.0}
+        metrics.update(params)
+    else:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        ckpt_cb = trainer.checkpoint_callback
+        best = (ckpt_cb.best_model_path or ckpt_cb.last_model_path) if ckpt_cb else None
+        metrics = flat_metrics(trainer.callback_metrics)
+        metrics.update(params)
+        metrics["epochs"] = float(trainer.current_epoch)  # epochs trained: fewer when stopped early or pruned
+        if ckpt_cb is not None and ckpt_cb.best_model_score is not None and ckpt_cb.monitor:
+            metrics[ckpt_cb.monitor] = float(ckpt_cb.best_model_score)
     if cfg.get("test", True) and "test" in datamodule.datasets:
         results = trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         metrics.update(flat_metrics(results[0] if results else {}))

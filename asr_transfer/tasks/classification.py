@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +13,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from asr_transfer.backbones.base import Backbone
 from asr_transfer.data.targets import LabelTargets
 from asr_transfer.tasks.base import TransferTask
+from asr_transfer.utils.jsonl import write_jsonl
+
+TOP_K = 5  # predictions per clip kept in test_predictions.jsonl (the run report reads them)
 
 
 class ClassificationTask(TransferTask):
@@ -95,12 +99,32 @@ class ClassificationTask(TransferTask):
             return
         logits = self._eval_step(batch, "test", self.test_metrics)
         self.confusion.update(logits, batch["labels"])
+        probs, top = torch.softmax(logits, -1).topk(min(TOP_K, self.num_classes), dim=-1)
+        for i, y, p, k in zip(
+            batch["index"].tolist(), batch["labels"].tolist(), probs.tolist(), top.tolist()
+        ):
+            self.test_rows.append({"index": i, "label": self.labels[y], "top": [self.labels[j] for j in k],
+                                   "probs": [round(v, 6) for v in p]})  # fmt: skip
 
     def on_test_epoch_start(self) -> None:
         self.confusion.reset()
+        self.test_rows = []
 
     def on_test_epoch_end(self) -> None:
         self.test_confusion = self.confusion.compute().cpu()
+        self.write_test_predictions()
+
+    def write_test_predictions(self) -> None:
+        """Every test clip's true label and top predictions to ``<run dir>/test_predictions.jsonl``
+        (error analysis: the run report plays the worst-classified clips)."""
+        if not self.trainer.is_global_zero or not self.trainer.default_root_dir:
+            return
+        dataset = self.trainer.test_dataloaders.dataset
+        entries = getattr(getattr(dataset, "base", dataset), "entries", None)
+        rows = sorted(self.test_rows, key=lambda r: r["index"])
+        if entries is not None:
+            rows = [{"audio_filepath": entries[r["index"]].audio_filepath, **r} for r in rows]
+        write_jsonl(Path(self.trainer.default_root_dir) / "test_predictions.jsonl", rows)
 
     def test_artifacts(self) -> dict[str, dict]:
         if self.test_confusion is None:
