@@ -13,9 +13,13 @@ from torch import Tensor, nn
 class Featurizer(nn.Module):
     """Base: ``forward(stack: (layers, *rest)) -> (*rest)``."""
 
-    def __init__(self, num_layers: int) -> None:
+    def __init__(self, num_layers: int, hidden_size: int) -> None:
         super().__init__()
-        self.num_layers = num_layers
+        self.num_layers, self.hidden_size = num_layers, hidden_size
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
 
     # Which layers the featurizer reads: the feature cache stores only these.
     def layers_used(self) -> list[int]:
@@ -38,8 +42,8 @@ class LastLayer(Featurizer):
 class SingleLayer(Featurizer):
     """One chosen hidden layer; ``layer`` counts from 0 (the pre-transformer state), negatives from the top."""
 
-    def __init__(self, num_layers: int, layer: int = -1) -> None:
-        super().__init__(num_layers)
+    def __init__(self, num_layers: int, hidden_size: int, layer: int = -1) -> None:
+        super().__init__(num_layers, hidden_size)
         if not -num_layers <= layer < num_layers:
             raise ValueError(
                 f"featurizer.layer={layer} but the backbone has {num_layers} hidden states (0..{num_layers - 1})"
@@ -56,8 +60,8 @@ class SingleLayer(Featurizer):
 class WeightedSum(Featurizer):
     """SUPERB's learned softmax-weighted sum over all hidden layers (optionally layer-normed first)."""
 
-    def __init__(self, num_layers: int, layer_norm: bool = False) -> None:
-        super().__init__(num_layers)
+    def __init__(self, num_layers: int, hidden_size: int, layer_norm: bool = False) -> None:
+        super().__init__(num_layers, hidden_size)
         self.logits = nn.Parameter(torch.zeros(num_layers))
         self.layer_norm = layer_norm
 
@@ -74,3 +78,21 @@ class WeightedSum(Featurizer):
             stack = nn.functional.layer_norm(stack, stack.shape[-1:])
         w = self.weights().to(stack.dtype).view(-1, *([1] * (stack.dim() - 1)))
         return (w * stack).sum(0)
+
+
+class Concat(Featurizer):
+    """Every hidden layer side by side: ``(L, *rest, D) -> (*rest, L * D)``, layer 0 first.
+
+    The probe sees each layer with its own weights (a weighted sum shares one map across layers).
+    Exact on stored pooled vectors: the mean over frames of a concatenation is the concatenation
+    of the per-layer means.
+    """
+
+    @property
+    def output_size(self) -> int:
+        return self.num_layers * self.hidden_size
+
+    def forward(self, stack: Tensor) -> Tensor:
+        if stack.shape[0] != self.num_layers:
+            raise ValueError(f"concat expects {self.num_layers} hidden states, got {stack.shape[0]}")
+        return stack.movedim(0, -2).flatten(-2)

@@ -10,22 +10,23 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from asr_transfer.data.cached_dataset import CachedFeatureDataset
 from asr_transfer.probe.lbfgs import Features
 
 log = logging.getLogger(__name__)
 
 
-def probe_applies(cfg: DictConfig, task, datamodule) -> bool:
-    """A probe is a fit of the head alone on cached pooled vectors; anything else trains by minibatch."""
+def probe_applies(cfg: DictConfig, task, datamodule, trainer) -> bool:
+    """A probe is a fit of the head alone on stored pooled vectors, in one process; anything else
+    (a trainable backbone, frames, CTC, DDP) trains by minibatch with the optimizer."""
     if not cfg.get("probe"):
         return False
-    cached = all(isinstance(ds, CachedFeatureDataset) for ds in datamodule.datasets.values())
-    ok = cached and getattr(task, "pools_first", False) and hasattr(task, "labels")
+    first = next(iter(datamodule.train_dataloader()), None)
+    pooled = first is not None and first.get("features") is not None and first["features"].dim() == 3
+    ok = pooled and hasattr(task, "labels") and trainer.world_size == 1
     if not ok:
         log.info(
-            "probe=%s applies to classification on cached pooled features (frozen backbone, head=linear|mlp); "
-            "this run trains with optimizer=%s instead",
+            "probe=%s applies to classification on stored pooled features (frozen backbone, head=linear|mlp) "
+            "in one process; this run trains with optimizer=%s instead",
             cfg.probe._target_.rsplit(".", 1)[-1],
             (cfg.get("optimizer") or {}).get("_target_", "?"),
         )
@@ -45,7 +46,8 @@ def fit_probe(cfg: DictConfig, trainer, task, datamodule, run_dir: Path) -> tupl
     else:  # nothing to validate: attach the model so it can be checkpointed
         trainer.strategy.connect(task)
     path = Path(cfg.callbacks.model_checkpoint.dirpath if cfg.get("callbacks") else run_dir / "checkpoints")
-    ckpt = path / f"probe-l2={result.l2:g}.ckpt"
+    # "best-": the run-directory contract (scripts glob best-*.ckpt); best of the L2 grid on val
+    ckpt = path / f"best-lbfgs-l2={result.l2:g}.ckpt"
     trainer.save_checkpoint(ckpt)
     return str(ckpt), result.l2
 

@@ -52,7 +52,7 @@ def train(cfg: DictConfig) -> float | None:
     trainer = instantiate(
         cfg.trainer, callbacks=callbacks_for(cfg, has_val), logger=loggers_for(cfg) or False
     )
-    if probe_applies(cfg, task, datamodule):  # exact full-batch fit (probe=lbfgs), no epochs
+    if probe_applies(cfg, task, datamodule, trainer):  # exact full-batch fit (probe=lbfgs), no epochs
         best, l2 = fit_probe(cfg, trainer, task, datamodule, run_dir)
         metrics = {**flat_metrics(trainer.callback_metrics), "probe/l2": l2, "epochs": 0.0}
         metrics.update(params)

@@ -124,7 +124,8 @@ class LBFGSProbe:
     @staticmethod
     @torch.no_grad()
     def evaluate(featurizer: nn.Module, head: nn.Module, data: Features) -> dict:
-        logits = head(featurizer(data.x.double().transpose(0, 1)))
+        dtype = next(head.parameters()).dtype  # float64 while fitting, float32 after
+        logits = head(featurizer(data.x.to(dtype).transpose(0, 1)))
         return {
             "acc": float((logits.argmax(-1) == data.y).double().mean()),
             "loss": float(F.cross_entropy(logits, data.y)),

@@ -68,8 +68,16 @@ def load_run(run: Path) -> dict:
         "transcripts": read_jsonl(trans) if trans.is_file() else None,
         "log": metric_log(run),
         "layers": read_csv(layers) if layers.is_file() else None,
-        "weights": layer_weights(run),
+        "weights": layer_weights(run) or _csv_weights(layers),
     }
+
+
+def _csv_weights(layers: Path) -> list[float] | None:
+    """The weighted sum's weights a layer-wise probe wrote beside each layer (``weight`` column)."""
+    if not layers.is_file():
+        return None
+    w = [float(r["weight"]) for r in read_csv(layers) if r.get("weight") not in (None, "")]
+    return w or None
 
 
 def load_sweep(sweep: Path) -> dict:

@@ -47,7 +47,7 @@ class TransferTask(L.LightningModule):
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.featurizer = featurizer(num_layers=backbone.num_layers)
+        self.featurizer = featurizer(num_layers=backbone.num_layers, hidden_size=backbone.hidden_size)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.backbone_lr = backbone_lr
         self.layer_lr_decay, self.backbone_warmup_steps = layer_lr_decay, int(backbone_warmup_steps)

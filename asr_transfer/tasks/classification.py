@@ -41,7 +41,7 @@ class ClassificationTask(TransferTask):
             backbone, featurizer, optimizer, scheduler, backbone_lr, max_nonfinite_steps,
             layer_lr_decay=layer_lr_decay, backbone_warmup_steps=backbone_warmup_steps,
         )  # fmt: skip
-        self.head = head(input_size=backbone.hidden_size, num_classes=num_classes)
+        self.head = head(input_size=self.featurizer.output_size, num_classes=num_classes)
         self.num_classes = num_classes
         self.labels = list(labels) if labels is not None else [str(i) for i in range(num_classes)]
         self.label_smoothing = label_smoothing

@@ -28,7 +28,7 @@ def blobs(n: int, layers: int = 3, dim: int = 8, classes: int = 4, seed: int = 0
 @pytest.mark.parametrize("l2", [1e-3, 1e-1])
 def test_lbfgs_equals_sklearn_logistic_regression(l2):
     data = blobs(200)
-    featurizer, head = SingleLayer(3, layer=2), LinearHead(8, 4, input_norm=True)
+    featurizer, head = SingleLayer(3, 8, layer=2), LinearHead(8, 4, input_norm=True)
     LBFGSProbe(l2_grid=[l2]).fit(featurizer, head, data, None)
     # the same features the head's linear layer sees: layer 2, layer-normed (identity affine)
     x = torch.nn.functional.layer_norm(data.x[:, 2], (8,)).double().numpy()
@@ -46,7 +46,7 @@ def test_lbfgs_equals_sklearn_logistic_regression(l2):
 def test_weighted_sum_is_fitted_with_the_head():
     data = blobs(120, seed=1)
     data.x[:, 0] = torch.randn_like(data.x[:, 0])  # layer 0 carries no class information
-    featurizer, head = WeightedSum(3), LinearHead(8, 4)
+    featurizer, head = WeightedSum(3, 8), LinearHead(8, 4)
     result = LBFGSProbe(l2_grid=[1e-2]).fit(featurizer, head, data, None)
     w = featurizer.weights().detach()
     assert w[0] < 1 / 3 < max(w[1], w[2])  # the uninformative layer loses weight
@@ -56,7 +56,7 @@ def test_weighted_sum_is_fitted_with_the_head():
 def test_l2_chosen_on_val_and_reported_per_grid_value():
     train_set, val = blobs(60, seed=2), blobs(400, seed=3)
     probe = LBFGSProbe(l2_grid=[1e-5, 1e-2, 10.0])
-    result = probe.fit(SingleLayer(3), LinearHead(8, 4), train_set, val)
+    result = probe.fit(SingleLayer(3, 8), LinearHead(8, 4), train_set, val)
     assert [r["l2"] for r in result.table] == [10.0, 1e-2, 1e-5]  # the path: strongest first
     best = max(result.table, key=lambda r: (r["val/acc"], -r["val/loss"]))
     assert result.l2 == best["l2"]
@@ -66,7 +66,7 @@ def test_l2_chosen_on_val_and_reported_per_grid_value():
 
 def test_several_l2_without_val_is_an_error():
     with pytest.raises(ValueError, match="probe.l2_grid"):
-        LBFGSProbe(l2_grid=[1e-3, 1e-2]).fit(SingleLayer(3), LinearHead(8, 4), blobs(20), None)
+        LBFGSProbe(l2_grid=[1e-3, 1e-2]).fit(SingleLayer(3, 8), LinearHead(8, 4), blobs(20), None)
 
 
 def _run(tmp_path, corpus, name, test_manifest):
@@ -85,7 +85,7 @@ def test_pipeline_checkpoint_and_test_split_never_chooses_l2(tmp_path, tone_corp
     assert ma["probe/l2"] == mb["probe/l2"] and ma["val/acc"] == mb["val/acc"]
     assert (a / "probe.csv").read_text() == (b / "probe.csv").read_text()
     assert ma["test/acc"] != mb["test/acc"] or ma["test/loss"] != pytest.approx(mb["test/loss"])
-    ckpt = next((a / "checkpoints").glob("probe-*.ckpt"))
+    ckpt = next((a / "checkpoints").glob("best-lbfgs-*.ckpt"))
     state = torch.load(ckpt, weights_only=True)
     assert state["asr_transfer"]["labels"] == ["high", "low", "mid"]
     assert (a / "test_predictions.jsonl").is_file()
