@@ -68,6 +68,15 @@ def worst_transcripts(transcripts: list[dict], n: int, max_audio_s: float) -> li
     return [t for t in scored[:n] if t["errors"] > 0]
 
 
+def l2_path(rows: list[dict]):
+    """probe=lbfgs: val accuracy along the L2 grid (the chosen value is the best one)."""
+    if not rows or "val/acc" not in rows[0]:
+        return None
+    return figures.metric_vs_param(
+        [r["l2"] for r in rows], [float(r["val/acc"]) for r in rows], "L2", "val/acc"
+    )
+
+
 def run_context(run: Path, worst: int, max_audio_s: float) -> dict:
     r = load_run(run)
     cfg = r["config"]
@@ -78,6 +87,7 @@ def run_context(run: Path, worst: int, max_audio_s: float) -> dict:
         "weights": _uri(layer_weights_figure(r["weights"])) if r["weights"] else None,
         "layers": _uri(figures.layer_curve(r["layers"], r["weights"])) if r["layers"] else None,
         "wer_length": _uri(figures.wer_by_length(r["transcripts"])) if r["transcripts"] else None,
+        "probe": _uri(l2_path(r["probe"])) if r["probe"] else None,
     }
     parts = {k: (cfg.get(k) or {}).get("_target_", "") for k in ("backbone", "featurizer", "head", "task")}
     return {
@@ -88,6 +98,7 @@ def run_context(run: Path, worst: int, max_audio_s: float) -> dict:
         "overrides": r["overrides"],
         "config_yaml": yaml.safe_dump(cfg, sort_keys=False) if cfg else "",
         "images": images,
+        "probe_rows": r["probe"] or [],
         "per_class": per_class_rows(conf["matrix"], conf["labels"]) if conf else [],
         "weights": r["weights"] or [],
         "layers": r["layers"] or [],

@@ -56,6 +56,7 @@ def load_run(run: Path) -> dict:
     preds = run / "test_predictions.jsonl"
     trans = run / "test_transcripts.jsonl"
     layers = run / "layers.csv"
+    probe = run / "probe.csv"
     return {
         "path": run,
         "config": yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else {},
@@ -68,6 +69,7 @@ def load_run(run: Path) -> dict:
         "transcripts": read_jsonl(trans) if trans.is_file() else None,
         "log": metric_log(run),
         "layers": read_csv(layers) if layers.is_file() else None,
+        "probe": read_csv(probe) if probe.is_file() else None,  # probe=lbfgs: one row per L2
         "weights": layer_weights(run) or _csv_weights(layers),
     }
 

@@ -76,3 +76,18 @@ def sweep_dir(sweep: Path) -> Path:
         w.writeheader()
         w.writerows(rows)
     return sweep
+
+
+def probe_run(run: Path) -> Path:
+    """A probe=lbfgs run: classification plus probe.csv (one row per L2 of the grid)."""
+    classification_run(run)
+    with open(run / "probe.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["l2", "iterations", "val/acc", "val/loss"])
+        w.writeheader()
+        w.writerows(
+            [
+                {"l2": l2, "iterations": 10, "val/acc": acc, "val/loss": 0.5}
+                for l2, acc in ((0.1, 0.7), (0.001, 0.8))
+            ]
+        )
+    return run

@@ -8,7 +8,7 @@ import pytest
 
 from asr_transfer.report.align import align_words, word_errors
 from asr_transfer.report.render import swept_params, write_report
-from tests.report.rundirs import classification_run, ctc_run, sweep_dir
+from tests.report.rundirs import classification_run, ctc_run, probe_run, sweep_dir
 
 
 def test_classification_report(tmp_path):
@@ -63,3 +63,8 @@ def test_missing_run_dir_names_the_key(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="run_dir=.*neither"):
         write_report(tmp_path / "empty")
+
+
+def test_probe_run_shows_the_l2_path(tmp_path):
+    html = write_report(probe_run(tmp_path / "run")).read_text()
+    assert "along the L2 grid" in html and html.count("data:image/png;base64,") == 4
