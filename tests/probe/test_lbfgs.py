@@ -11,6 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 from asr_transfer.featurizers import SingleLayer, WeightedSum
 from asr_transfer.heads import LinearHead
+from asr_transfer.pipeline.evaluate import evaluate
 from asr_transfer.pipeline.train import train
 from asr_transfer.probe.lbfgs import Features, LBFGSProbe
 from tests.conftest import TINY_WHISPER, compose_train, tone_overrides
@@ -89,3 +90,6 @@ def test_pipeline_checkpoint_and_test_split_never_chooses_l2(tmp_path, tone_corp
     state = torch.load(ckpt, weights_only=True)
     assert state["asr_transfer"]["labels"] == ["high", "low", "mid"]
     assert (a / "test_predictions.jsonl").is_file()
+    # eval.py rebuilds the task from the checkpoint alone and reproduces the run's test metrics
+    ecfg = compose_train([f"ckpt_path={ckpt}", "+trainer.enable_progress_bar=false"], tmp_path / "e", "eval")
+    assert evaluate(ecfg)["test/acc"] == ma["test/acc"]
