@@ -20,7 +20,7 @@ def _num(v) -> float | None:
 
 def learning_curves(rows: list[dict]) -> Figure | None:
     """Loss and metric columns of the CSV log against the step, one panel each (loss | other)."""
-    if not rows:
+    if len({r.get("step") for r in rows}) < 2:  # one point in time (a probe=lbfgs fit): no curve to draw
         return None
     keys = [k for k in rows[0] if "/" in k and any(_num(r.get(k)) is not None for r in rows)]
     groups = {
