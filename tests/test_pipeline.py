@@ -21,7 +21,7 @@ def _train(tmp_path, corpus, extra=()):
             *TINY_WHISPER,
             "trainer.max_epochs=2",
             "optimizer.lr=0.01",
-            "probe=null",  # the minibatch path's contract (best + last checkpoints); probe=lbfgs: tests/probe/
+            "~probe",  # the minibatch path's contract (best + last checkpoints); probe=lbfgs: tests/probe/
             *extra,
         ],
         out,

@@ -47,7 +47,7 @@ class Features:
                     f"probe=lbfgs fits cached pooled features, but the {split} batches hold "
                     f"{'audio' if feats is None else 'frames'}: use a frozen backbone (backbone.freeze=all, "
                     "backbone.cache=auto) with a pooling head (head=linear|mlp), or train with the "
-                    "minibatch optimizer (probe=null)"
+                    "minibatch optimizer (~probe)"
                 )
             xs.append(feats)
             ys.append(batch["labels"])
