@@ -239,7 +239,8 @@ def test_nonfinite_losses_are_skipped_and_counted(tmp_path, tone_corpus, monkeyp
 
     _nan_head(monkeypatch, lambda n: n in (2, 3))
     cfg = compose_train(
-        [*tone_overrides(tone_corpus, tmp_path / "c"), *TINY_WHISPER, "trainer.max_epochs=2"], tmp_path / "r"
+        [*tone_overrides(tone_corpus, tmp_path / "c"), *TINY_WHISPER, "~probe", "trainer.max_epochs=2"],
+        tmp_path / "r",
     )
     train(cfg)
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
@@ -255,6 +256,7 @@ def test_run_stops_after_too_many_nonfinite_losses_in_a_row(tmp_path, tone_corpu
     over = [
         *tone_overrides(tone_corpus, tmp_path / "c"),
         *TINY_WHISPER,
+        "~probe",  # the minibatch loss guard is what is tested
         "data.batch_size=4",
         "task.max_nonfinite_steps=3",
     ]
