@@ -39,5 +39,5 @@ def test_fsdd_speaker_labels_split_by_recording(tmp_path):
     assert {r["utt_index"] for r in splits["test"]} == set(range(5))
     assert {r["utt_index"] for r in splits["val"]} == set(range(5, 10))
     assert len(splits["train"]) == 2 * 2 * 2  # indices 10, 11 of each digit and speaker
-    with pytest.raises(ValueError, match="data.test_speakers=\\[\\]"):
+    with pytest.raises(ValueError, match="data.corpus.test_speakers=\\[\\]"):
         FSDD(root=str(tmp_path / "rec"), test_speakers=["bob"], label="speaker").build()

@@ -106,7 +106,9 @@ class FSDD(Corpus):
     ) -> None:
         super().__init__(manifest_dir)
         if label not in ("digit", "speaker"):
-            raise ValueError(f"data.corpus.label={label!r}: use digit (what was said) or speaker (who said it)")
+            raise ValueError(
+                f"data.corpus.label={label!r}: use digit (what was said) or speaker (who said it)"
+            )
         self.label = label
         self.root, self.download_dir = root, download_dir
         self.val_speakers, self.test_speakers = list(val_speakers or []), list(test_speakers or [])
