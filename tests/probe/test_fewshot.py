@@ -27,7 +27,7 @@ def folder_corpus(tmp_path):
 
 
 def _overrides(root, tmp_path):
-    return ["data=folder", f"data.root={root}", f"paths.cache_dir={tmp_path / 'cache'}", "trainer.accelerator=cpu",
+    return ["data=folder", f"data.corpus.root={root}", f"paths.cache_dir={tmp_path / 'cache'}", "trainer.accelerator=cpu",
             "callbacks.progress_bar=null", "trainer.enable_progress_bar=false", *TINY_WHISPER]  # fmt: skip
 
 
@@ -61,8 +61,3 @@ def test_runner_keeps_every_draw_and_summarises(tmp_path, folder_corpus):
     accs = [r["test/acc"] for r in rows]
     assert float(summary[0]["test/acc mean"]) == pytest.approx(statistics.fmean(accs), abs=1e-4)
     assert float(summary[0]["test/acc std"]) == pytest.approx(statistics.stdev(accs), abs=1e-4)
-
-
-def test_corpus_without_draws_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="max_per_class"):
-        compose_draw(["data=manifest"], 2, 0, 0, tmp_path)
