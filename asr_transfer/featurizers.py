@@ -76,8 +76,9 @@ class WeightedSum(Featurizer):
             )
         if self.layer_norm:
             stack = nn.functional.layer_norm(stack, stack.shape[-1:])
-        w = self.weights().to(stack.dtype).view(-1, *([1] * (stack.dim() - 1)))
-        return (w * stack).sum(0)
+        # One matrix-vector product over the layer axis (BLAS), not a broadcast product and a sum: the
+        # full-batch probe evaluates this hundreds of times over every stored clip.
+        return torch.tensordot(self.weights().to(stack.dtype), stack, dims=1)
 
 
 class Concat(Featurizer):
