@@ -185,6 +185,19 @@ def compose_small(choice: str, tmp_path: Path, assets: dict, extra: tuple = (), 
     return compose_train([*base, *small], tmp_path / "run")
 
 
+def augment_folders(option: str, tmp_path: Path) -> tuple:
+    """Generated noise / RIR folders for the augment options that read one."""
+    from asr_transfer.data.noise import write_coloured, write_rirs
+
+    if option == "noise":
+        write_coloured(tmp_path / "noise", seconds=0.5, sample_rate=16000, per_colour=1)
+        return (f"augment.noise_dir={tmp_path / 'noise'}",)
+    if option == "reverb":
+        write_rirs(tmp_path / "rirs", 16000)
+        return (f"augment.rir_dir={tmp_path / 'rirs'}",)
+    return ()
+
+
 def build_all(cfg) -> dict:
     """Every object a training run builds, short of fitting."""
     backbone, _ = build_backbone(cfg)
@@ -216,7 +229,8 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, assets,
     if group == "hydra":
         pytest.skip("hydra/ configures Hydra itself (run dirs, logging): composed by every other case")
     on_trainer = group == "trainer"
-    cfg = compose_small(f"{group}={option}", tmp_path, assets, cpu=not on_trainer)
+    extra = augment_folders(option, tmp_path) if group == "augment" else ()
+    cfg = compose_small(f"{group}={option}", tmp_path, assets, extra, cpu=not on_trainer)
     accel = str(cfg.trainer.get("accelerator", "auto"))
     if accel in ("gpu", "cuda") and not torch.cuda.is_available():
         # still proves it composes; the Trainer itself refuses a GPU setting without a GPU
@@ -236,6 +250,10 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, assets,
         batch = next(iter(dm.train_dataloader()))
         targets = batch["labels"] if field == "label" else batch["text"]
         assert batch["wavs"].shape[0] == batch["lengths"].shape[0] == len(targets)
+    if group == "augment":  # waveform options reach the training data, SpecAugment the task
+        waveform = parts["datamodule"].augment
+        assert (waveform.names if waveform else ["specaugment"]) == [option]
+        assert (parts["task"].spec_augment is not None) == (option == "specaugment")
     if group == "scheduler":
         assert parts["scheduler"]["scheduler"].optimizer is parts["optimizer"]
     if group == "optimizer":

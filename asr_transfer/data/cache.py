@@ -101,11 +101,12 @@ class FeatureCache:
             if not isinstance(ds, CachedFeatureDataset)
         )
 
-    def attach(self, datamodule, task) -> None:
+    def attach(self, datamodule, task, splits: list[str] | None = None) -> None:
+        """``splits``: which splits to cache (default all; see ``pipeline.build.cached_splits``)."""
         layers, pooled = task.featurizer.layers_used(), task.pools_first
         memo: dict = {}
         for split, ds in list(datamodule.datasets.items()):
-            if isinstance(ds, CachedFeatureDataset):
+            if isinstance(ds, CachedFeatureDataset) or (splits is not None and split not in splits):
                 continue
             t0 = time.perf_counter()
             path, ids = self._split_path(split, ds, task, memo)

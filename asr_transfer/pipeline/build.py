@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from asr_transfer.backbones.base import Backbone
 from asr_transfer.backbones.card import CardBackbone, card_key, card_path, make_card
+from asr_transfer.pipeline.augment import build_augment
 from asr_transfer.utils.atomic import write_json
 from asr_transfer.utils.devices import cache_device
 
@@ -43,11 +44,14 @@ def build_backbone(cfg: DictConfig, use_card: bool = False) -> tuple[Backbone, s
         return instantiate(bcfg, _convert_="all"), cache
 
 
-def build_datamodule(cfg: DictConfig, backbone: Backbone, **overrides):
+def build_datamodule(cfg: DictConfig, backbone: Backbone, train: bool = True, **overrides):
     """The datamodule, reading the task's targets at the backbone's rate; shorter clips are zero-padded
-    to the backbone's ``min_samples`` (its receptive field)."""
+    to the backbone's ``min_samples`` (its receptive field). ``train=False`` (eval, predict): no
+    waveform augmentation, whatever the run trained with."""
     overrides.setdefault("min_samples", getattr(backbone, "min_samples", 400))
     overrides.setdefault("targets", task_class(cfg).make_targets())
+    if train:
+        overrides.setdefault("augment", build_augment(cfg)[0])
     return instantiate(cfg.data, sample_rate=backbone.sample_rate, **overrides)
 
 
@@ -69,6 +73,7 @@ def build_task(cfg: DictConfig, backbone: Backbone, **data_kwargs):
         head=part(cfg.head),
         optimizer=part(cfg.optimizer),
         scheduler=part(cfg.get("scheduler")),
+        spec_augment=build_augment(cfg)[1],
         _convert_="all",
         **data_kwargs,
     )
@@ -78,6 +83,15 @@ def build_task(cfg: DictConfig, backbone: Backbone, **data_kwargs):
     return task
 
 
+def cached_splits(cache_mode: str, fully_frozen: bool, waveform_augment: bool, splits) -> list[str]:
+    """The one rule for which splits read cached features: none unless the backbone is fully frozen
+    (and ``backbone.cache`` is not off); all of them, except training under waveform augmentation
+    (its audio changes every epoch, so the backbone runs every step there)."""
+    if cache_mode == "off" or not fully_frozen:
+        return []
+    return [s for s in splits if not (s == "train" and waveform_augment)]
+
+
 def attach_cache(cfg: DictConfig, cache_mode: str, datamodule, task) -> dict[str, bool]:
     """Use the on-disk feature cache when nothing upstream of the head trains."""
     if cache_mode == "off":
@@ -85,13 +99,28 @@ def attach_cache(cfg: DictConfig, cache_mode: str, datamodule, task) -> dict[str
     if not task.backbone.fully_frozen:
         log.info("feature cache not used: %s", task.backbone.not_frozen_reason())
         return {}
+    augment = getattr(datamodule, "augment", None)
+    splits = cached_splits(cache_mode, task.backbone.fully_frozen, augment is not None, datamodule.datasets)
+    if not splits:
+        return {}
+    if augment is not None and "train" in datamodule.datasets:
+        log.info(
+            "waveform augmentation (%s): feature cache off for training (the backbone runs every step); "
+            "val/test cached and clean",
+            ", ".join(augment.names),
+        )
+    if getattr(task, "spec_augment", None) is not None and getattr(task.head, "pools_first", False):
+        log.info("specaugment with a pooling head: the feature cache stores frames, not pooled vectors")
     from asr_transfer.data.cache import FeatureCache
     from asr_transfer.data.cached_dataset import CachedFeatureDataset
 
     device = cache_device(cfg.trainer)
     cache = FeatureCache(datamodule.cache_dir, dtype=datamodule.cache_dtype, device=device)
     if isinstance(task.backbone, CardBackbone):
-        if cache.all_cached(datamodule, task):
+        if "train" in datamodule.datasets and "train" not in splits:
+            log.info("feature cache: training reads audio; loading the backbone")
+            task.backbone = build_backbone(cfg)[0]
+        elif cache.all_cached(datamodule, task):
             log.info(
                 "backbone %s: weights not loaded while every clip's features are cached",
                 task.backbone.identity(),
@@ -99,7 +128,7 @@ def attach_cache(cfg: DictConfig, cache_mode: str, datamodule, task) -> dict[str
         else:
             log.info("feature cache: some clips are not cached yet; loading the backbone")
             task.backbone = build_backbone(cfg)[0]
-    cache.attach(datamodule, task)
+    cache.attach(datamodule, task, splits)
     if not isinstance(task.backbone, CardBackbone):
         card = make_card(task.backbone, cache.fingerprint)
         _write_card(cfg, card)

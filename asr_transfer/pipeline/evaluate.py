@@ -23,7 +23,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     overrides = {"run_dir": str(run_dir)}
     if "labels" in state["asr_transfer"]:
         overrides["labels"] = state["asr_transfer"]["labels"]  # the trained class order, whatever the data
-    datamodule = build_datamodule(train_cfg, backbone, **overrides)
+    datamodule = build_datamodule(train_cfg, backbone, train=False, **overrides)
     datamodule.prepare_data()
     datamodule.setup("test")
     if cfg.get("use_cache", True):

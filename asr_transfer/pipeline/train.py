@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from asr_transfer.backbones.adapters import parameter_counts
+from asr_transfer.pipeline.augment import augment_summary
 from asr_transfer.pipeline.build import attach_cache, build_backbone, build_datamodule, build_task, task_class
 from asr_transfer.pipeline.probe import fit_probe, probe_applies
 from asr_transfer.pipeline.run_dir import flat_metrics, output_dir, write_results
@@ -70,6 +71,7 @@ def train(cfg: DictConfig) -> float | None:
         metrics.update(flat_metrics(results[0] if results else {}))
     if task.nonfinite_total:
         metrics["train/nonfinite_losses"] = float(task.nonfinite_total)
+    metrics.update(augment_summary(datamodule, task, trainer.current_epoch))
     if trainer.is_global_zero:
         write_results(run_dir, metrics, task)
         summarize(run_dir, metrics, datamodule, task, hits, best, time.perf_counter() - t0)
@@ -88,5 +90,12 @@ def summarize(run_dir, metrics: dict, datamodule, task, hits, best: str | None, 
         lines.append(
             f"skipped audio: {sum(bad.values())} files ({dict(bad)}), listed in {run_dir / 'bad_audio.jsonl'}"
         )
-    lines += [f"{k:>14s}: {v:.4f}" for k, v in sorted(metrics.items())]
+    aug = {k: v for k, v in metrics.items() if k.startswith("augment/")}
+    if aug:
+        lines.append(
+            "augmented: " + ", ".join(f"{k.removeprefix('augment/')} {v:g}" for k, v in sorted(aug.items()))
+        )
+    else:
+        lines.append("augmented: nothing (augment=null)")
+    lines += [f"{k:>14s}: {v:.4f}" for k, v in sorted(metrics.items()) if not k.startswith("augment/")]
     log.info("summary\n  %s", "\n  ".join(lines))

@@ -17,6 +17,7 @@ from torch import Tensor
 from asr_transfer.backbones.base import Backbone
 from asr_transfer.data.targets import Targets
 from asr_transfer.tasks.param_groups import param_groups, with_backbone_warmup
+from asr_transfer.tasks.spec_augment import SpecAugment
 from asr_transfer.utils.rng import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class TransferTask(L.LightningModule):
     max_nonfinite_steps: stop after this many non-finite losses in a row (each one is skipped).
     layer_lr_decay: layer-wise learning-rate decay from the top layer down (``tasks/param_groups.py``).
     backbone_warmup_steps: the backbone's rates also ramp up from 0 over this many optimizer steps.
+    spec_augment: feature-level masks (``augment=specaugment``) applied in training after the featurizer.
     """
 
     def __init__(
@@ -44,9 +46,11 @@ class TransferTask(L.LightningModule):
         max_nonfinite_steps: int = 10,
         layer_lr_decay: float | None = None,
         backbone_warmup_steps: int = 0,
+        spec_augment: SpecAugment | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.spec_augment = spec_augment
         self.featurizer = featurizer(num_layers=backbone.num_layers, hidden_size=backbone.hidden_size)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.backbone_lr = backbone_lr
@@ -93,18 +97,23 @@ class TransferTask(L.LightningModule):
     @property
     def pools_first(self) -> bool:
         """True when the head reads only the mean over frames (then the cache stores pooled vectors)."""
-        return self.head.pools_first
+        # SpecAugment masks frames, so with it the cache keeps frames even for a pooling head.
+        return self.head.pools_first and self.spec_augment is None
 
     # ----- features ----------------------------------------------------------------------------
 
     def encode(self, batch: dict) -> tuple[Tensor, Tensor | None]:
-        """Featurized representation: frames (B, T, D) with frame lengths, or pooled (B, D) from the cache."""
+        """Featurized representation: frames (B, T, D) with frame lengths, or pooled (B, D) from the cache.
+        In training, SpecAugment (if set) masks the frames here, whether computed now or cached."""
         if "features" in batch:  # cached: (B, L, D) pooled or (B, L, T, D) frames, already layer-selected
             stack = batch["features"].transpose(0, 1).to(self.dtype_for_head())
-            return self.featurizer(stack), batch.get("frame_lengths")
-        hidden, frame_lengths = self.backbone(batch["wavs"], batch["lengths"])
-        stack = torch.stack([hidden[i] for i in self.featurizer.layers_used()])
-        return self.featurizer(stack), frame_lengths
+            rep, frame_lengths = self.featurizer(stack), batch.get("frame_lengths")
+        else:
+            hidden, frame_lengths = self.backbone(batch["wavs"], batch["lengths"])
+            rep = self.featurizer(torch.stack([hidden[i] for i in self.featurizer.layers_used()]))
+        if self.training and self.spec_augment is not None:
+            rep = self.spec_augment(rep, frame_lengths, self.global_step, self.global_rank)
+        return rep, frame_lengths
 
     def dtype_for_head(self) -> torch.dtype:
         return next(self.featurizer.parameters(), next(self.parameters())).dtype

@@ -36,10 +36,12 @@ class ClassificationTask(TransferTask):
         max_nonfinite_steps: int = 10,
         layer_lr_decay: float | None = None,
         backbone_warmup_steps: int = 0,
+        spec_augment=None,
     ) -> None:
         super().__init__(
             backbone, featurizer, optimizer, scheduler, backbone_lr, max_nonfinite_steps,
             layer_lr_decay=layer_lr_decay, backbone_warmup_steps=backbone_warmup_steps,
+            spec_augment=spec_augment,
         )  # fmt: skip
         self.head = head(input_size=self.featurizer.output_size, num_classes=num_classes)
         self.num_classes = num_classes
@@ -55,7 +57,9 @@ class ClassificationTask(TransferTask):
         self.test_metrics = metrics.clone(prefix="test/")
         self.confusion = MulticlassConfusionMatrix(num_classes)
         self.test_confusion: torch.Tensor | None = None  # set by testing; a test=false run has none
-        self.save_hyperparameters(ignore=["backbone", "featurizer", "head", "optimizer", "scheduler"])
+        self.save_hyperparameters(
+            ignore=["backbone", "featurizer", "head", "optimizer", "scheduler", "spec_augment"]
+        )
 
     @classmethod
     def make_targets(cls) -> LabelTargets:

@@ -87,10 +87,12 @@ class CTCTask(TransferTask):
         layer_lr_decay: float | None = None,
         backbone_warmup_steps: int = 0,
         log_examples: int = 3,
+        spec_augment=None,
     ) -> None:
         super().__init__(
             backbone, featurizer, optimizer, scheduler, backbone_lr, max_nonfinite_steps,
             layer_lr_decay=layer_lr_decay, backbone_warmup_steps=backbone_warmup_steps,
+            spec_augment=spec_augment,
         )  # fmt: skip
         if tokenizer_state is not None:
             self.tokenizer = tokenizer_from_state(tokenizer_state)
@@ -111,7 +113,7 @@ class CTCTask(TransferTask):
         self.test_metrics = metrics.clone(prefix="test/")
         self.save_hyperparameters(
             ignore=["backbone", "featurizer", "head", "optimizer", "scheduler", "tokenizer", "decoding"]
-            + ["texts", "tokenizer_state"]
+            + ["texts", "tokenizer_state", "spec_augment"]
         )
 
     @classmethod
