@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 import asr_transfer.config  # noqa: F401  (resolvers)
+from tests.presets import TINY_WHISPER, TINY_WHISPER_CONFIG  # noqa: F401  (re-exported: tests import them from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -23,23 +24,6 @@ FSDD_DIR = SHARED / "data" / "fsdd"
 needs_shared = pytest.mark.skipif(
     not (WHISPER_DIR.is_dir() and FSDD_DIR.is_dir()), reason="../shared assets (Whisper tiny.en, FSDD) absent"
 )
-
-# A tiny random Whisper encoder: the real architecture, 2 layers of width 32 (fast on CPU).
-TINY_WHISPER_CONFIG = dict(
-    d_model=32,
-    encoder_layers=2,
-    encoder_attention_heads=2,
-    encoder_ffn_dim=64,
-    decoder_layers=1,
-    decoder_attention_heads=2,
-    decoder_ffn_dim=64,
-    num_mel_bins=80,
-    max_source_positions=1500,
-)
-TINY_WHISPER = [  # the same as command-line overrides
-    "backbone.pretrained=false",
-    "+backbone.config_overrides={" + ",".join(f"{k}:{v}" for k, v in TINY_WHISPER_CONFIG.items()) + "}",
-]
 
 
 def tone(seconds: float, sr: int, freq: float, seed: int = 0, channels: int = 1) -> np.ndarray:

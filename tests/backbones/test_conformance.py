@@ -1,4 +1,4 @@
-"""One conformance test over every backbone (tiny, random, generated audio), plus loading checks.
+"""One conformance test over every backbone (tiny, random, generated audio).
 
 Padding deviations below were measured on these tiny random models (seed 0), so they show which
 architectures are exact and which are not, not how large the error is for real checkpoints.
@@ -6,74 +6,11 @@ architectures are exact and which are not, not how large the error is for real c
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from asr_transfer.backbones.base import lengths_to_mask
-from asr_transfer.backbones.hf import HFBackbone
-from asr_transfer.backbones.scratch import ScratchBackbone
-from asr_transfer.backbones.torchaudio import TorchaudioBackbone
-from asr_transfer.backbones.whisper import WhisperEncoderBackbone
-from tests.conftest import TINY_WHISPER_CONFIG
-
-SHARED = Path(__file__).parents[1] / ".." / "shared"
-WHISPER_DIR = SHARED / "models" / "whisper-tiny.en"
-CLIP = SHARED / "data" / "fsdd" / "recordings" / "3_george_0.wav"
-
-# Every tiny config sets LayerDrop high: the backbones must force it to 0 (layer count test).
-CONV = [(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2
-TA_TINY = dict(
-    extractor_conv_layer_config=CONV,
-    encoder_embed_dim=32,
-    encoder_num_layers=2,
-    encoder_num_heads=2,
-    encoder_ff_interm_features=64,
-    encoder_pos_conv_kernel=16,
-    encoder_pos_conv_groups=4,
-    encoder_layer_drop=0.9,
-)
-HF_TINY = dict(
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    conv_dim=(32,) * 7,
-    num_conv_pos_embeddings=16,
-    num_conv_pos_embedding_groups=4,
-    layerdrop=0.9,
-)
-HF_LAYER_NORM = dict(feat_extract_norm="layer", do_stable_layer_norm=True)
-WHISPER_TINY = dict(TINY_WHISPER_CONFIG, encoder_layerdrop=0.9)
-
-
-def _ta(variant):
-    return lambda **kw: TorchaudioBackbone(variant, pretrained=False, config_overrides=TA_TINY, **kw)
-
-
-def _hf(model_type, **extra):
-    overrides = {**HF_TINY, **extra}
-    return lambda **kw: HFBackbone(
-        model_type, pretrained=False, model_type=model_type, config_overrides=overrides, **kw
-    )
-
-
-BACKBONES = {
-    "ta_wav2vec2_base": _ta("wav2vec2_base"),
-    "ta_wav2vec2_large_lv60k": _ta("wav2vec2_large_lv60k"),
-    "ta_hubert_base": _ta("hubert_base"),
-    "ta_wavlm_base_plus": _ta("wavlm_base_plus"),
-    "ta_wavlm_large": _ta("wavlm_large"),
-    "hf_wav2vec2_group": _hf("wav2vec2"),
-    "hf_wav2vec2_layer": _hf("wav2vec2", **HF_LAYER_NORM),
-    "hf_hubert": _hf("hubert"),
-    "hf_wavlm_layer": _hf("wavlm", **HF_LAYER_NORM),
-    # Data2VecAudio reads num_conv_pos_embeddings as the number of stacked positional convs.
-    "hf_data2vec_audio": _hf("data2vec-audio", num_conv_pos_embeddings=2),
-    "whisper": lambda **kw: WhisperEncoderBackbone(pretrained=False, config_overrides=WHISPER_TINY, **kw),
-    "scratch": lambda **kw: ScratchBackbone(hidden_size=32, num_layers=2, num_heads=2, **kw),
-}
+from tests.presets import BACKBONES, audio_batch
 
 # Padding invariance: max |difference| of the mean over valid frames of the last state, for a 0.5 s
 # clip alone vs. the same clip zero padded in a batch with a 1 s clip, relative to max |mean|.
@@ -106,29 +43,13 @@ INEXACT = {
 assert set(PAD_TOL) | set(INEXACT) == set(BACKBONES)
 
 
-def _audio(*seconds: float, sr: int = 16000) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-padded batch of sine + noise clips: (batch, samples), lengths (batch,)."""
-    g = torch.Generator().manual_seed(0)
-    clips = []
-    for i, s in enumerate(seconds):
-        t = torch.arange(int(s * sr)) / sr
-        clips.append(
-            0.5 * torch.sin(2 * torch.pi * (220 + 110 * i) * t) + 0.1 * torch.randn(len(t), generator=g)
-        )
-    lengths = torch.tensor([len(c) for c in clips])
-    wavs = torch.zeros(len(clips), int(lengths.max()))
-    for i, c in enumerate(clips):
-        wavs[i, : len(c)] = c
-    return wavs, lengths
-
-
 def _params(modules) -> set[int]:
     return {id(p) for m in modules for p in m.parameters()}
 
 
 @torch.no_grad()
 def _padding_deviation(b) -> float:
-    wavs, lengths = _audio(0.5, 1.0)
+    wavs, lengths = audio_batch(0.5, 1.0)
     alone, n_alone = b(wavs[:1, : lengths[0]], lengths[:1])
     batch, n_batch = b(wavs, lengths)
     n = int(n_alone[0])
@@ -142,7 +63,7 @@ def test_backbone_conformance(name):
     torch.manual_seed(0)
     make = BACKBONES[name]
     b = make().eval()  # freeze=all by default (scratch: none)
-    wavs, lengths = _audio(0.5, 1.0)
+    wavs, lengths = audio_batch(0.5, 1.0)
 
     # Layer count, shapes, frame lengths.
     hidden, frames = b(wavs, lengths)
@@ -224,7 +145,7 @@ def test_hf_attention_mask_reaches_model(name, monkeypatch):
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(b.model, "forward", spy)
-    wavs, lengths = _audio(0.5, 1.0)
+    wavs, lengths = audio_batch(0.5, 1.0)
     b(wavs, lengths)
     if name == "hf_wav2vec2_layer":
         assert torch.equal(seen["attention_mask"].bool(), lengths_to_mask(lengths, wavs.shape[-1]))
@@ -241,93 +162,14 @@ def test_torchaudio_masks_reach_every_layer(name):
             lambda m, a, kw: masks.append(a[1] if a[1] is not None else kw.get("key_padding_mask")),
             with_kwargs=True,
         )
-    b(*_audio(0.5, 1.0))
+    b(*audio_batch(0.5, 1.0))
     assert len(masks) == len(b.transformer_layers()) and all(m is not None for m in masks)
-
-
-def test_hf_local_folder_roundtrip(tmp_path):
-    """A save_pretrained folder loads offline, and its preprocessor config is honoured."""
-    from transformers import Wav2Vec2FeatureExtractor
-
-    src = BACKBONES["hf_wav2vec2_layer"]()
-    src.model.save_pretrained(tmp_path)
-    Wav2Vec2FeatureExtractor(do_normalize=False, sampling_rate=16000).save_pretrained(tmp_path)
-    b = HFBackbone(str(tmp_path)).eval()
-    assert b.normalize_waveform is False and b.sample_rate == 16000
-    assert b.num_layers == 3 and b.config.layerdrop == 0.0
-    wavs, lengths = _audio(0.5)
-    src.eval()
-    torch.testing.assert_close(b(wavs, lengths)[0][-1], src._forward(wavs, lengths)[0][-1])
-
-
-def test_hf_missing_local_path():
-    with pytest.raises(FileNotFoundError, match="backbone.name_or_path"):
-        HFBackbone("./no/such/model")
-
-
-def test_hf_rejects_whisper():
-    with pytest.raises(ValueError, match="backbone=whisper"):
-        HFBackbone("whisper", pretrained=False, model_type="whisper", config_overrides=WHISPER_TINY)
-
-
-def test_torchaudio_unknown_variant():
-    with pytest.raises(ValueError, match="backbone.variant") as e:
-        TorchaudioBackbone("wav2vec3", pretrained=False)
-    assert "wavlm_base_plus" in str(e.value) and "hubert_large" in str(e.value)
-
-
-def test_torchaudio_download_failure_says_how_to_work_offline(monkeypatch):
-    from urllib.error import URLError
-
-    from torchaudio.pipelines import Wav2Vec2Bundle
-
-    def offline(self, dl_kwargs):
-        raise URLError("no network")
-
-    monkeypatch.setattr(Wav2Vec2Bundle, "_get_state_dict", offline)
-    with pytest.raises(OSError, match="backbone.variant='hubert_base'.*TORCH_HOME"):
-        TorchaudioBackbone("hubert_base", pretrained=True, config_overrides=TA_TINY)
-
-
-@pytest.mark.shared
-@pytest.mark.skipif(
-    not (WHISPER_DIR.exists() and CLIP.exists()), reason="needs ../shared whisper-tiny.en and fsdd"
-)
-def test_whisper_tiny_matches_hf_encoder():
-    import soundfile as sf
-    import torchaudio
-    from transformers import WhisperFeatureExtractor, WhisperModel
-
-    wav, sr = sf.read(CLIP, dtype="float32")
-    wav = torchaudio.functional.resample(torch.from_numpy(wav), sr, 16000)
-    fe = WhisperFeatureExtractor.from_pretrained(WHISPER_DIR)
-    feats = fe(wav.numpy(), sampling_rate=16000, return_tensors="pt").input_features  # (1, 80, 3000)
-    encoder = WhisperModel.from_pretrained(WHISPER_DIR).get_encoder().eval()
-    with torch.no_grad():
-        ref = encoder(feats, output_hidden_states=True).hidden_states  # measured: bitwise equal to ours
-
-    wavs, lengths = wav[None], torch.tensor([len(wav)])
-    padded, pframes = WhisperEncoderBackbone(str(WHISPER_DIR), pad_to_30s=True).eval()(wavs, lengths)
-    assert len(padded) == len(ref)
-    n = int(pframes[0])
-    for ours, theirs in zip(padded, ref):  # the clip's own frames of the 30 s window, bitwise
-        assert ours.shape[1] == n
-        torch.testing.assert_close(ours, theirs[:, :n], atol=1e-4, rtol=0)
-
-    # Real length (0.5 s clip: 25 frames instead of 1500). Not equal to the 30 s run: attention
-    # sees 25 frames instead of 1500, so the states drift apart layer by layer. Measured on this
-    # clip over the first n-2 frames (mean |value| ~0.7 in every layer):
-    #   hidden[0] max |diff| 7e-6 (the conv front end agrees away from the clip's end);
-    #   layers 1..4 mean |diff| 0.10, 0.15, 0.26, 0.59; cosine of the mean-pooled last state 0.83.
-    short, frames = WhisperEncoderBackbone(str(WHISPER_DIR), min_window_s=0.0).eval()(wavs, lengths)
-    assert int(frames[0]) == n == short[0].shape[1] < ref[0].shape[1] // 10
-    torch.testing.assert_close(short[0][0, : n - 2], padded[0][0, : n - 2], atol=1e-4, rtol=0)
 
 
 def test_whisper_log_mel_of_equal_length_clips_is_batched_exactly():
     """Clips of equal length share one STFT; each row must equal that clip's own log-mel (its own peak)."""
     backbone = BACKBONES["whisper"]()
-    wavs, lengths = _audio(0.5, 0.5, 0.3, 0.5)
+    wavs, lengths = audio_batch(0.5, 0.5, 0.3, 0.5)
     wavs[1] *= 0.01  # a quiet clip: its peak normalisation must not be the loud clips'
     mel, frames = backbone.log_mel(wavs, lengths)
     for i in range(len(lengths)):
