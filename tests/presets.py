@@ -23,9 +23,20 @@ TINY_WHISPER_CONFIG = dict(
     num_mel_bins=80,
     max_source_positions=1500,
 )
+
+
+def hydra_dict(d: dict) -> str:
+    """``{k:v,...}`` in Hydra's override grammar (tuples as lists)."""
+
+    def value(v):
+        return "[" + ",".join(value(x) for x in v) + "]" if isinstance(v, (list, tuple)) else str(v)
+
+    return "{" + ",".join(f"{k}:{value(v)}" for k, v in d.items()) + "}"
+
+
 TINY_WHISPER = [  # the same as command-line overrides
     "backbone.pretrained=false",
-    "+backbone.config_overrides={" + ",".join(f"{k}:{v}" for k, v in TINY_WHISPER_CONFIG.items()) + "}",
+    "+backbone.config_overrides=" + hydra_dict(TINY_WHISPER_CONFIG),
 ]
 
 
@@ -97,3 +108,19 @@ def audio_batch(*seconds: float, sr: int = 16000) -> tuple[torch.Tensor, torch.T
     for i, c in enumerate(clips):
         wavs[i, : len(c)] = c
     return wavs, lengths
+
+
+# The same presets as command-line overrides, per backbone class (``++``: some configs set the key).
+TINY_OVERRIDES = {
+    "WhisperEncoderBackbone": [
+        "backbone.pretrained=false",
+        "++backbone.config_overrides=" + hydra_dict(WHISPER_TINY),
+    ],
+    "TorchaudioBackbone": ["backbone.pretrained=false", "backbone.config_overrides=" + hydra_dict(TA_TINY)],
+    "HFBackbone": [
+        "backbone.pretrained=false",
+        "backbone.model_type=wav2vec2",
+        "backbone.config_overrides=" + hydra_dict(HF_TINY),
+    ],
+    "ScratchBackbone": ["backbone.hidden_size=32", "backbone.num_layers=2", "backbone.num_heads=2"],
+}

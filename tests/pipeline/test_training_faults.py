@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from asr_transfer.pipeline.train import train
-from tests.conftest import ROOT, TINY_WHISPER, compose_train
+from tests.conftest import ROOT, TINY_WHISPER, TINY_WHISPER_CONFIG, compose_train
 
 
 # ----- training faults ---------------------------------------------------------------------------
@@ -27,9 +27,8 @@ def test_guard_loss_skips_counts_and_stops():
     from asr_transfer.heads import LinearHead
     from asr_transfer.tasks.classification import ClassificationTask
 
-    cfg = dict(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, num_mel_bins=80)
     task = ClassificationTask(
-        WhisperEncoderBackbone(pretrained=False, config_overrides=cfg),
+        WhisperEncoderBackbone(pretrained=False, config_overrides=TINY_WHISPER_CONFIG),
         LastLayer,
         LinearHead,
         torch.optim.AdamW,
