@@ -14,13 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import get_class, instantiate
 
-from asr_transfer.backbones.base import Backbone
 from asr_transfer.pipeline.build import build_backbone, build_datamodule, build_task, task_class
 from asr_transfer.pipeline.train import callbacks_for, loggers_for, train
 from tests.conftest import CONF, ROOT, compose_train, write_tone_corpus
@@ -203,8 +201,6 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, assets,
         pytest.skip(f"{group}={option} sets trainer.accelerator={accel}: needs a CUDA device")
     parts = build_all(cfg)
 
-    assert isinstance(parts["backbone"], Backbone) and isinstance(parts["task"], L.LightningModule)
-    assert parts["task"].head is not None and isinstance(parts["trainer"], L.Trainer)
     if group in BUILT:
         node = cfg[group.split("/")[0]]
         assert type(BUILT[group](parts)).__name__ == cls_name(node._target_), f"{group}={option}"
