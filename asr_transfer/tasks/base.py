@@ -93,7 +93,8 @@ class TransferTask(L.LightningModule):
     @property
     def pools_first(self) -> bool:
         """True when the head reads only the mean over frames (then the cache stores pooled vectors)."""
-        return self.head.pools_first
+        # a non-linear featurizer (layer-normed weighted sum) does not commute with the mean over frames
+        return self.head.pools_first and self.featurizer.linear
 
     # ----- features ----------------------------------------------------------------------------
 
