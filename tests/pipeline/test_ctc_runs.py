@@ -73,8 +73,9 @@ def test_train_eval_predict_agree(tmp_path, word_corpus):
     out = tmp_path / "run"
     cfg = compose_train([*ctc_overrides(word_corpus, tmp_path / "cache"), "trainer.max_epochs=2"], out)
     assert cfg.optimized_metric == "val/wer" and cfg.callbacks.model_checkpoint.mode == "min"
-    assert train(cfg) is not None
+    best_wer = train(cfg)
     metrics = json.loads((out / "metrics.json").read_text())
+    assert best_wer == pytest.approx(metrics["val/wer"])  # train returns the best checkpoint's val/wer
     assert {"test/wer", "test/cer", "test/loss", "val/wer", "val/cer"} <= set(metrics)
     transcripts = [json.loads(x) for x in (out / "test_transcripts.jsonl").read_text().splitlines()]
     # the reported WER/CER are those of the written transcripts (corpus level, not a mean per clip)
