@@ -85,7 +85,6 @@ def test_ctc_clips_too_short_for_their_transcript_are_counted(tmp_path):
         *tone_overrides(manifests, tmp_path / "cache"),
         *TINY_WHISPER,
         "~logger",
-        "data.target=text",
         "task=ctc",
         "head=ctc_linear",
         "trainer.max_epochs=2",
