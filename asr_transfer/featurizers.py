@@ -11,7 +11,13 @@ from torch import Tensor, nn
 
 
 class Featurizer(nn.Module):
-    """Base: ``forward(stack: (layers, *rest)) -> (*rest)``."""
+    """Base: ``forward(stack: (layers, *rest)) -> (*rest)``.
+
+    ``linear``: the output is a linear function of the layers, so it commutes with mean pooling over
+    frames and the cache may store pooled vectors for a mean-pooling head (``pools_first``).
+    """
+
+    linear = True
 
     def __init__(self, num_layers: int, hidden_size: int) -> None:
         super().__init__()
@@ -64,6 +70,7 @@ class WeightedSum(Featurizer):
         super().__init__(num_layers, hidden_size)
         self.logits = nn.Parameter(torch.zeros(num_layers))
         self.layer_norm = layer_norm
+        self.linear = not layer_norm  # a per-frame layer norm does not commute with the mean over frames
 
     def weights(self) -> Tensor:
         return torch.softmax(self.logits, dim=0)

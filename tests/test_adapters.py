@@ -17,8 +17,8 @@ from asr_transfer.pipeline.predict import run as run_predict
 from asr_transfer.pipeline.restore import load_checkpoint, restore
 from asr_transfer.pipeline.train import train
 from tests.conftest import TINY_WHISPER, compose_train, tone_overrides
-from tests.test_backbones import BACKBONES
-from tests.test_ctc import ctc_overrides, word_corpus  # noqa: F401, F811  (fixture)
+from tests.pipeline.test_ctc_runs import ctc_overrides, word_corpus  # noqa: F401, F811  (fixture)
+from tests.presets import BACKBONES
 
 D, FF, LAYERS = 32, 64, 2  # every tiny backbone: width 32, feed-forward 64, 2 layers
 LORA_PER_LAYER = 4 * 4 * (D + D) + 4 * (D + FF) * 2  # rank 4 on q, k, v, out (D->D) and D->FF, FF->D

@@ -97,8 +97,9 @@ class TransferTask(L.LightningModule):
     @property
     def pools_first(self) -> bool:
         """True when the head reads only the mean over frames (then the cache stores pooled vectors)."""
-        # SpecAugment masks frames, so with it the cache keeps frames even for a pooling head.
-        return self.head.pools_first and self.spec_augment is None
+        # SpecAugment masks frames, and a non-linear featurizer (layer-normed weighted sum) does not commute
+        # with the mean over frames: either way the cache keeps frames even for a pooling head.
+        return self.head.pools_first and self.featurizer.linear and self.spec_augment is None
 
     # ----- features ----------------------------------------------------------------------------
 

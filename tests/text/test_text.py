@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import random
 import sys
 
 import pytest
 import torch
-from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from asr_transfer.text.arpa import write_arpa
 from asr_transfer.text.decoding import BeamSearchDecoder, GreedyDecoder, greedy_ids, write_lexicon
@@ -84,18 +82,6 @@ def test_greedy_on_hand_made_logits():
     logits = torch.full((2, len(path), tok.vocab_size), -5.0)
     logits[:, torch.arange(len(path)), torch.tensor(path)] = 5.0
     assert GreedyDecoder(tok)(logits, torch.tensor([len(path), 4])) == ["ab bba", "ab"]
-
-
-def test_wer_cer_on_known_pairs():
-    wer, cer = WordErrorRate(), CharErrorRate()
-    # 1 substitution in 3 words; 1 deletion ("three" -> "tree") in 15 characters
-    wer.update(["seven tree one"], ["seven three one"])
-    cer.update(["seven tree one"], ["seven three one"])
-    assert float(wer.compute()) == pytest.approx(1 / 3)
-    assert float(cer.compute()) == pytest.approx(1 / 15)
-    # corpus level: errors and words are summed over updates (2 errors / 5 words), not averaged
-    wer.update(["two"], ["two four"])
-    assert float(wer.compute()) == pytest.approx(2 / 5)
 
 
 def _arpa_prob(path, history: str, word: str) -> float:
@@ -182,4 +168,3 @@ def test_greedy_decoding_of_log_softmax_equals_logits():
     logits = torch.randn(3, 20, 7)
     lengths = torch.tensor([20, 11, 1])
     assert greedy_ids(logits, lengths) == greedy_ids(torch.log_softmax(logits, -1), lengths)
-    assert all(not math.isnan(x) for x in logits.flatten().tolist())
