@@ -21,7 +21,7 @@ def test_single_layer_reads_the_chosen_state_through_the_task():
     backbone = BACKBONES["whisper"]().eval()
     task = ClassificationTask(
         backbone,
-        lambda num_layers: SingleLayer(num_layers, layer=1),
+        lambda num_layers, hidden_size: SingleLayer(num_layers, hidden_size, layer=1),
         LinearHead,
         torch.optim.AdamW,
         num_classes=2,
@@ -31,15 +31,15 @@ def test_single_layer_reads_the_chosen_state_through_the_task():
     rep, frames = task.encode({"wavs": wavs, "lengths": lengths})
     hidden, expected_frames = backbone(wavs, lengths)
     assert torch.equal(rep, hidden[1]) and torch.equal(frames, expected_frames)
-    assert SingleLayer(3, layer=-1).layers_used() == [2]
+    assert SingleLayer(3, 4, layer=-1).layers_used() == [2]
     with pytest.raises(ValueError, match="featurizer.layer=3"):
-        SingleLayer(3, layer=3)
+        SingleLayer(3, 4, layer=3)
 
 
 @pytest.mark.parametrize("layer_norm", [False, True])
 def test_weighted_sum_is_the_softmax_weighted_sum(layer_norm):
     torch.manual_seed(0)
-    f = WeightedSum(3, layer_norm=layer_norm)
+    f = WeightedSum(3, 4, layer_norm=layer_norm)
     with torch.no_grad():
         f.logits.copy_(torch.tensor([0.0, 1.0, -1.0]))
     stack = 3 * torch.randn(3, 2, 5, 4) + 1
@@ -69,7 +69,7 @@ def test_cached_run_equals_uncached_run(tmp_path, tone_corpus, featurizer):
     Found by this test: a layer-normed weighted sum was applied to cached pooled vectors."""
     metrics = {}
     for cache in ("auto", "off"):
-        over = [*tone_overrides(tone_corpus, tmp_path / "cache"), *TINY_WHISPER, *featurizer, "~logger"]
+        over = [*tone_overrides(tone_corpus, tmp_path / "cache"), *TINY_WHISPER, *featurizer, "~logger", "~probe"]
         train(
             compose_train(
                 [*over, f"backbone.cache={cache}", "trainer.max_epochs=2", "optimizer.lr=0.05"],
