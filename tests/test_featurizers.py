@@ -69,7 +69,13 @@ def test_cached_run_equals_uncached_run(tmp_path, tone_corpus, featurizer):
     Found by this test: a layer-normed weighted sum was applied to cached pooled vectors."""
     metrics = {}
     for cache in ("auto", "off"):
-        over = [*tone_overrides(tone_corpus, tmp_path / "cache"), *TINY_WHISPER, *featurizer, "~logger", "~probe"]
+        over = [
+            *tone_overrides(tone_corpus, tmp_path / "cache"),
+            *TINY_WHISPER,
+            *featurizer,
+            "~logger",
+            "~probe",
+        ]
         train(
             compose_train(
                 [*over, f"backbone.cache={cache}", "trainer.max_epochs=2", "optimizer.lr=0.05"],

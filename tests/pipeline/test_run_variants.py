@@ -17,7 +17,13 @@ from tests.conftest import ROOT, TINY_WHISPER, compose_train, tone, tone_overrid
 
 
 def _over(corpus, tmp_path, *extra) -> list[str]:
-    return [*tone_overrides(corpus, tmp_path / "cache"), *TINY_WHISPER, "~logger", "~probe", *extra]  # the minibatch path's callbacks
+    return [
+        *tone_overrides(corpus, tmp_path / "cache"),
+        *TINY_WHISPER,
+        "~logger",
+        "~probe",
+        *extra,
+    ]  # the minibatch path's callbacks
 
 
 EARLY_STEPS = 4
