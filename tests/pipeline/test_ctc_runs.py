@@ -16,7 +16,7 @@ import torch
 from asr_transfer.pipeline.evaluate import evaluate
 from asr_transfer.pipeline.predict import run as run_predict
 from asr_transfer.pipeline.train import train
-from tests.conftest import TINY_WHISPER, compose_train, tone, write_wav
+from tests.conftest import TINY_WHISPER, compose_train, tone, tone_overrides, write_wav
 
 WORD_FREQS = {"low": 300.0, "mid": 800.0, "high": 1800.0}
 
@@ -44,14 +44,7 @@ def word_corpus(tmp_path: Path) -> dict[str, Path]:
 
 def ctc_overrides(corpus: dict[str, Path], cache_dir: Path) -> list[str]:
     return [
-        "data=manifest",
-        f"data.train_manifest={corpus['train']}",
-        f"data.val_manifest={corpus['val']}",
-        f"data.test_manifest={corpus['test']}",
-        f"paths.cache_dir={cache_dir}",
-        "callbacks.progress_bar=null",
-        "trainer.enable_progress_bar=false",
-        "trainer.accelerator=cpu",
+        *tone_overrides(corpus, cache_dir),  # the same manifest/run settings, another corpus
         *TINY_WHISPER,
         "task=ctc",
         "head=ctc_blstm",
