@@ -187,7 +187,7 @@ def compose_small(choice: str, tmp_path: Path, assets: dict, extra: tuple = (), 
 
 def build_all(cfg) -> dict:
     """Every object a training run builds, short of fitting."""
-    backbone, _ = build_backbone(cfg)
+    backbone = build_backbone(cfg)
     datamodule = build_datamodule(cfg, backbone)
     datamodule.prepare_data()
     datamodule.setup("fit")

@@ -37,7 +37,7 @@ def _common(corpus, cache_dir, accelerator: str = "gpu") -> list[str]:
 def test_gpu_bf16_fine_tunes_the_backbone_with_finite_loss(tmp_path, tone_corpus):
     out = tmp_path / "run"
     cfg = compose_train(
-        [*_common(tone_corpus, tmp_path / "c"), "trainer=gpu", "backbone.freeze=none", "backbone.cache=off"],
+        [*_common(tone_corpus, tmp_path / "c"), "trainer=gpu", "backbone.freeze=none", "features.mode=off"],
         out,
     )
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.accelerator == "gpu"

@@ -74,7 +74,7 @@ def test_eval_reproduces_test_metrics_and_predict_agrees(tmp_path, tone_corpus):
 
 
 def test_resume_from_last_continues_epoch_count(tmp_path, tone_corpus):
-    cfg, _, out = _train(tmp_path, tone_corpus, ["backbone.cache=off"])
+    cfg, _, out = _train(tmp_path, tone_corpus, ["features.mode=off"])
     last = out / "checkpoints" / "last.ckpt"
     steps_per_epoch = 2  # 24 training clips, batch_size 16
     assert torch.load(last, weights_only=True)["global_step"] == 2 * steps_per_epoch
@@ -84,7 +84,7 @@ def test_resume_from_last_continues_epoch_count(tmp_path, tone_corpus):
             *TINY_WHISPER,
             "trainer.max_epochs=4",
             "optimizer.lr=0.01",
-            "backbone.cache=off",
+            "features.mode=off",
             f"ckpt_path={last}",
         ],
         out,
@@ -105,7 +105,7 @@ def test_wrong_group_option_names_choices(tmp_path):
 def test_bf16_mixed_precision_trains_on_cpu(tmp_path, tone_corpus):
     """bf16-mixed autocast on CPU: finite loss and metrics, with the backbone on raw audio."""
     _, metric, out = _train(
-        tmp_path, tone_corpus, ["trainer.precision=bf16-mixed", "backbone.cache=off", "backbone.freeze=none"]
+        tmp_path, tone_corpus, ["trainer.precision=bf16-mixed", "features.mode=off", "backbone.freeze=none"]
     )
     metrics = json.loads((out / "metrics.json").read_text())
     assert all(v == v for v in metrics.values())  # no NaN

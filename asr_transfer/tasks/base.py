@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 class TransferTask(L.LightningModule):
     """Args:
     backbone: a built ``Backbone``.
-    featurizer: partial taking ``num_layers``.
+    featurizer: partial taking ``num_layers`` and ``hidden_size``; it owns layer selection and
+      ``output_size`` (the head's input size).
     optimizer: partial taking param groups (e.g. ``torch.optim.AdamW``); its ``lr`` is the head's rate.
     scheduler: partial ``(optimizer, total_steps) -> lr_scheduler config dict`` or None.
     backbone_lr: learning rate of the trainable backbone parameters (None: the optimizer's lr).
@@ -42,7 +43,7 @@ class TransferTask(L.LightningModule):
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.featurizer = featurizer(num_layers=backbone.num_layers)
+        self.featurizer = featurizer(num_layers=backbone.num_layers, hidden_size=backbone.hidden_size)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.backbone_lr = backbone_lr
         self.max_nonfinite_steps = max_nonfinite_steps
@@ -84,21 +85,15 @@ class TransferTask(L.LightningModule):
         """JSON files for the run directory after testing: ``{file name: content}``."""
         return {}
 
-    @property
-    def pools_first(self) -> bool:
-        """True when the head reads only the mean over frames (then the cache stores pooled vectors)."""
-        return self.head.pools_first
-
     # ----- features ----------------------------------------------------------------------------
 
     def encode(self, batch: dict) -> tuple[Tensor, Tensor | None]:
-        """Featurized representation: frames (B, T, D) with frame lengths, or pooled (B, D) from the cache."""
-        if "features" in batch:  # cached: (B, L, D) pooled or (B, L, T, D) frames, already layer-selected
+        """Featurized representation: frames (B, T, D) with frame lengths, or pooled (B, D) from stored features."""
+        if "features" in batch:  # stored: (B, L, D) pooled or (B, L, T, D) frames of the featurizer's layers
             stack = batch["features"].transpose(0, 1).to(self.dtype_for_head())
             return self.featurizer(stack), batch.get("frame_lengths")
         hidden, frame_lengths = self.backbone(batch["wavs"], batch["lengths"])
-        stack = torch.stack([hidden[i] for i in self.featurizer.layers_used()])
-        return self.featurizer(stack), frame_lengths
+        return self.featurizer(self.featurizer.select(hidden)), frame_lengths
 
     def dtype_for_head(self) -> torch.dtype:
         return next(self.featurizer.parameters(), next(self.parameters())).dtype

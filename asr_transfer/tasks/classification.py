@@ -32,7 +32,7 @@ class ClassificationTask(TransferTask):
         max_nonfinite_steps: int = 10,
     ) -> None:
         super().__init__(backbone, featurizer, optimizer, scheduler, backbone_lr, max_nonfinite_steps)
-        self.head = head(input_size=backbone.hidden_size, num_classes=num_classes)
+        self.head = head(input_size=self.featurizer.output_size, num_classes=num_classes)
         self.num_classes = num_classes
         self.labels = list(labels) if labels is not None else [str(i) for i in range(num_classes)]
         self.label_smoothing = label_smoothing

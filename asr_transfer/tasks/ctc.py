@@ -95,7 +95,7 @@ class CTCTask(TransferTask):
             raise ValueError(
                 "CTCTask needs training transcripts (a manifest 'text' field) or a checkpoint's tokenizer"
             )
-        self.head = head(input_size=backbone.hidden_size, vocab_size=self.tokenizer.vocab_size)
+        self.head = head(input_size=self.featurizer.output_size, vocab_size=self.tokenizer.vocab_size)
         self.decoder = decoding(self.tokenizer) if decoding is not None else GreedyDecoder(self.tokenizer)
         self.log_examples = log_examples
         self.too_short_total = 0  # training clips skipped: fewer frames than CTC needs
