@@ -52,7 +52,7 @@ class Problem:
 
 def scan(cfg: DictConfig) -> tuple[list[Problem], dict[str, int]]:
     """Every problem of every split, and the number of manifest entries per split."""
-    backbone, _ = build_backbone(cfg)  # its sample rate and minimum length are per instance
+    backbone = build_backbone(cfg)  # its sample rate and minimum length are per instance
     dm = build_datamodule(cfg, backbone, run_dir=None)
     dm.prepare_data()
     paths = dm.manifests()
