@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Compiled for every platform and Python >= 3.11 (markers select per machine), with hashes.
 UV_COMPILE := pip compile pyproject.toml --extra dev --extra lm --universal --generate-hashes --python-version 3.11 --quiet
 
-.PHONY: train test test-slow lint bench venv lock clean
+.PHONY: train test test-fast test-slow lint bench venv lock clean
 
 # A changed lock rebuilds the venv from scratch: pip only adds packages, so an upgrade in place would
 # keep whatever the old lock had and the new one dropped.
@@ -25,11 +25,18 @@ venv: $(STAMP)
 train: $(STAMP)
 	$(PY) train.py $(ARGS)
 
+# Test tiers (README "Tests"). `make test` is the CI tier: every test but the download ones (fast,
+# slow, end-to-end on ../shared, which skip when it is absent; GPU tests run where CUDA is, skip otherwise).
+# Plain `pytest` and `make test-fast` are the edit loop (pyproject addopts deselect slow, gpu, download).
+TIMEOUT ?= 900
 test: $(STAMP)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -m "not download" --timeout=$(TIMEOUT) --durations=20 $(ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q --timeout=$(TIMEOUT) $(ARGS)
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow $(ARGS)
+	$(PY) -m pytest -q -m "slow and not download" --timeout=$(TIMEOUT) --durations=20 $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

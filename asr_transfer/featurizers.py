@@ -16,7 +16,13 @@ from torch import Tensor, nn
 
 
 class Featurizer(nn.Module):
-    """Base: ``forward(stack: (len(layers), *rest)) -> (*rest, output_size)``."""
+    """Base: ``forward(stack: (len(layers), *rest)) -> (*rest, output_size)``.
+
+    ``linear``: the output is a linear function of the layers, so it commutes with mean pooling over
+    frames and the features stage may store pooled vectors for a mean-pooling head (``pools_first``).
+    """
+
+    linear = True
 
     def __init__(self, num_layers: int, hidden_size: int) -> None:
         super().__init__()
@@ -76,6 +82,7 @@ class WeightedSum(Featurizer):
         super().__init__(num_layers, hidden_size)
         self.logits = nn.Parameter(torch.zeros(num_layers))
         self.layer_norm = layer_norm
+        self.linear = not layer_norm  # a per-frame layer norm does not commute with the mean over frames
 
     def weights(self) -> Tensor:
         return torch.softmax(self.logits, dim=0)
@@ -88,5 +95,24 @@ class WeightedSum(Featurizer):
             )
         if self.layer_norm:
             stack = nn.functional.layer_norm(stack, stack.shape[-1:])
-        w = self.weights().to(stack.dtype).view(-1, *([1] * (stack.dim() - 1)))
-        return (w * stack).sum(0)
+        # One matrix-vector product over the layer axis (BLAS), not a broadcast product and a sum: the
+        # full-batch probe evaluates this hundreds of times over every stored clip.
+        return torch.tensordot(self.weights().to(stack.dtype), stack, dims=1)
+
+
+class Concat(Featurizer):
+    """Every hidden layer side by side: ``(L, *rest, D) -> (*rest, L * D)``, layer 0 first.
+
+    The probe sees each layer with its own weights (a weighted sum shares one map across layers).
+    Exact on stored pooled vectors: the mean over frames of a concatenation is the concatenation
+    of the per-layer means.
+    """
+
+    @property
+    def output_size(self) -> int:
+        return self.num_layers * self.hidden_size
+
+    def forward(self, stack: Tensor) -> Tensor:
+        if stack.shape[0] != self.num_layers:
+            raise ValueError(f"concat expects {self.num_layers} hidden states, got {stack.shape[0]}")
+        return stack.movedim(0, -2).flatten(-2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 import asr_transfer.config  # noqa: F401  (resolvers)
+from tests.presets import TINY_WHISPER, TINY_WHISPER_CONFIG  # noqa: F401  (re-exported: tests import them from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -23,23 +25,6 @@ FSDD_DIR = SHARED / "data" / "fsdd"
 needs_shared = pytest.mark.skipif(
     not (WHISPER_DIR.is_dir() and FSDD_DIR.is_dir()), reason="../shared assets (Whisper tiny.en, FSDD) absent"
 )
-
-# A tiny random Whisper encoder: the real architecture, 2 layers of width 32 (fast on CPU).
-TINY_WHISPER_CONFIG = dict(
-    d_model=32,
-    encoder_layers=2,
-    encoder_attention_heads=2,
-    encoder_ffn_dim=64,
-    decoder_layers=1,
-    decoder_attention_heads=2,
-    decoder_ffn_dim=64,
-    num_mel_bins=80,
-    max_source_positions=1500,
-)
-TINY_WHISPER = [  # the same as command-line overrides
-    "backbone.pretrained=false",
-    "+backbone.config_overrides={" + ",".join(f"{k}:{v}" for k, v in TINY_WHISPER_CONFIG.items()) + "}",
-]
 
 
 def tone(seconds: float, sr: int, freq: float, seed: int = 0, channels: int = 1) -> np.ndarray:
@@ -57,25 +42,32 @@ def write_wav(path: Path, data: np.ndarray, sr: int, subtype: str = "PCM_16") ->
     return path
 
 
-@pytest.fixture
-def tone_corpus(tmp_path: Path) -> dict[str, Path]:
-    """Three classes (tones at 300/800/1800 Hz), speakers s0..s3: s0,s1 train, s2 val, s3 test.
-    Returns {"train": manifest, "val": ..., "test": ...} (JSONL, relative audio paths)."""
-    freqs = {"low": 300.0, "mid": 800.0, "high": 1800.0}
-    splits = {"train": ["s0", "s1"], "val": ["s2"], "test": ["s3"]}
+def stable_seed(*parts) -> int:
+    """A seed from the parts' text: the same in every process (``hash()`` changes with PYTHONHASHSEED)."""
+    return zlib.crc32(repr(parts).encode()) % 10_000
+
+
+TONE_FREQS = {"low": 300.0, "mid": 800.0, "high": 1800.0}
+TONE_SPLITS = {"train": ["s0", "s1"], "val": ["s2"], "test": ["s3"]}
+
+
+def write_tone_corpus(root: Path, per_class: int = 4) -> dict[str, Path]:
+    """Three classes (tones at 300/800/1800 Hz), speakers s0,s1 train / s2 val / s3 test, ``per_class``
+    clips per speaker and class at 8 or 16 kHz. Returns {"train": manifest, "val": ..., "test": ...}:
+    JSONL with relative audio paths, ``label`` and ``text`` (the class word, for recognition tasks)."""
     out = {}
-    for split, speakers in splits.items():
+    for split, speakers in TONE_SPLITS.items():
         rows = []
         for spk in speakers:
-            for label, f in freqs.items():
-                for k in range(4):
-                    seed = hash((spk, label, k)) % 10_000
+            for label, f in TONE_FREQS.items():
+                for k in range(per_class):
                     dur = 0.3 + 0.1 * (k % 3)
                     sr = 8000 if k % 2 else 16000
                     rel = Path("audio") / f"{label}_{spk}_{k}.wav"
-                    write_wav(tmp_path / rel, tone(dur, sr, f * (1 + 0.02 * k), seed), sr)
-                    rows.append({"audio_filepath": str(rel), "duration": dur, "label": label, "speaker": spk})
-        m = tmp_path / f"{split}.jsonl"
+                    write_wav(root / rel, tone(dur, sr, f * (1 + 0.02 * k), stable_seed(spk, label, k)), sr)
+                    row = {"audio_filepath": str(rel), "duration": dur, "label": label, "text": label}
+                    rows.append({**row, "speaker": spk})
+        m = root / f"{split}.jsonl"
         m.write_text("".join(json.dumps(r) + "\n" for r in rows))
         out[split] = m
     return out
@@ -90,6 +82,12 @@ def folder_corpus(root: Path) -> Path:
                 seed = 1000 * k + 10 * len(split) + int(f)  # deterministic (hash() of str is salted)
                 write_wav(root / split / label / f"{k}.wav", tone(0.3 + 0.1 * (k % 3), 16000, f, seed), 16000)
     return root
+
+
+@pytest.fixture
+def tone_corpus(tmp_path: Path) -> dict[str, Path]:
+    """``write_tone_corpus`` in tmp_path: 4 clips per speaker and class (24 training clips)."""
+    return write_tone_corpus(tmp_path)
 
 
 def compose_train(overrides: list[str], output_dir: Path, config_name: str = "train"):

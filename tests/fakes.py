@@ -5,7 +5,6 @@ Class identity lives in a tone's frequency, so tiny models can learn it; files a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -61,24 +60,6 @@ def fake_speech_commands(root: Path, per_word: int = 5, noise_seconds: float = 1
         write_wav(root / "_background_noise_" / f"{name}.wav", noise, 16000)
     (root / "_background_noise_" / "README.md").write_text("not audio\n")
     return root
-
-
-def tone_manifests(root: Path, per_class: int = 3) -> dict[str, Path]:
-    """Three tone classes, speakers s0,s1 train / s2 val / s3 test; JSONL with ``label`` and ``text``
-    (the class word, so recognition tasks can read it too), relative audio paths."""
-    freqs = {"low": 300.0, "mid": 800.0, "high": 1800.0}
-    out = {}
-    for split, speakers in {"train": ["s0", "s1"], "val": ["s2"], "test": ["s3"]}.items():
-        rows = []
-        for s, spk in enumerate(speakers):
-            for label, f in freqs.items():
-                for k in range(per_class):
-                    rel = f"audio/{label}_{spk}_{k}.wav"
-                    write_wav(root / rel, tone(0.3 + 0.1 * k, 16000, f * (1 + 0.02 * k), 7 * s + k), 16000)
-                    rows.append({"audio_filepath": rel, "label": label, "text": label, "speaker": spk})
-        out[split] = root / f"{split}.jsonl"
-        out[split].write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return out
 
 
 def fake_librispeech(root: Path) -> None:

@@ -2,7 +2,7 @@
 ``trainer.fast_dev_run=true``; wrong options and keys fail with messages naming them; ``--cfg job`` prints.
 
 Options are found by walking conf/, so a new YAML file is covered without editing this test. Pretrained
-weights cannot be downloaded here: each backbone class gets tiny random-weight overrides (``TINY``),
+weights cannot be downloaded here: each backbone class gets tiny random-weight overrides (``tests.presets.TINY_OVERRIDES``),
 and each datamodule class gets small generated data laid out like the real corpus (``data_overrides``).
 """
 
@@ -14,39 +14,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import get_class, instantiate
 
-from asr_transfer.backbones.base import Backbone
 from asr_transfer.pipeline.build import build_backbone, build_datamodule, build_task, task_class
 from asr_transfer.pipeline.train import callbacks_for, loggers_for, train
-from tests.conftest import CONF, ROOT, compose_train
-from tests.fakes import fake_folder, fake_fsdd, fake_librispeech, fake_speech_commands, tone_manifests
+from tests.conftest import CONF, ROOT, compose_train, write_tone_corpus
+from tests.fakes import fake_folder, fake_fsdd, fake_librispeech, fake_speech_commands
+from tests.presets import TINY_OVERRIDES
 
-# Tiny random-weight versions of every backbone class (the real architecture, 2 layers of width 32).
-CONV = "[[32,10,5],[32,3,2],[32,3,2],[32,3,2],[32,3,2],[32,2,2],[32,2,2]]"
-TINY = {
-    "WhisperEncoderBackbone": [
-        "backbone.pretrained=false",
-        "++backbone.config_overrides={d_model:32,encoder_layers:2,encoder_attention_heads:2,encoder_ffn_dim:64,"
-        "decoder_layers:1,decoder_attention_heads:2,decoder_ffn_dim:64,num_mel_bins:80,max_source_positions:1500}",
-    ],
-    "TorchaudioBackbone": [
-        "backbone.pretrained=false",
-        f"backbone.config_overrides={{extractor_conv_layer_config:{CONV},encoder_embed_dim:32,encoder_num_layers:2,"
-        "encoder_num_heads:2,encoder_ff_interm_features:64,encoder_pos_conv_kernel:16,encoder_pos_conv_groups:4}",
-    ],
-    "HFBackbone": [
-        "backbone.pretrained=false",
-        "backbone.model_type=wav2vec2",
-        "backbone.config_overrides={hidden_size:32,num_hidden_layers:2,num_attention_heads:2,intermediate_size:64,"
-        "conv_dim:[32,32,32,32,32,32,32],num_conv_pos_embeddings:16,num_conv_pos_embedding_groups:4}",
-    ],
-    "ScratchBackbone": ["backbone.hidden_size=32", "backbone.num_layers=2", "backbone.num_heads=2"],
-}
 # Groups whose option picks the class of one built object: the test checks that class.
 BUILT = {
     "backbone": lambda p: p["backbone"],
@@ -77,7 +55,7 @@ def assets(tmp_path_factory) -> dict[str, Path]:
     """Generated stand-ins for each corpus layout (shared by every test in this module)."""
     root = tmp_path_factory.mktemp("assets")
     return {
-        "tones": tone_manifests(root / "tones"),
+        "tones": write_tone_corpus(root / "tones", per_class=3),
         "fsdd": fake_fsdd(root / "fsdd", per_digit=1),
         "folder": fake_folder(root / "folder"),
         "speech_commands": fake_speech_commands(root / "sc", per_word=3, noise_seconds=3.0),
@@ -176,13 +154,26 @@ def compose_small(choice: str, tmp_path: Path, assets: dict, extra: tuple = (), 
             needs.append(f"data={RECOGNITION['data']}")
         base = [base[0], *needs, *base[1:]]
         cfg = compose_train(base, tmp_path / "run")
-    small = [*TINY.get(cls_name(cfg.backbone._target_), []), *data_entry(cfg)[0](assets)]
+    small = [*TINY_OVERRIDES.get(cls_name(cfg.backbone._target_), []), *data_entry(cfg)[0](assets)]
     if (cfg.get("callbacks") or {}).get("progress_bar") is not None:
         small.append("callbacks.progress_bar=null")  # no Rich live display in test logs
     small.append("trainer.enable_progress_bar=false")
     if cpu:
         small.append("trainer.accelerator=cpu")
     return compose_train([*base, *small], tmp_path / "run")
+
+
+def augment_folders(option: str, tmp_path: Path) -> tuple:
+    """Generated noise / RIR folders for the augment options that read one."""
+    from asr_transfer.data.noise import write_coloured, write_rirs
+
+    if option == "noise":
+        write_coloured(tmp_path / "noise", seconds=0.5, sample_rate=16000, per_colour=1)
+        return (f"augment.noise_dir={tmp_path / 'noise'}",)
+    if option == "reverb":
+        write_rirs(tmp_path / "rirs", 16000)
+        return (f"augment.rir_dir={tmp_path / 'rirs'}",)
+    return ()
 
 
 def build_all(cfg) -> dict:
@@ -216,15 +207,14 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, assets,
     if group == "hydra":
         pytest.skip("hydra/ configures Hydra itself (run dirs, logging): composed by every other case")
     on_trainer = group == "trainer"
-    cfg = compose_small(f"{group}={option}", tmp_path, assets, cpu=not on_trainer)
+    extra = augment_folders(option, tmp_path) if group == "augment" else ()
+    cfg = compose_small(f"{group}={option}", tmp_path, assets, extra, cpu=not on_trainer)
     accel = str(cfg.trainer.get("accelerator", "auto"))
     if accel in ("gpu", "cuda") and not torch.cuda.is_available():
         # still proves it composes; the Trainer itself refuses a GPU setting without a GPU
         pytest.skip(f"{group}={option} sets trainer.accelerator={accel}: needs a CUDA device")
     parts = build_all(cfg)
 
-    assert isinstance(parts["backbone"], Backbone) and isinstance(parts["task"], L.LightningModule)
-    assert parts["task"].head is not None and isinstance(parts["trainer"], L.Trainer)
     if group in BUILT:
         node = cfg[group.split("/")[0]]
         assert type(BUILT[group](parts)).__name__ == cls_name(node._target_), f"{group}={option}"
@@ -236,6 +226,10 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, assets,
         batch = next(iter(dm.train_dataloader()))
         targets = batch["labels"] if field == "label" else batch["text"]
         assert batch["wavs"].shape[0] == batch["lengths"].shape[0] == len(targets)
+    if group == "augment":  # waveform options reach the training data, SpecAugment the task
+        waveform = parts["datamodule"].augment
+        assert (waveform.names if waveform else ["specaugment"]) == [option]
+        assert (parts["task"].spec_augment is not None) == (option == "specaugment")
     if group == "scheduler":
         assert parts["scheduler"]["scheduler"].optimizer is parts["optimizer"]
     if group == "optimizer":

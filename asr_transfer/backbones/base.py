@@ -39,15 +39,25 @@ class Backbone(nn.Module, ABC):
     downsample_rate: int
     normalize_waveform: bool = True
 
-    def __init__(self, freeze: str = "all", top_k: int = 0, layer_drop: float | None = None) -> None:
+    # Adapter target paths inside one transformer layer, per adapter kind (backbones/adapters.py).
+    adapter_targets: dict[str, tuple[str, ...]] = {}
+
+    def __init__(
+        self,
+        freeze: str = "all",
+        top_k: int = 0,
+        layer_drop: float | None = None,
+        adapter=None,
+        unfreeze: list[dict] | None = None,
+    ) -> None:
         super().__init__()
-        if freeze not in FREEZE_POLICIES:
-            raise ValueError(f"backbone.freeze={freeze!r} is not one of {list(FREEZE_POLICIES)}")
-        if freeze == "top_k" and top_k <= 0:
-            raise ValueError("backbone.freeze=top_k needs backbone.top_k >= 1 (how many top layers train)")
+        _check_policy(freeze, top_k, "backbone")
         self.freeze = freeze
         self.top_k = int(top_k)
         self.layer_drop = layer_drop
+        self.adapter = adapter  # a spec (LoRA, Bottleneck) or None; attached by apply_freeze
+        self._adapter_params: set[str] = set()
+        self.stages = unfreeze_stages(freeze, top_k, unfreeze)
 
     # ----- what subclasses provide -------------------------------------------------------------
     @abstractmethod
@@ -75,7 +85,12 @@ class Backbone(nn.Module, ABC):
 
     # ----- shared behaviour ----------------------------------------------------------------------
     def apply_freeze(self) -> None:
-        """Set ``requires_grad`` by the freeze policy. Called by subclasses after building the model."""
+        """Attach the adapter (first call only), then set ``requires_grad`` by the freeze policy; adapter
+        parameters always train. Called by subclasses after building the model, and at stage switches."""
+        if self.adapter is not None and not self._adapter_params:
+            before = {id(p) for p in self.parameters()}
+            self.adapter.attach(self)
+            self._adapter_params = {n for n, p in self.named_parameters() if id(p) not in before}
         for p in self.parameters():
             p.requires_grad_(self.freeze != "all")
         if self.freeze == "feature_encoder":
@@ -90,10 +105,52 @@ class Backbone(nn.Module, ABC):
             self.requires_grad_(False)
             for layer in layers[len(layers) - self.top_k :]:
                 layer.requires_grad_(True)
+        for name, p in self.named_parameters():
+            if name in self._adapter_params:
+                p.requires_grad_(True)
 
     @property
     def fully_frozen(self) -> bool:
-        return self.freeze == "all"
+        """Nothing in the backbone ever trains: its outputs can be cached (see ``not_frozen_reason``)."""
+        return self.not_frozen_reason() is None
+
+    def not_frozen_reason(self) -> str | None:
+        """Why this backbone's outputs cannot be cached, or None when nothing in it ever trains."""
+        if self.adapter is not None:
+            return f"backbone.adapter={self.adapter!r} trains inside the backbone"
+        if len(self.stages) > 1:
+            return "backbone.unfreeze unfreezes layers during training"
+        if self.freeze != "all":
+            return f"backbone.freeze={self.freeze}"
+        return None
+
+    def set_stage(self, step: int, epoch: int) -> bool:
+        """Apply the ``unfreeze`` stage for this point of training; True when it changed the policy."""
+        freeze, top_k = stage_at(self.stages, step, epoch)
+        if (freeze, top_k) == (self.freeze, self.top_k):
+            return False
+        self.freeze, self.top_k = freeze, top_k
+        self.apply_freeze()
+        self.train(self.training)
+        return True
+
+    def ever_trainable(self) -> list[nn.Parameter]:
+        """Parameters that train in some stage (the optimizer holds these from the start; each gets
+        its state at its first gradient, i.e. when its stage unfreezes it)."""
+        current, ids, out = (self.freeze, self.top_k), set(), []
+        for stage in self.stages:
+            self.freeze, self.top_k = stage["freeze"], stage["top_k"]
+            self.apply_freeze()
+            for p in self.parameters():
+                if p.requires_grad and id(p) not in ids:
+                    ids.add(id(p))
+                    out.append(p)
+        self.freeze, self.top_k = current
+        self.apply_freeze()
+        return out
+
+    def adapter_modules(self) -> list[nn.Module]:
+        return [] if self.adapter is None else self.adapter.modules(self)
 
     def train(self, mode: bool = True) -> Backbone:
         # Frozen parts stay in eval mode (no dropout, fixed norms) even while the head trains.
@@ -107,6 +164,8 @@ class Backbone(nn.Module, ABC):
                 frozen += layers[: len(layers) - self.top_k]
             for m in frozen:
                 m.train(False)
+        for m in self.adapter_modules():  # adapters train (their dropout too) inside frozen layers
+            m.train(mode)
         return self
 
     def normalize(self, wavs: Tensor, lengths: Tensor) -> Tensor:
@@ -143,3 +202,40 @@ class Backbone(nn.Module, ABC):
 def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
     """(batch,) lengths -> (batch, max_len) bool mask, True on valid positions."""
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def _check_policy(freeze: str, top_k: int, where: str) -> None:
+    if freeze not in FREEZE_POLICIES:
+        raise ValueError(f"{where}.freeze={freeze!r} is not one of {list(FREEZE_POLICIES)}")
+    if freeze == "top_k" and int(top_k) <= 0:
+        raise ValueError(f"{where}.freeze=top_k needs {where}.top_k >= 1 (how many top layers train)")
+
+
+def unfreeze_stages(freeze: str, top_k: int, unfreeze: list[dict] | None) -> list[dict]:
+    """Staged unfreezing: the constructor's policy from the start, then each ``unfreeze`` entry from
+    its ``step`` (optimizer steps) or ``epoch`` on, e.g. ``[{step: 100, freeze: top_k, top_k: 2},
+    {step: 300, freeze: none}]``. One unit per schedule; starts strictly increasing."""
+    stages = [{"at": 0, "unit": "step", "freeze": freeze, "top_k": int(top_k)}]
+    units = set()
+    for i, entry in enumerate(unfreeze or []):
+        where = f"backbone.unfreeze[{i}]"
+        keys = [k for k in ("step", "epoch") if k in entry]
+        if len(keys) != 1 or "freeze" not in entry:
+            raise ValueError(f"{where}={entry}: give freeze and exactly one of step or epoch")
+        _check_policy(entry["freeze"], entry.get("top_k", 0), where)
+        units.add(keys[0])
+        stage = {"at": int(entry[keys[0]]), "unit": keys[0], "freeze": entry["freeze"]}
+        stage["top_k"] = int(entry.get("top_k", 0))
+        if len(units) > 1 or stage["at"] <= stages[-1]["at"]:
+            raise ValueError(f"{where}={entry}: use one unit (step or epoch) and increasing starts > 0")
+        stages.append(stage)
+    return stages
+
+
+def stage_at(stages: list[dict], step: int, epoch: int) -> tuple[str, int]:
+    """(freeze, top_k) of the last stage that has started at this optimizer step / epoch."""
+    current = stages[0]
+    for stage in stages[1:]:
+        if (step if stage["unit"] == "step" else epoch) >= stage["at"]:
+            current = stage
+    return current["freeze"], current["top_k"]

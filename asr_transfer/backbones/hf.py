@@ -43,6 +43,18 @@ class HFBackbone(Backbone):
     is given; ``config_overrides`` can turn masking back on.
     """
 
+    adapter_targets = {
+        "lora": (
+            "attention.q_proj",
+            "attention.k_proj",
+            "attention.v_proj",
+            "attention.out_proj",
+            "feed_forward.intermediate_dense",
+            "feed_forward.output_dense",
+        ),
+        "bottleneck": ("attention", "feed_forward"),
+    }
+
     def __init__(
         self,
         name_or_path: str,
@@ -54,8 +66,12 @@ class HFBackbone(Backbone):
         attn_implementation: str = "sdpa",
         layer_drop: float | None = None,
         trust_remote_code: bool = False,
+        adapter=None,
+        unfreeze: list[dict] | None = None,
     ) -> None:
-        super().__init__(freeze=freeze, top_k=top_k, layer_drop=layer_drop)
+        super().__init__(
+            freeze=freeze, top_k=top_k, layer_drop=layer_drop, adapter=adapter, unfreeze=unfreeze
+        )
         from transformers import AutoConfig
 
         self.name_or_path = name_or_path

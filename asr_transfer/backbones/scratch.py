@@ -40,8 +40,10 @@ class ScratchBackbone(Backbone):
         num_heads: int = 4,
         freeze: str = "none",
         top_k: int = 0,
+        adapter=None,
+        unfreeze: list[dict] | None = None,
     ) -> None:
-        super().__init__(freeze=freeze, top_k=top_k)
+        super().__init__(freeze=freeze, top_k=top_k, adapter=adapter, unfreeze=unfreeze)
         import torchaudio
 
         self.sample_rate = sample_rate

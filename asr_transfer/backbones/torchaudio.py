@@ -50,6 +50,22 @@ class TorchaudioBackbone(Backbone):
     ``{"encoder_num_layers": 2, "encoder_embed_dim": 32, "extractor_conv_layer_config": [...]}``.
     """
 
+    # WavLM's attention is one nn.MultiheadAttention (attention.attention; peft adapts it whole).
+    adapter_targets = {
+        "lora": (
+            *(
+                "attention.q_proj",
+                "attention.k_proj",
+                "attention.v_proj",
+                "attention.out_proj",
+                "feed_forward.intermediate_dense",
+                "feed_forward.output_dense",
+            ),
+            "attention.attention",
+        ),
+        "bottleneck": ("attention", "feed_forward"),
+    }
+
     def __init__(
         self,
         variant: str = "wav2vec2_base",
@@ -58,8 +74,12 @@ class TorchaudioBackbone(Backbone):
         pretrained: bool = True,
         config_overrides: dict | None = None,
         layer_drop: float | None = None,
+        adapter=None,
+        unfreeze: list[dict] | None = None,
     ) -> None:
-        super().__init__(freeze=freeze, top_k=top_k, layer_drop=layer_drop)
+        super().__init__(
+            freeze=freeze, top_k=top_k, layer_drop=layer_drop, adapter=adapter, unfreeze=unfreeze
+        )
         import torchaudio.pipelines
 
         if variant not in VARIANTS:

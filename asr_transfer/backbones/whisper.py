@@ -30,6 +30,17 @@ class WhisperEncoderBackbone(Backbone):
 
     sample_rate = 16000
     normalize_waveform = False  # Whisper normalises its own log-mel input
+    adapter_targets = {
+        "lora": (
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.out_proj",
+            "fc1",
+            "fc2",
+        ),
+        "bottleneck": ("self_attn", "fc2"),  # the feed-forward block ends in fc2 (no module of its own)
+    }
 
     def __init__(
         self,
@@ -42,8 +53,12 @@ class WhisperEncoderBackbone(Backbone):
         attn_implementation: str = "sdpa",
         config_overrides: dict | None = None,
         layer_drop: float | None = None,
+        adapter=None,
+        unfreeze: list[dict] | None = None,
     ) -> None:
-        super().__init__(freeze=freeze, top_k=top_k, layer_drop=layer_drop)
+        super().__init__(
+            freeze=freeze, top_k=top_k, layer_drop=layer_drop, adapter=adapter, unfreeze=unfreeze
+        )
         from transformers import WhisperConfig
         from transformers.models.whisper.modeling_whisper import WhisperEncoder
 

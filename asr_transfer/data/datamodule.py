@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from asr_transfer.data.augment import AugmentedDataset, EpochBatches, WaveformAugment
 from asr_transfer.data.batching import LengthBatchSampler, pad_batch
 from asr_transfer.data.checks import ClipRules
 from asr_transfer.data.corpora.base import Corpus
@@ -37,6 +38,8 @@ class AudioDataModule(L.LightningDataModule):
     pipeline passes the backbone's ``sample_rate`` and ``min_samples``.
     ``features``: per-split datasets of stored features (the features stage's output, built from
     this config's audio first); given, ``setup`` serves them instead of reading the manifests.
+    ``augment``: waveform augmentation of the training split only (``augment=`` config group),
+    applied where clips are decoded (in the DataLoader workers when ``num_workers > 0``).
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class AudioDataModule(L.LightningDataModule):
         max_per_class: int | None = None,
         subset_seed: int = 0,
         features: dict[str, Dataset] | None = None,
+        augment: WaveformAugment | None = None,
     ) -> None:
         super().__init__()
         self.manifest_paths = {"train": train_manifest, "val": val_manifest, "test": test_manifest}
@@ -79,6 +83,7 @@ class AudioDataModule(L.LightningDataModule):
         self.features = features
         self.seed, self.max_per_class, self.subset_seed = seed, max_per_class, subset_seed
         self.fixed_labels = list(labels) if labels else (corpus.labels() if corpus is not None else None)
+        self.augment = augment
         self._resume: dict | None = None  # train sampler position from a checkpoint (see load_state_dict)
         self.bad_log = BadAudioLog(None if run_dir is None else Path(run_dir) / "bad_audio.jsonl")
         self.collate = functools.partial(pad_batch, targets=self.targets)
@@ -200,9 +205,14 @@ class AudioDataModule(L.LightningDataModule):
 
     def loader(self, split: str) -> DataLoader:
         workers = self.num_workers
+        dataset, batches = self.datasets[split], self.sampler(split)
+        if split == "train" and self.augment is not None:
+            if not isinstance(dataset, AudioDataset):
+                raise RuntimeError("waveform augmentation needs audio, but the training split is cached")
+            dataset, batches = AugmentedDataset(dataset, self.augment, self.seed), EpochBatches(batches)
         return DataLoader(
-            self.datasets[split],
-            batch_sampler=self.sampler(split),
+            dataset,
+            batch_sampler=batches,
             collate_fn=self.collate,
             num_workers=workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),

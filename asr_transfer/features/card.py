@@ -35,6 +35,8 @@ def card_key(backbone_cfg: dict) -> str | None:
     """The card's key, or None when this backbone is not carded (trainable, random, or not a local folder)."""
     if backbone_cfg.get("freeze", "all") != "all" or not backbone_cfg.get("pretrained", True):
         return None
+    if backbone_cfg.get("adapter") or backbone_cfg.get("unfreeze"):  # trains inside the backbone
+        return None
     name = backbone_cfg.get("name_or_path")
     if not name:  # torchaudio bundles and scratch models name no folder
         return None

@@ -36,13 +36,26 @@ MODES = ("auto", "off", "refresh")
 VERSION = 3
 
 
-def cacheable(backbone_cfg: Mapping, augment_cfg: Mapping | None = None) -> bool:
+def not_cacheable_reason(backbone_cfg: Mapping, augment_cfg: Mapping | None = None) -> str | None:
     """The one rule for storing features: nothing upstream of the featurizer changes between
-    epochs. The backbone is fully frozen (``freeze=all``) and no waveform augmentation is
-    configured (``augment_cfg``: its ``waveform`` entries, when augmentation exists)."""
-    frozen = str(backbone_cfg.get("freeze", "all")) == "all"
-    augmented = bool(augment_cfg and augment_cfg.get("waveform"))
-    return frozen and not augmented
+    epochs. None when the backbone is fully frozen (``freeze=all``, no ``adapter`` training inside
+    it, no staged ``unfreeze``) and no waveform augmentation is configured (``augment_cfg``: its
+    ``waveform`` entries; SpecAugment acts after the featurizer, so it leaves this alone); else why not."""
+    freeze = str(backbone_cfg.get("freeze", "all"))
+    if freeze != "all":
+        return f"backbone.freeze={freeze} trains the backbone"
+    if backbone_cfg.get("adapter"):
+        name = str(backbone_cfg["adapter"].get("_target_", "adapter")).rsplit(".", 1)[-1]
+        return f"backbone.adapter={name} trains inside the backbone"
+    if backbone_cfg.get("unfreeze"):
+        return "backbone.unfreeze (staged unfreezing) trains the backbone"
+    if augment_cfg and augment_cfg.get("waveform"):
+        return "waveform augmentation (augment.waveform) changes the training audio every epoch"
+    return None
+
+
+def cacheable(backbone_cfg: Mapping, augment_cfg: Mapping | None = None) -> bool:
+    return not_cacheable_reason(backbone_cfg, augment_cfg) is None
 
 
 def clip_id(entry) -> str:

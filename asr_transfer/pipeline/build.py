@@ -9,7 +9,10 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from asr_transfer.backbones.base import Backbone
-from asr_transfer.features import FeaturesStage, cacheable
+from asr_transfer.features import FeaturesStage
+from asr_transfer.features.stage import not_cacheable_reason
+from asr_transfer.pipeline.augment import build_augment
+from asr_transfer.tasks.base import pools_first
 from asr_transfer.utils.devices import cache_device
 
 log = logging.getLogger(__name__)
@@ -30,11 +33,14 @@ def build_backbone(cfg: DictConfig) -> Backbone:
         return instantiate(bcfg, _convert_="all")
 
 
-def build_datamodule(cfg: DictConfig, backbone: Backbone, **overrides):
+def build_datamodule(cfg: DictConfig, backbone: Backbone, train: bool = True, **overrides):
     """The datamodule, reading the task's targets at the backbone's rate; shorter clips are zero-padded
-    to the backbone's ``min_samples`` (its receptive field)."""
+    to the backbone's ``min_samples`` (its receptive field). ``train=False`` (eval, predict): no
+    waveform augmentation, whatever the run trained with."""
     overrides.setdefault("min_samples", getattr(backbone, "min_samples", 400))
     overrides.setdefault("targets", task_class(cfg).make_targets())
+    if train:
+        overrides.setdefault("augment", build_augment(cfg)[0])
     return instantiate(cfg.data, sample_rate=backbone.sample_rate, **overrides)
 
 
@@ -56,6 +62,7 @@ def build_task(cfg: DictConfig, backbone: Backbone, **data_kwargs):
         head=part(cfg.head),
         optimizer=part(cfg.optimizer),
         scheduler=part(cfg.get("scheduler")),
+        spec_augment=build_augment(cfg)[1],
         _convert_="all",
         **data_kwargs,
     )
@@ -70,19 +77,30 @@ def features_stage(cfg: DictConfig) -> FeaturesStage | None:
     if not cfg.get("features"):
         return None
     stage = instantiate(cfg.features)
-    if stage.mode == "off" or not cacheable(cfg.backbone, cfg.get("augment")):
+    if stage.mode == "off":
+        return None
+    reason = not_cacheable_reason(cfg.backbone, cfg.get("augment"))
+    if reason is not None:
+        # Under waveform augmentation the whole stage is off: val/test run the backbone too.
+        log.info("features stage off: %s", reason)
         return None
     return stage
 
 
 def feature_request(cfg: DictConfig, backbone) -> tuple[list[int], bool]:
-    """(the layers the featurizer reads, pooled?) — what the stage stores. The head declares
-    ``pools_first``; the featurizer is built only to ask it (outside the run's random stream)."""
+    """(the layers the featurizer reads, pooled?) — what the stage stores. Pooled follows the task's
+    rule (``pools_first``: a pooling head, a linear featurizer, no SpecAugment); the featurizer is
+    built only to ask it (outside the run's random stream)."""
     with torch.random.fork_rng(devices=[]):
         featurizer = instantiate(cfg.featurizer, _convert_="all")(
             num_layers=backbone.num_layers, hidden_size=backbone.hidden_size
         )
-    return featurizer.layers, bool(getattr(get_class(cfg.head._target_), "pools_first", False))
+    head_pools = bool(getattr(get_class(cfg.head._target_), "pools_first", False))
+    spec_augment = (cfg.get("augment") or {}).get("specaugment")
+    pooled = pools_first(head_pools, featurizer, spec_augment)
+    if head_pools and spec_augment:
+        log.info("specaugment with a pooling head: the features stage stores frames, not pooled vectors")
+    return featurizer.layers, pooled
 
 
 def build_data(cfg: DictConfig, stage: str = "fit", **overrides):

@@ -53,7 +53,7 @@ class Problem:
 def scan(cfg: DictConfig) -> tuple[list[Problem], dict[str, int]]:
     """Every problem of every split, and the number of manifest entries per split."""
     backbone = build_backbone(cfg)  # its sample rate and minimum length are per instance
-    dm = build_datamodule(cfg, backbone, run_dir=None)
+    dm = build_datamodule(cfg, backbone, train=False, run_dir=None)
     dm.prepare_data()
     paths = dm.manifests()
     problems: list[Problem] = []

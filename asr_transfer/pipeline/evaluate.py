@@ -22,7 +22,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     train_cfg = restore_config(state, data_cfg, task_overrides(cfg))
     if not cfg.get("use_cache", True) and train_cfg.get("features"):
         train_cfg.features.mode = "off"
-    overrides = {"run_dir": str(run_dir)}
+    overrides = {"run_dir": str(run_dir), "train": False}  # no waveform augmentation in eval
     if "labels" in state["asr_transfer"]:
         overrides["labels"] = state["asr_transfer"]["labels"]  # the trained class order, whatever the data
     backbone, datamodule, features = build_data(train_cfg, "test", **overrides)

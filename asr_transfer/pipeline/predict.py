@@ -49,6 +49,10 @@ def predict(cfg: DictConfig, bad_log: BadAudioLog | None = None) -> list[dict]:
     state = load_checkpoint(cfg.ckpt_path)
     # data=checkpoint (with any data.* overrides) or data=<corpus>: how audio is read, as in training
     train_cfg, backbone, task = restore(state, cfg.get("data") or None, task_overrides(cfg))
+    if cfg.get("adapter", {}).get("merge"):
+        if backbone.adapter is None:
+            raise ValueError(f"adapter.merge=true: {cfg.ckpt_path} was trained without an adapter")
+        backbone.adapter.merge(backbone)  # same outputs, without the adapter's extra matmuls
     data, bad_log = train_cfg.data, bad_log or BadAudioLog(None)
     # the run's rules: the backbone's rate and minimum length, the data config's bad/long-audio policy
     rules = ClipRules(

@@ -9,8 +9,11 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from asr_transfer.backbones.adapters import parameter_counts
 from asr_transfer.features.distributed import start_ranks
+from asr_transfer.pipeline.augment import augment_summary
 from asr_transfer.pipeline.build import build_data, build_task, store_features, task_class
+from asr_transfer.pipeline.probe import fit_probe, probe_applies
 from asr_transfer.pipeline.run_dir import flat_metrics, output_dir, write_results
 
 log = logging.getLogger(__name__)
@@ -48,19 +51,30 @@ def train(cfg: DictConfig) -> float | None:
         backbone, datamodule, result = store_features(cfg, features, backbone, datamodule)
         encoded = result.encoded
     task = build_task(cfg, backbone, **task_class(cfg).data_kwargs(datamodule))
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-
-    ckpt_cb = trainer.checkpoint_callback
-    best = (ckpt_cb.best_model_path or ckpt_cb.last_model_path) if ckpt_cb else None
-    metrics = flat_metrics(trainer.callback_metrics)
-    metrics["epochs"] = float(trainer.current_epoch)  # epochs trained: fewer when stopped early or pruned
-    if ckpt_cb is not None and ckpt_cb.best_model_score is not None and ckpt_cb.monitor:
-        metrics[ckpt_cb.monitor] = float(ckpt_cb.best_model_score)
+    params = parameter_counts(task)
+    log.info(
+        "trainable parameters: %d of %d (%.3f %%)",
+        params["params/trainable"], params["params/total"], params["params/trainable_pct"],
+    )  # fmt: skip
+    if probe_applies(cfg, task, datamodule, trainer):  # exact full-batch fit (probe=lbfgs), no epochs
+        best, l2 = fit_probe(cfg, trainer, task, datamodule, run_dir)
+        metrics = {**flat_metrics(trainer.callback_metrics), "probe/l2": l2, "epochs": 0.0}
+        metrics.update(params)
+    else:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        ckpt_cb = trainer.checkpoint_callback
+        best = (ckpt_cb.best_model_path or ckpt_cb.last_model_path) if ckpt_cb else None
+        metrics = flat_metrics(trainer.callback_metrics)
+        metrics.update(params)
+        metrics["epochs"] = float(trainer.current_epoch)  # epochs trained: fewer when stopped early or pruned
+        if ckpt_cb is not None and ckpt_cb.best_model_score is not None and ckpt_cb.monitor:
+            metrics[ckpt_cb.monitor] = float(ckpt_cb.best_model_score)
     if cfg.get("test", True) and "test" in datamodule.datasets:
         results = trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         metrics.update(flat_metrics(results[0] if results else {}))
     if task.nonfinite_total:
         metrics["train/nonfinite_losses"] = float(task.nonfinite_total)
+    metrics.update(augment_summary(datamodule, task, trainer.current_epoch))
     if trainer.is_global_zero:
         write_results(run_dir, metrics, task)
         summarize(run_dir, metrics, datamodule, task, encoded, best, time.perf_counter() - t0)
@@ -79,5 +93,12 @@ def summarize(run_dir, metrics: dict, datamodule, task, encoded, best: str | Non
         lines.append(
             f"skipped audio: {sum(bad.values())} files ({dict(bad)}), listed in {run_dir / 'bad_audio.jsonl'}"
         )
-    lines += [f"{k:>14s}: {v:.4f}" for k, v in sorted(metrics.items())]
+    aug = {k: v for k, v in metrics.items() if k.startswith("augment/")}
+    if aug:
+        lines.append(
+            "augmented: " + ", ".join(f"{k.removeprefix('augment/')} {v:g}" for k, v in sorted(aug.items()))
+        )
+    else:
+        lines.append("augmented: nothing (augment=null)")
+    lines += [f"{k:>14s}: {v:.4f}" for k, v in sorted(metrics.items()) if not k.startswith("augment/")]
     log.info("summary\n  %s", "\n  ".join(lines))

@@ -16,9 +16,18 @@ from torch import Tensor
 
 from asr_transfer.backbones.base import Backbone
 from asr_transfer.data.targets import Targets
+from asr_transfer.tasks.param_groups import param_groups, with_backbone_warmup
+from asr_transfer.tasks.spec_augment import SpecAugment
 from asr_transfer.utils.rng import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
+
+
+def pools_first(head_pools_first: bool, featurizer, spec_augment) -> bool:
+    """The one rule for reading only the mean over frames (then stored features are pooled vectors).
+    SpecAugment masks frames, and a non-linear featurizer (layer-normed weighted sum) does not commute
+    with the mean over frames: either way frames are kept even for a pooling head."""
+    return bool(head_pools_first) and featurizer.linear and not spec_augment
 
 
 class TransferTask(L.LightningModule):
@@ -30,6 +39,9 @@ class TransferTask(L.LightningModule):
     scheduler: partial ``(optimizer, total_steps) -> lr_scheduler config dict`` or None.
     backbone_lr: learning rate of the trainable backbone parameters (None: the optimizer's lr).
     max_nonfinite_steps: stop after this many non-finite losses in a row (each one is skipped).
+    layer_lr_decay: layer-wise learning-rate decay from the top layer down (``tasks/param_groups.py``).
+    backbone_warmup_steps: the backbone's rates also ramp up from 0 over this many optimizer steps.
+    spec_augment: feature-level masks (``augment=specaugment``) applied in training after the featurizer.
     """
 
     def __init__(
@@ -40,12 +52,17 @@ class TransferTask(L.LightningModule):
         scheduler: Callable | None = None,
         backbone_lr: float | None = None,
         max_nonfinite_steps: int = 10,
+        layer_lr_decay: float | None = None,
+        backbone_warmup_steps: int = 0,
+        spec_augment: SpecAugment | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.spec_augment = spec_augment
         self.featurizer = featurizer(num_layers=backbone.num_layers, hidden_size=backbone.hidden_size)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.backbone_lr = backbone_lr
+        self.layer_lr_decay, self.backbone_warmup_steps = layer_lr_decay, int(backbone_warmup_steps)
         self.max_nonfinite_steps = max_nonfinite_steps
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
@@ -85,40 +102,44 @@ class TransferTask(L.LightningModule):
         """JSON files for the run directory after testing: ``{file name: content}``."""
         return {}
 
+    @property
+    def pools_first(self) -> bool:
+        """True when the head reads only the mean over frames (then the features stage stores pooled vectors)."""
+        return pools_first(self.head.pools_first, self.featurizer, self.spec_augment)
+
     # ----- features ----------------------------------------------------------------------------
 
     def encode(self, batch: dict) -> tuple[Tensor, Tensor | None]:
-        """Featurized representation: frames (B, T, D) with frame lengths, or pooled (B, D) from stored features."""
+        """Featurized representation: frames (B, T, D) with frame lengths, or pooled (B, D) from stored features.
+        In training, SpecAugment (if set) masks the frames here, whether computed now or stored."""
         if "features" in batch:  # stored: (B, L, D) pooled or (B, L, T, D) frames of the featurizer's layers
             stack = batch["features"].transpose(0, 1).to(self.dtype_for_head())
-            return self.featurizer(stack), batch.get("frame_lengths")
-        hidden, frame_lengths = self.backbone(batch["wavs"], batch["lengths"])
-        return self.featurizer(self.featurizer.select(hidden)), frame_lengths
+            rep, frame_lengths = self.featurizer(stack), batch.get("frame_lengths")
+        else:
+            hidden, frame_lengths = self.backbone(batch["wavs"], batch["lengths"])
+            rep = self.featurizer(self.featurizer.select(hidden))
+        if self.training and self.spec_augment is not None:
+            rep = self.spec_augment(rep, frame_lengths, self.global_step, self.global_rank)
+        return rep, frame_lengths
 
     def dtype_for_head(self) -> torch.dtype:
         return next(self.featurizer.parameters(), next(self.parameters())).dtype
 
     # ----- optimisation ---------------------------------------------------------------------------
-    def param_groups(self) -> list[dict]:
-        """Head + featurizer at the optimizer's lr, trainable backbone params at ``backbone_lr``.
-        Frozen parameters are left out entirely, so they hold no optimizer state."""
-        backbone_ids = {id(p) for p in self.backbone.parameters()}
-        head = [p for p in self.parameters() if p.requires_grad and id(p) not in backbone_ids]
-        body = [p for p in self.backbone.parameters() if p.requires_grad]
-        groups = [{"params": head, "name": "head"}]
-        if body:
-            group = {"params": body, "name": "backbone"}
-            if self.backbone_lr is not None:
-                group["lr"] = self.backbone_lr
-            groups.append(group)
-        return groups
+    def param_groups(self, base_lr: float | None = None) -> list[dict]:
+        """See ``tasks/param_groups.py``: frozen parameters are left out, so they hold no optimizer state."""
+        return param_groups(self, self.backbone_lr, base_lr, self.layer_lr_decay)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.param_groups())
-        if self.scheduler_factory is None:
-            return optimizer
-        total = int(self.trainer.estimated_stepping_batches)
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer, total_steps=total)}
+        base_lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")  # a partial's lr, the head's rate
+        optimizer = self.optimizer_factory(self.param_groups(base_lr))
+        scheduler = None
+        if self.scheduler_factory is not None:
+            scheduler = self.scheduler_factory(
+                optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
+            )
+        scheduler = with_backbone_warmup(optimizer, scheduler, self.backbone_warmup_steps)
+        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def guard_loss(self, loss: Tensor) -> Tensor | None:
         """Skip a non-finite loss (returning None skips backward and the step); stop after too many in a row."""
@@ -141,15 +162,23 @@ class TransferTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["asr_transfer"] = {
             "config": self.run_config,
-            "backbone_saved": not self.backbone.fully_frozen,
+            "backbone_saved": not self.backbone.fully_frozen,  # some backbone parameters train
             "rng": rng_state(),  # so a resumed run draws the same dropout masks as an uninterrupted one
             "nonfinite_total": self.nonfinite_total,
             **self.extra_checkpoint_state(),
         }
+        # Only what trained: the pretrained weights every frozen entry equals are reloaded from their source.
+        state = checkpoint["state_dict"]
+        for k in self.untrained_keys() & set(state):
+            del state[k]
+
+    def untrained_keys(self) -> set[str]:
+        """State-dict keys of backbone entries that are not trained now: frozen parameters (all
+        buffers too when nothing in the backbone trains). Checkpoints leave them out."""
+        keys = {f"backbone.{n}" for n, p in self.backbone.named_parameters() if not p.requires_grad}
         if self.backbone.fully_frozen:
-            state = checkpoint["state_dict"]
-            for k in [k for k in state if k.startswith("backbone.")]:
-                del state[k]
+            keys |= {f"backbone.{n}" for n, _ in self.backbone.named_buffers()}
+        return keys
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self._trainer is None or self.trainer.state.fn != "fit":
@@ -158,7 +187,23 @@ class TransferTask(L.LightningModule):
         self._resume_rng = state.get("rng")
         self.nonfinite_total = int(state.get("nonfinite_total", 0))
 
+    def on_fit_start(self) -> None:
+        if len(self.backbone.stages) > 1 and self.trainer.world_size > 1:
+            # DDP registers the parameters that require grad when it wraps the model: ones unfrozen
+            # later would train on each rank without their gradients being averaged.
+            raise ValueError(
+                "backbone.unfreeze (staged unfreezing) runs on one device only: use trainer=cpu or "
+                "trainer=gpu with devices=1, or a fixed backbone.freeze under DDP"
+            )
+
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # backbone.unfreeze: the stage is a function of the step / epoch alone, so a resumed run is in
+        # the same stage as an uninterrupted one at every step.
+        if self.backbone.set_stage(self.global_step, self.current_epoch):
+            log.info(
+                "step %d (epoch %d): backbone.unfreeze -> freeze=%s top_k=%d",
+                self.global_step, self.current_epoch, self.backbone.freeze, self.backbone.top_k,
+            )  # fmt: skip
         # Restored here, not at load time: Lightning draws nothing between this point and the
         # checkpoint's own step in an uninterrupted run, so both runs continue identically.
         if self._resume_rng is not None:
@@ -167,9 +212,8 @@ class TransferTask(L.LightningModule):
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        missing = [
-            k for k in result.missing_keys if not (k.startswith("backbone.") and self.backbone.fully_frozen)
-        ]
+        untrained = self.untrained_keys()
+        missing = [k for k in result.missing_keys if k not in untrained]
         if missing or result.unexpected_keys:
             raise RuntimeError(
                 f"checkpoint does not match the model: missing {missing[:5]}, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +13,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from asr_transfer.backbones.base import Backbone
 from asr_transfer.data.targets import LabelTargets
 from asr_transfer.tasks.base import TransferTask
+from asr_transfer.utils.jsonl import write_jsonl
+
+TOP_K = 5  # predictions per clip kept in test_predictions.jsonl (the run report reads them)
 
 
 class ClassificationTask(TransferTask):
@@ -30,8 +34,15 @@ class ClassificationTask(TransferTask):
         backbone_lr: float | None = None,
         label_smoothing: float = 0.0,
         max_nonfinite_steps: int = 10,
+        layer_lr_decay: float | None = None,
+        backbone_warmup_steps: int = 0,
+        spec_augment=None,
     ) -> None:
-        super().__init__(backbone, featurizer, optimizer, scheduler, backbone_lr, max_nonfinite_steps)
+        super().__init__(
+            backbone, featurizer, optimizer, scheduler, backbone_lr, max_nonfinite_steps,
+            layer_lr_decay=layer_lr_decay, backbone_warmup_steps=backbone_warmup_steps,
+            spec_augment=spec_augment,
+        )  # fmt: skip
         self.head = head(input_size=self.featurizer.output_size, num_classes=num_classes)
         self.num_classes = num_classes
         self.labels = list(labels) if labels is not None else [str(i) for i in range(num_classes)]
@@ -45,7 +56,10 @@ class ClassificationTask(TransferTask):
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.confusion = MulticlassConfusionMatrix(num_classes)
-        self.save_hyperparameters(ignore=["backbone", "featurizer", "head", "optimizer", "scheduler"])
+        self.test_confusion: torch.Tensor | None = None  # set by testing; a test=false run has none
+        self.save_hyperparameters(
+            ignore=["backbone", "featurizer", "head", "optimizer", "scheduler", "spec_augment"]
+        )
 
     @classmethod
     def make_targets(cls) -> LabelTargets:
@@ -89,14 +103,36 @@ class ClassificationTask(TransferTask):
             return
         logits = self._eval_step(batch, "test", self.test_metrics)
         self.confusion.update(logits, batch["labels"])
+        probs, top = torch.softmax(logits, -1).topk(min(TOP_K, self.num_classes), dim=-1)
+        for i, y, p, k in zip(
+            batch["index"].tolist(), batch["labels"].tolist(), probs.tolist(), top.tolist()
+        ):
+            self.test_rows.append({"index": i, "label": self.labels[y], "top": [self.labels[j] for j in k],
+                                   "probs": [round(v, 6) for v in p]})  # fmt: skip
 
     def on_test_epoch_start(self) -> None:
         self.confusion.reset()
+        self.test_rows = []
 
     def on_test_epoch_end(self) -> None:
         self.test_confusion = self.confusion.compute().cpu()
+        self.write_test_predictions()
+
+    def write_test_predictions(self) -> None:
+        """Every test clip's true label and top predictions to ``<run dir>/test_predictions.jsonl``
+        (error analysis: the run report plays the worst-classified clips)."""
+        if not self.trainer.is_global_zero or not self.trainer.default_root_dir:
+            return
+        dataset = self.trainer.test_dataloaders.dataset
+        entries = getattr(getattr(dataset, "base", dataset), "entries", None)
+        rows = sorted(self.test_rows, key=lambda r: r["index"])
+        if entries is not None:
+            rows = [{"audio_filepath": entries[r["index"]].audio_filepath, **r} for r in rows]
+        write_jsonl(Path(self.trainer.default_root_dir) / "test_predictions.jsonl", rows)
 
     def test_artifacts(self) -> dict[str, dict]:
+        if self.test_confusion is None:
+            return {}
         matrix = self.test_confusion.tolist()
         return {"confusion_matrix.json": {"labels": self.labels, "matrix": matrix}}
 

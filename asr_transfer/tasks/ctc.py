@@ -84,9 +84,16 @@ class CTCTask(TransferTask):
         scheduler: Callable | None = None,
         backbone_lr: float | None = None,
         max_nonfinite_steps: int = 10,
+        layer_lr_decay: float | None = None,
+        backbone_warmup_steps: int = 0,
         log_examples: int = 3,
+        spec_augment=None,
     ) -> None:
-        super().__init__(backbone, featurizer, optimizer, scheduler, backbone_lr, max_nonfinite_steps)
+        super().__init__(
+            backbone, featurizer, optimizer, scheduler, backbone_lr, max_nonfinite_steps,
+            layer_lr_decay=layer_lr_decay, backbone_warmup_steps=backbone_warmup_steps,
+            spec_augment=spec_augment,
+        )  # fmt: skip
         if tokenizer_state is not None:
             self.tokenizer = tokenizer_from_state(tokenizer_state)
         elif texts:
@@ -106,7 +113,7 @@ class CTCTask(TransferTask):
         self.test_metrics = metrics.clone(prefix="test/")
         self.save_hyperparameters(
             ignore=["backbone", "featurizer", "head", "optimizer", "scheduler", "tokenizer", "decoding"]
-            + ["texts", "tokenizer_state"]
+            + ["texts", "tokenizer_state", "spec_augment"]
         )
 
     @classmethod

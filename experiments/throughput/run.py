@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from measure import load_average, machine, measure
+
 from report import comparisons, markdown, print_tables, write_csv, write_text
 
 HERE = Path(__file__).resolve().parent

@@ -47,6 +47,21 @@ def scan(recordings: Path) -> list[dict]:
     return rows
 
 
+def split_by_utterance(rows: list[dict], val_speakers, test_speakers) -> dict[str, list[dict]]:
+    """``label=speaker``: every speaker in every split, by recording index: FSDD's own test split is
+    recordings 0-4 of each digit and speaker; 5-9 validate; 10-49 train."""
+    if val_speakers or test_speakers:
+        raise ValueError(
+            "data.corpus.label=speaker classifies the speakers, so none can be held out: "
+            "set data.corpus.val_speakers=[] data.corpus.test_speakers=[] (splits go by recording index)"
+        )
+    out = {"train": [], "val": [], "test": []}
+    for r in rows:
+        split = "test" if r["utt_index"] < 5 else "val" if r["utt_index"] < 10 else "train"
+        out[split].append({**r, "label": r["speaker"]})
+    return out
+
+
 def split_by_speaker(
     rows: list[dict], val_speakers: list[str], test_speakers: list[str]
 ) -> dict[str, list[dict]]:
@@ -87,8 +102,14 @@ class FSDD(Corpus):
         test_speakers: list[str] = (),
         download_dir: str = ".cache/data/fsdd",
         manifest_dir: str = ".cache/manifests",
+        label: str = "digit",
     ) -> None:
         super().__init__(manifest_dir)
+        if label not in ("digit", "speaker"):
+            raise ValueError(
+                f"data.corpus.label={label!r}: use digit (what was said) or speaker (who said it)"
+            )
+        self.label = label
         self.root, self.download_dir = root, download_dir
         self.val_speakers, self.test_speakers = list(val_speakers or []), list(test_speakers or [])
 
@@ -99,8 +120,10 @@ class FSDD(Corpus):
             "n": len(list(rec.glob("*.wav"))),
             "val": self.val_speakers,
             "test": self.test_speakers,
+            **({"label": self.label} if self.label != "digit" else {}),  # digit runs keep their manifests
         }
 
     def build(self) -> dict[str, list[dict]]:
         rows = scan(find_recordings(self.root, self.download_dir))
-        return split_by_speaker(rows, self.val_speakers, self.test_speakers)
+        split = split_by_utterance if self.label == "speaker" else split_by_speaker
+        return split(rows, self.val_speakers, self.test_speakers)

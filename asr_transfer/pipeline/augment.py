@@ -1,0 +1,46 @@
+"""The ``augment`` config group, built: waveform augmentations for the data, SpecAugment for the task."""
+
+from __future__ import annotations
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from asr_transfer.data.augment import WaveformAugment, WaveformAugmentation
+from asr_transfer.tasks.spec_augment import SpecAugment
+
+
+def waveform_augmented(augment_cfg) -> bool:
+    """Whether training audio changes between epochs (``augment.waveform`` has an entry)."""
+    return bool(augment_cfg and augment_cfg.get("waveform"))
+
+
+def build_augment(cfg: DictConfig) -> tuple[WaveformAugment | None, SpecAugment | None]:
+    """``augment.waveform.*`` (speed, noise, reverb, gain) as the training split's chain, and
+    ``augment.specaugment`` for the task; None for what is not configured."""
+    node = cfg.get("augment") or {}
+    waveform = []
+    for key, sub in (node.get("waveform") or {}).items():
+        obj = instantiate(sub, _convert_="all")
+        if not isinstance(obj, WaveformAugmentation):
+            raise TypeError(f"augment.waveform.{key}: {type(obj).__name__} is not a WaveformAugmentation")
+        waveform.append(obj)
+    spec = instantiate(node.specaugment, _convert_="all") if node.get("specaugment") else None
+    if spec is not None and not isinstance(spec, SpecAugment):
+        raise TypeError(f"augment.specaugment: {type(spec).__name__} is not a SpecAugment")
+    return (WaveformAugment(waveform) if waveform else None), spec
+
+
+def augment_summary(datamodule, task, epochs: int) -> dict[str, float]:
+    """What was augmented and how often: waveform draws replayed from their seeds over the epochs
+    trained, SpecAugment's running totals of masked frames and channels."""
+    out: dict[str, float] = {}
+    aug = getattr(datamodule, "augment", None)
+    if aug is not None and "train" in datamodule.datasets:
+        n = len(datamodule.datasets["train"])
+        for name, count in aug.counts(datamodule.seed, epochs, n).items():
+            out[f"augment/{name}/clips"] = float(count)
+            out[f"augment/{name}/fraction"] = count / max(n * epochs, 1)
+    spec = getattr(task, "spec_augment", None)
+    if spec is not None:
+        out.update(spec.summary())
+    return out

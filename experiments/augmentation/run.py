@@ -1,0 +1,192 @@
+"""Noise augmentation and SpecAugment for the frozen Whisper tiny.en probe, on clean and noisy tests.
+
+Split: train george + jackson (``--per-class`` clips per digit: a few hundred labelled clips),
+validate on nicolas (clean), test on yweweler: clean, and mixed with white and babble noise at
+10 and 0 dB (``materials.py`` says where each noise comes from). Every condition trains the
+same number of steps (``--epochs`` x the same clips, batch 8), and its best-by-val checkpoint is
+tested on all five test sets.
+
+    python experiments/augmentation/run.py [--seeds 0 1 2] [--epochs 4] [--per-class 30]
+
+Conditions: ``none``; ``noise`` (``augment=noise``, training noise folder, SNR in [-5, 10] dB: the
+backbone runs every step; ``noise_0to20``: SNR in [0, 20] dB; ``babble``: the training babble files
+alone, SNR in [-5, 10] dB); ``specaugment`` (from the cached frozen backbone's frames).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import random
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path[:0] = [str(ROOT), str(HERE)]
+
+import soundfile as sf  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra  # noqa: E402
+from materials import SR, clips_of, prepare  # noqa: E402
+
+import asr_transfer.config  # noqa: E402, F401
+from asr_transfer.pipeline.evaluate import evaluate  # noqa: E402
+from asr_transfer.pipeline.train import train  # noqa: E402
+
+RECORDINGS = ROOT.parent / "shared" / "data" / "fsdd" / "recordings"
+TRAIN, VAL, TEST = ["george", "jackson"], "nicolas", "yweweler"
+CONDITIONS = {
+    "none": [],
+    "noise": ["augment=noise", "augment.snr_db=[-5,10]"],
+    "noise_0to20": ["augment=noise", "augment.snr_db=[0,20]"],
+    "babble": ["augment=noise", "augment.snr_db=[-5,10]"],  # noise_dir: the training babble only
+    "specaugment": [
+        "augment=specaugment",
+        "augment.specaugment.mask_time_prob=0.3",
+        "augment.specaugment.mask_time_length=4",
+        "augment.specaugment.mask_feature_prob=0.2",
+        "augment.specaugment.mask_feature_length=32",
+    ],
+}
+
+
+def manifest(path: Path, clips: list[Path]) -> Path:
+    rows = [{"audio_filepath": str(c), "duration": 0.0, "label": c.stem.split("_")[0]} for c in clips]
+    for r, c in zip(rows, clips):
+        r["duration"] = sf.info(str(c)).frames / SR
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def per_class(clips: list[Path], k: int, seed: int = 0) -> list[Path]:
+    by = {}
+    for c in clips:
+        by.setdefault(c.stem.split("_")[0], []).append(c)
+    rng = random.Random(seed)
+    return sorted(x for v in by.values() for x in rng.sample(v, min(k, len(v))))
+
+
+def compose_cfg(name: str, overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(name, overrides=overrides)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--per-class", type=int, default=30)
+    ap.add_argument("--test-per-class", type=int, default=20)
+    ap.add_argument("--conditions", nargs="+", default=list(CONDITIONS))
+    ap.add_argument("--work", type=Path, default=Path("/tmp/aug_study"))
+    ap.add_argument("--out", type=Path, default=HERE / "results.csv")
+    a = ap.parse_args()
+    work = a.work
+    work.mkdir(parents=True, exist_ok=True)
+    train_m = manifest(work / "train.jsonl", per_class(clips_of(RECORDINGS, TRAIN), a.per_class))
+    val_m = manifest(work / "val.jsonl", per_class(clips_of(RECORDINGS, [VAL]), 10))
+    test_clips = per_class(clips_of(RECORDINGS, [TEST]), a.test_per_class)
+    tests = {"clean": manifest(work / "test_clean.jsonl", test_clips)}
+    if not (work / "tests").is_dir():
+        prepare(RECORDINGS, work, TRAIN, VAL, TEST, [10, 0])
+    keep = {str(c.name) for c in test_clips}
+    for name in ("white_10dB", "white_0dB", "babble_10dB", "babble_0dB"):
+        rows = [json.loads(x) for x in (work / "tests" / f"{name}.jsonl").read_text().splitlines()]
+        sub = work / f"test_{name}.jsonl"
+        sub.write_text("".join(json.dumps(r) + "\n" for r in rows if Path(r["audio_filepath"]).name in keep))
+        tests[name] = sub
+    common = [
+        "experiment=fsdd_probe",
+        "data=manifest",
+        f"data.train_manifest={train_m}",
+        f"data.val_manifest={val_m}",
+        f"data.test_manifest={tests['clean']}",
+        "data.batch_size=8",
+        f"trainer.max_epochs={a.epochs}",
+        f"paths.cache_dir={work / 'cache'}",
+        f"augment.noise_dir={work / 'train_noise'}",
+        "callbacks.progress_bar=null",
+        "trainer.enable_progress_bar=false",
+    ]
+    rows = list(csv.DictReader(open(a.out))) if a.out.is_file() else []
+    done = {(r["condition"], r["seed"]) for r in rows}
+    for cond in a.conditions:
+        for seed in a.seeds:
+            if (cond, str(seed)) in done:
+                continue
+            run_dir = work / "runs" / f"{cond}-{seed}"
+            extra = CONDITIONS[cond] if cond != "none" else []
+            overrides = [f"paths.output_dir={run_dir}", f"seed={seed}", *common, *extra]
+            if cond == "babble":
+                babble = work / "train_babble"
+                babble.mkdir(exist_ok=True)
+                for f in sorted((work / "train_noise").glob("babble_*.wav")):
+                    if not (babble / f.name).exists():
+                        (babble / f.name).symlink_to(f)
+                i = overrides.index(f"augment.noise_dir={work / 'train_noise'}")
+                overrides[i] = f"augment.noise_dir={babble}"
+            elif not cond.startswith("noise"):
+                overrides.remove(f"augment.noise_dir={work / 'train_noise'}")
+            t = time.perf_counter()
+            train(compose_cfg("train", overrides))
+            seconds = time.perf_counter() - t
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            ckpt = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))[0]
+            row = {"condition": cond, "seed": seed, "epochs": a.epochs, "train_clips": 10 * a.per_class}
+            row["clean"] = round(metrics["test/acc"], 4)
+            for name, m in tests.items():
+                if name == "clean":
+                    continue
+                ev = evaluate(
+                    compose_cfg(
+                        "eval",
+                        [
+                            f"ckpt_path={ckpt}",
+                            "data=manifest",
+                            "data.train_manifest=null",
+                            f"data.test_manifest={m}",
+                            f"paths.cache_dir={work / 'cache'}",
+                            f"paths.output_dir={run_dir / ('eval_' + name)}",
+                            "+trainer.enable_progress_bar=false",
+                        ],
+                    )
+                )
+                row[name] = round(ev["test/acc"], 4)
+            row["train_seconds"] = round(seconds, 1)
+            row["augmented"] = json.dumps({k: v for k, v in metrics.items() if k.startswith("augment/")})
+            rows.append(row)
+            print(row, flush=True)
+            with open(a.out, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(rows)
+
+
+def table(path: Path) -> str:
+    """Mean (min-max) test accuracy per condition over seeds, as a markdown table."""
+    rows = list(csv.DictReader(open(path)))
+    sets = ["clean", "white_10dB", "white_0dB", "babble_10dB", "babble_0dB"]
+    out = ["| condition | seeds | " + " | ".join(sets) + " |", "|---" * (len(sets) + 2) + "|"]
+    for cond in dict.fromkeys(r["condition"] for r in rows):
+        rs = [r for r in rows if r["condition"] == cond]
+        cells = []
+        for s in sets:
+            v = [float(r[s]) for r in rs]
+            cells.append(
+                f"{sum(v) / len(v):.3f} ({min(v):.3f}-{max(v):.3f})" if len(v) > 1 else f"{v[0]:.3f}"
+            )
+        out.append(f"| {cond} | {len(rs)} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--table"]:
+        print(table(HERE / "results.csv"))
+    else:
+        main()

@@ -1,0 +1,121 @@
+"""Augmentation in a run: the features stage under waveform augmentation and SpecAugment, the summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from asr_transfer.data.dataset import AudioDataset
+from asr_transfer.data.noise import write_coloured
+from asr_transfer.features import cacheable
+from asr_transfer.pipeline.augment import build_augment
+from asr_transfer.pipeline.train import train
+from tests.conftest import TINY_WHISPER, compose_train, tone_overrides
+
+FAST = ["trainer.max_epochs=2", "head=linear", "featurizer=weighted_sum", *TINY_WHISPER]
+
+
+def overrides(corpus, tmp_path: Path, augment: str) -> list[str]:
+    noise = tmp_path / "noise"
+    if not noise.is_dir():
+        write_coloured(noise, seconds=1.0, sample_rate=16000, per_colour=1)
+    return [
+        *tone_overrides(corpus, tmp_path / "cache"),
+        *FAST,
+        f"augment={augment}",
+        f"augment.noise_dir={noise}" if "noise" in augment else "seed=0",
+    ]
+
+
+def test_the_cache_rule():
+    frozen, spec = {"freeze": "all"}, {"specaugment": {"mask_time_prob": 0.5}}
+    assert cacheable(frozen) and cacheable(frozen, spec)  # SpecAugment acts after the featurizer
+    assert not cacheable(frozen, {"waveform": {"noise": {}}})  # training audio changes every epoch
+    assert not cacheable({"freeze": "none"}) and not cacheable({"freeze": "top_k", "top_k": 1})
+    assert not cacheable({"freeze": "all", "adapter": {"rank": 8}})  # trains inside the backbone
+    assert not cacheable({"freeze": "all", "unfreeze": [{"step": 1, "freeze": "none"}]})
+
+
+def test_options_combine_and_build_in_order(tone_corpus, tmp_path):
+    cfg = compose_train(overrides(tone_corpus, tmp_path, "[noise,speed,specaugment]"), tmp_path / "run")
+    waveform, spec = build_augment(cfg)
+    assert waveform.names == ["speed", "noise"] and spec is not None
+    assert waveform.augmentations[1].lo == 0 and waveform.augmentations[1].hi == 20  # augment.snr_db
+    assert build_augment(compose_train(tone_overrides(tone_corpus, tmp_path), tmp_path / "r2")) == (
+        None,
+        None,
+    )
+
+
+def test_waveform_augmentation_trains_from_audio_stage_off(tone_corpus, tmp_path, caplog, monkeypatch):
+    seen = {}
+    import asr_transfer.pipeline.train as train_mod
+
+    real = train_mod.build_data
+
+    def spy(cfg, *a, **k):
+        backbone, datamodule, features = real(cfg, *a, **k)
+        seen.update({s: type(ds) for s, ds in datamodule.datasets.items()}, features=features)
+        return backbone, datamodule, features
+
+    monkeypatch.setattr(train_mod, "build_data", spy)
+    caplog.set_level(logging.INFO)
+    out = tmp_path / "run"
+    train(compose_train(overrides(tone_corpus, tmp_path, "[noise,speed]"), out))
+    assert seen == {"train": AudioDataset, "val": AudioDataset, "test": AudioDataset, "features": None}
+    assert "features stage off: waveform augmentation" in caplog.text
+    metrics = json.loads((out / "metrics.json").read_text())
+    n = 24  # training clips
+    assert metrics["augment/noise/clips"] == 2 * n  # p=1, 2 epochs
+    assert 0 < metrics["augment/speed/clips"] < 2 * n  # factor 1.0 draws do not count
+    assert "augmented: noise/clips 48" in caplog.text
+
+
+def test_specaugment_trains_from_cached_frames_without_the_backbone(
+    tone_corpus, tmp_path, caplog, monkeypatch
+):
+    import asr_transfer.pipeline.train as train_mod
+    from asr_transfer.backbones.whisper import WhisperEncoderBackbone
+
+    calls, before_fit = [], []
+    real_forward, real_store = WhisperEncoderBackbone.forward, train_mod.store_features
+
+    def counting(self, *a, **k):
+        calls.append(1)
+        return real_forward(self, *a, **k)
+
+    def store(*a, **k):
+        out = real_store(*a, **k)
+        before_fit.append(len(calls))  # everything the backbone computes happens up to here
+        return out
+
+    monkeypatch.setattr(WhisperEncoderBackbone, "forward", counting)
+    monkeypatch.setattr(train_mod, "store_features", store)
+    caplog.set_level(logging.INFO)
+    out = tmp_path / "run"
+    cfg = compose_train(
+        [*overrides(tone_corpus, tmp_path, "specaugment"), "augment.specaugment.mask_time_prob=0.5"], out
+    )
+    train(cfg)
+    assert before_fit[0] > 0 and len(calls) == before_fit[0]  # stored once; nothing during fit or test
+    assert "stores frames, not pooled vectors" in caplog.text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["augment/specaugment/batches"] == 2 * 2  # 2 epochs x (24 clips / batch 16)
+    assert metrics["augment/specaugment/time_masked_fraction"] > 0.2
+    # a second run finds every split stored: the backbone never runs at all
+    calls.clear()
+    train(compose_train(overrides(tone_corpus, tmp_path, "specaugment"), tmp_path / "run2"))
+    assert calls == []
+
+
+@pytest.mark.parametrize("augment", ["speed", "gain"])
+def test_eval_is_never_augmented(augment, tone_corpus, tmp_path):
+    from asr_transfer.pipeline.build import build_backbone, build_datamodule
+
+    cfg = compose_train(overrides(tone_corpus, tmp_path, augment), tmp_path / "run")
+    backbone = build_backbone(cfg)
+    assert build_datamodule(cfg, backbone).augment is not None
+    assert build_datamodule(cfg, backbone, train=False).augment is None

@@ -1,0 +1,93 @@
+"""Run and sweep directories as train.py and a multirun leave them, written directly (no training)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import tone, write_wav
+
+
+def _common(run: Path, task: str, metrics: dict) -> None:
+    (run / ".hydra").mkdir(parents=True)
+    cfg = {"task": {"_target_": task}, "backbone": {"_target_": "x.Whisper"}, "optimizer": {"lr": 0.01}}
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["optimizer.lr=0.01"]))
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    log = run / "csv" / "version_0" / "metrics.csv"
+    log.parent.mkdir(parents=True)
+    with open(log, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["epoch", "step", "train/loss", "val/loss", "val/acc"])
+        w.writeheader()
+        for step in range(0, 50, 10):
+            w.writerow({"epoch": step // 10, "step": step, "train/loss": 2.0 / (1 + step)})
+            w.writerow(
+                {"epoch": step // 10, "step": step, "val/loss": 1.5 / (1 + step), "val/acc": step / 50}
+            )
+
+
+def classification_run(run: Path) -> Path:
+    labels = ["high", "low", "mid"]
+    _common(run, "asr_transfer.tasks.classification.ClassificationTask", {"val/acc": 0.8, "test/acc": 0.75})
+    (run / "confusion_matrix.json").write_text(
+        json.dumps({"labels": labels, "matrix": [[3, 1, 0], [0, 4, 0], [1, 1, 2]]})
+    )
+    rows = []
+    for i, (true, top) in enumerate([("high", ["low", "high", "mid"]), ("mid", ["high", "mid", "low"]),
+                                     ("low", ["low", "mid", "high"]), ("mid", ["mid", "low", "high"])]):  # fmt: skip
+        wav = write_wav(run.parent / "audio" / f"{true}_{i}.wav", tone(0.4, 8000, 300 + 100 * i, i), 8000)
+        rows.append(
+            {"audio_filepath": str(wav), "index": i, "label": true, "top": top, "probs": [0.6, 0.3, 0.1]}
+        )
+    (run / "test_predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with open(run / "layers.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["layer", "val/acc", "test/acc"])
+        w.writeheader()
+        w.writerows([{"layer": k, "val/acc": 0.5 + 0.1 * k, "test/acc": 0.45 + 0.1 * k} for k in range(3)])
+        w.writerows([{"layer": "weighted_sum", "val/acc": 0.8, "test/acc": 0.76},
+                     {"layer": "concat", "val/acc": 0.82, "test/acc": 0.79}])  # fmt: skip
+    return run
+
+
+def ctc_run(run: Path) -> Path:
+    _common(run, "asr_transfer.tasks.ctc.CTCTask", {"val/wer": 0.2, "test/wer": 0.25, "test/cer": 0.1})
+    pairs = [("one two three", "one two three"), ("four five", "four nine five"), ("six seven eight nine", "six eight nine"),
+             ("zero", "oh")]  # fmt: skip
+    rows = []
+    for i, (ref, hyp) in enumerate(pairs):
+        wav = write_wav(run.parent / "audio" / f"utt_{i}.wav", tone(0.5, 16000, 500, i), 16000)
+        rows.append({"audio_filepath": str(wav), "index": i, "ref": ref, "hyp": hyp})
+    (run / "test_transcripts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run
+
+
+def sweep_dir(sweep: Path) -> Path:
+    sweep.mkdir(parents=True)
+    rows = [
+        {"rank": i + 1, "trial": t, "val/acc": acc, "test/acc": acc - 0.05,
+         "overrides": f"optimizer.lr={lr} head={head}", "run_dir": str(sweep / str(t))}
+        for i, (t, acc, lr, head) in enumerate([(2, 0.9, 0.01, "mlp"), (0, 0.8, 0.001, "linear"), (1, 0.7, 0.1, "mlp")])
+    ]  # fmt: skip
+    with open(sweep / "trials.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return sweep
+
+
+def probe_run(run: Path) -> Path:
+    """A probe=lbfgs run: classification plus probe.csv (one row per L2 of the grid)."""
+    classification_run(run)
+    with open(run / "probe.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["l2", "iterations", "val/acc", "val/loss"])
+        w.writeheader()
+        w.writerows(
+            [
+                {"l2": l2, "iterations": 10, "val/acc": acc, "val/loss": 0.5}
+                for l2, acc in ((0.1, 0.7), (0.001, 0.8))
+            ]
+        )
+    return run
