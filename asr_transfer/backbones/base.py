@@ -88,9 +88,13 @@ class Backbone(nn.Module, ABC):
         """Attach the adapter (first call only), then set ``requires_grad`` by the freeze policy; adapter
         parameters always train. Called by subclasses after building the model, and at stage switches."""
         if self.adapter is not None and not self._adapter_params:
-            before = {id(p) for p in self.parameters()}
+            # Hold the old parameters while attaching: an adapter that replaces a module frees its
+            # parameters, and a new adapter parameter could reuse a freed id (then it would not train).
+            kept = list(self.parameters())
+            before = {id(p) for p in kept}
             self.adapter.attach(self)
             self._adapter_params = {n for n, p in self.named_parameters() if id(p) not in before}
+            del kept
         for p in self.parameters():
             p.requires_grad_(self.freeze != "all")
         if self.freeze == "feature_encoder":
