@@ -1,20 +1,25 @@
-"""Featurizers: turn the backbone's stack of hidden layers into one representation.
+"""Featurizers: turn the backbone's hidden layers into one representation.
 
-Every featurizer takes a stacked tensor ``(layers, ...)`` and reduces the first dimension, so the
-same module works on frames ``(L, B, T, D)`` and on cached pooled vectors ``(L, B, D)``.
+A featurizer owns layer selection: ``layers`` names the hidden states it reads (in the order its
+``forward`` expects them), ``select`` stacks them from a backbone's full list, and the features
+stage stores exactly those. ``forward`` takes that stacked selection ``(len(layers), ...)`` and
+reduces the first dimension, so the same module works on frames ``(L, B, T, D)`` and on stored
+pooled vectors ``(L, B, D)``. ``output_size`` is the size of what comes out (the head's input).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 
 class Featurizer(nn.Module):
-    """Base: ``forward(stack: (layers, *rest)) -> (*rest)``.
+    """Base: ``forward(stack: (len(layers), *rest)) -> (*rest, output_size)``.
 
     ``linear``: the output is a linear function of the layers, so it commutes with mean pooling over
-    frames and the cache may store pooled vectors for a mean-pooling head (``pools_first``).
+    frames and the features stage may store pooled vectors for a mean-pooling head (``pools_first``).
     """
 
     linear = True
@@ -24,25 +29,31 @@ class Featurizer(nn.Module):
         self.num_layers, self.hidden_size = num_layers, hidden_size
 
     @property
+    def layers(self) -> list[int]:
+        """The hidden states this featurizer reads, in the order ``forward`` stacks them."""
+        return list(range(self.num_layers))
+
+    @property
     def output_size(self) -> int:
         return self.hidden_size
 
-    # Which layers the featurizer reads: the feature cache stores only these.
-    def layers_used(self) -> list[int]:
-        return list(range(self.num_layers))
-
-    def select(self, stack: Tensor) -> Tensor:
-        """Keep only ``layers_used()`` from a full stack (the cache stores the reduced stack)."""
-        used = self.layers_used()
-        return stack if len(used) == stack.shape[0] else stack[used]
+    def select(self, hidden: Sequence[Tensor]) -> Tensor:
+        """A backbone's ``num_layers`` hidden states -> the stacked selection ``(len(layers), ...)``."""
+        if len(hidden) != self.num_layers:
+            raise ValueError(
+                f"{type(self).__name__} expects {self.num_layers} hidden states, got {len(hidden)} "
+                "(LayerDrop must be off when layers are summed)"
+            )
+        return torch.stack([hidden[i] for i in self.layers])
 
 
 class LastLayer(Featurizer):
-    def layers_used(self) -> list[int]:
+    @property
+    def layers(self) -> list[int]:
         return [self.num_layers - 1]
 
     def forward(self, stack: Tensor) -> Tensor:
-        return stack[-1]
+        return stack[0]
 
 
 class SingleLayer(Featurizer):
@@ -56,11 +67,12 @@ class SingleLayer(Featurizer):
             )
         self.layer = layer % num_layers
 
-    def layers_used(self) -> list[int]:
+    @property
+    def layers(self) -> list[int]:
         return [self.layer]
 
     def forward(self, stack: Tensor) -> Tensor:
-        return stack[-1] if stack.shape[0] == 1 else stack[self.layer]
+        return stack[0]
 
 
 class WeightedSum(Featurizer):

@@ -1,8 +1,8 @@
-"""Layer-wise probing in one command, from one feature cache.
+"""Layer-wise probing in one command, from one run of the features stage.
 
 ``python -m asr_transfer.layerwise --out outputs/layers [train.py overrides...]``
 
-The backbone runs once (or not at all when the cache is warm) with every hidden layer stored as a
+The backbone runs once (or not at all when the features are already stored) with every hidden layer stored as a
 pooled vector per clip; then an exact L-BFGS probe (``conf/probe``, L2 chosen on val) is fitted on
 each single layer, on the learned weighted sum and on the concatenation of all layers. Writes
 ``<out>/layers.csv`` (layer, val and test metric, the weighted sum's weight of that layer, the chosen L2),
@@ -34,14 +34,11 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 def stored_features(cfg) -> tuple[dict[str, Features], int, int, list[str]]:
     """Every split's pooled features of every layer: ({split: Features}, num_layers, hidden, labels)."""
-    from asr_transfer.pipeline.build import attach_cache, build_backbone, build_datamodule, build_task
+    from asr_transfer.pipeline.build import build_data, store_features
 
-    backbone, cache_mode = build_backbone(cfg, use_card=True)
-    dm = build_datamodule(cfg, backbone)
-    dm.prepare_data()
-    dm.setup("fit")
-    task = build_task(cfg, backbone, num_classes=dm.num_classes, labels=dm.labels)
-    attach_cache(cfg, cache_mode, dm, task)
+    backbone, dm, features = build_data(cfg)
+    if features is not None:  # else Features.from_loader below says why audio batches cannot be probed
+        backbone, dm, _ = store_features(cfg, features, backbone, dm)
     splits = {s: Features.from_loader(dm.loader(s), s) for s in ("train", "val", "test") if s in dm.datasets}
     return splits, backbone.num_layers, backbone.hidden_size, list(dm.labels)
 

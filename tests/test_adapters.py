@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from asr_transfer.backbones.adapters import Bottleneck, LoRA
-from asr_transfer.backbones.card import card_key
+from asr_transfer.features import cacheable
 from asr_transfer.pipeline.build import build_backbone, build_datamodule, build_task, task_class
 from asr_transfer.pipeline.evaluate import evaluate
 from asr_transfer.pipeline.predict import run as run_predict
@@ -89,7 +89,7 @@ def _fit(tmp_path, corpus, adapter: str, steps: int = 3):
         tmp_path / "run",
     )  # fmt: skip
     L.seed_everything(0)
-    backbone, _ = build_backbone(cfg)
+    backbone = build_backbone(cfg)
     dm = build_datamodule(cfg, backbone)
     dm.prepare_data()
     dm.setup("fit")
@@ -122,7 +122,7 @@ def test_checkpoint_holds_only_what_trained_and_round_trips(tmp_path, tone_corpu
     saved = {k for k in state["state_dict"] if k.startswith("backbone.")}
     marker = "lora_" if adapter == "lora" else "bottleneck_adapter"
     assert saved and all(marker in k for k in saved)
-    _, _, _, restored = restore(state)
+    _, _, restored = restore(state)
     batch = next(iter(dm.val_dataloader()))
     task.eval()
     with torch.no_grad():
@@ -144,10 +144,12 @@ def test_merged_lora_gives_the_unmerged_logits(tmp_path, tone_corpus):
     torch.testing.assert_close(merged, unmerged, rtol=1e-5, atol=1e-5)
 
 
-def test_probe_with_lora_trains_without_the_cache_and_reports_parameters(tmp_path, tone_corpus, caplog):
+def test_probe_with_lora_trains_without_the_features_stage_and_reports_parameters(
+    tmp_path, tone_corpus, caplog
+):
     cfg = compose_train(["experiment=fsdd_probe", "adapter=lora"], tmp_path / "x")
     assert cfg.backbone.adapter._target_.endswith("LoRA") and cfg.backbone.freeze == "all"
-    assert card_key(dict(cfg.backbone)) is None  # never served by a weightless card
+    assert not cacheable(cfg.backbone)  # never stored, never served by a weightless card
     out = tmp_path / "run"
     cfg = compose_train(
         [*tone_overrides(tone_corpus, tmp_path / "cache"), *TINY_WHISPER, "adapter=lora", "trainer.max_epochs=1"],
@@ -155,7 +157,7 @@ def test_probe_with_lora_trains_without_the_cache_and_reports_parameters(tmp_pat
     )  # fmt: skip
     with caplog.at_level(logging.INFO):
         train(cfg)
-    assert "feature cache not used: backbone.adapter=LoRA(rank=8" in caplog.text
+    assert "features stage off: backbone.adapter=LoRA trains inside the backbone" in caplog.text
     assert not (tmp_path / "cache" / "features").exists()
     metrics = json.loads((out / "metrics.json").read_text())
     lora = LAYERS * (4 * 8 * (D + D) + 8 * (D + FF) * 2)  # conf/adapter/lora.yaml: rank 8

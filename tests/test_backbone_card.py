@@ -1,4 +1,4 @@
-"""A frozen local backbone whose features are all cached is never loaded (``backbones/card.py``)."""
+"""A frozen local backbone whose features are all stored is never loaded (``features/card.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from asr_transfer.backbones import whisper as whisper_module
-from asr_transfer.backbones.card import CardBackbone, card_key
+from asr_transfer.features.card import CardBackbone, card_key
 from asr_transfer.pipeline.train import train
 from tests.conftest import TINY_WHISPER_CONFIG, compose_train, tone_overrides
 
@@ -70,29 +70,36 @@ def test_warm_run_never_loads_the_backbone_and_gives_the_same_result(
     assert card["num_layers"] == 3 and card["hidden_size"] == 32 and card["sample_rate"] == 16000
 
     loads = count_loads(monkeypatch)
-    with caplog.at_level(logging.INFO, logger="asr_transfer.pipeline.build"):
+    with caplog.at_level(logging.INFO, logger="asr_transfer.features.stage"):
         second = run(tmp_path, tone_corpus, local_whisper, "second")
-    assert loads == []  # every split hit: the checkpoint folder was never read
-    assert "weights not loaded while every clip's features are cached" in caplog.text
+    assert loads == []  # every clip stored: the checkpoint folder was never read
+    assert "rank 0/1 encoded 0 clips (48 stored before" in caplog.text
     assert second["test/acc"] == first["test/acc"]
     assert second["test/loss"] == pytest.approx(first["test/loss"], abs=1e-6)
 
 
-def test_a_cache_miss_loads_the_real_backbone_first(tmp_path, tone_corpus, local_whisper, monkeypatch):
-    first = run(tmp_path, tone_corpus, local_whisper, "first")
+def test_a_missing_clip_loads_the_real_backbone_once(
+    tmp_path, tone_corpus, local_whisper, monkeypatch, caplog
+):
+    run(tmp_path, tone_corpus, local_whisper, "first")
+    rows = tone_corpus["test"].read_text().splitlines()
+    new = json.loads(rows[0])  # the test split plus a copy of one clip under a new name: never encoded
+    src = tone_corpus["test"].parent / new["audio_filepath"]
+    new["audio_filepath"] = new["audio_filepath"].replace(".wav", "_copy.wav")
+    (tone_corpus["test"].parent / new["audio_filepath"]).write_bytes(src.read_bytes())
+    extra = tone_corpus["test"].parent / "test_plus.jsonl"
+    extra.write_text("\n".join([*rows, json.dumps(new)]) + "\n")
     loads = count_loads(monkeypatch)
-    # a clip list never cached (val clips as the test split): the card alone cannot serve it
-    moved = run(tmp_path, tone_corpus, local_whisper, "moved", [f"data.test_manifest={tone_corpus['val']}"])
-    assert len(loads) == 1
-    # the same training features and fit, tested on the val clips: the test metrics are the val metrics
-    assert moved["test/acc"] == pytest.approx(first["val/acc"], abs=1e-6)
-    assert moved["test/loss"] == pytest.approx(first["val/loss"], abs=1e-5)
+    with caplog.at_level(logging.INFO, logger="asr_transfer.features.stage"):
+        run(tmp_path, tone_corpus, local_whisper, "moved", [f"data.test_manifest={extra}"])
+    assert len(loads) == 1  # loaded for the one new clip, then dropped: the task holds the card
+    assert "rank 0/1 encoded 1 clips (48 stored before" in caplog.text
 
 
 def test_card_key_changes_with_the_folder_and_skips_what_cannot_be_carded(tmp_path, local_whisper):
     cfg = {"_target_": "x", "name_or_path": str(local_whisper), "freeze": "all", "pretrained": True}
     key = card_key(cfg)
-    assert key is not None and card_key({**cfg, "cache": "off"}) == key  # the cache switch is not part of it
+    assert key is not None and card_key(cfg) == key
     weights = local_whisper / "model.safetensors"
     st = weights.stat()
     os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # re-downloaded / overwritten weights
@@ -110,5 +117,5 @@ def test_card_backbone_refuses_raw_audio():
     card = {"num_layers": 3, "hidden_size": 32, "sample_rate": 16000, "downsample_rate": 320}
     b = CardBackbone({**card, "normalize_waveform": False, "identity": "w", "fingerprint": "f"})
     assert b.fully_frozen and not list(b.parameters()) and b.num_layers == 3
-    with pytest.raises(RuntimeError, match="backbone.cache=off"):
+    with pytest.raises(RuntimeError, match="features.mode=off"):
         b(torch.zeros(1, 16000), torch.tensor([16000]))

@@ -48,7 +48,7 @@ def config(manifests, tmp_path, *extra):
 
 def run_verdicts(cfg) -> dict:
     """What a run does with each file: header checks at setup, then every clip decoded as training would."""
-    backbone, _ = build_backbone(cfg)
+    backbone = build_backbone(cfg)
     dm = build_datamodule(cfg, backbone, run_dir=None)
     dm.setup("fit")
     out = {}

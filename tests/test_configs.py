@@ -178,7 +178,7 @@ def augment_folders(option: str, tmp_path: Path) -> tuple:
 
 def build_all(cfg) -> dict:
     """Every object a training run builds, short of fitting."""
-    backbone, _ = build_backbone(cfg)
+    backbone = build_backbone(cfg)
     datamodule = build_datamodule(cfg, backbone)
     datamodule.prepare_data()
     datamodule.setup("fit")

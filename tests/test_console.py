@@ -63,7 +63,7 @@ def test_train_prints_each_line_once_and_eval_elsewhere_reproduces_it(tmp_path):
     shown = "\n".join(lines)
     for expected in (
         "skipped 1 file(s) at header check {'empty': 1}",  # bad audio
-        "feature cache MISS train",  # the cache
+        "features: rank 0/1 encoded",  # the features stage
         "GPU available: False, used: False",  # Lightning's own lines
         "`Trainer.fit` stopped: `max_epochs=1` reached.",
         "log_every_n_steps=10). Set a lower value",  # a warning that asks the user to act

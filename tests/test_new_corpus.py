@@ -18,7 +18,7 @@ def test_tones_corpus_yaml_is_short_and_extends_the_base():
 def test_tones_corpus_feeds_the_one_datamodule(tmp_path):
     over = ["data=tones", f"paths.cache_dir={tmp_path / 'cache'}", "data.corpus.per_class=2", *TINY_WHISPER]
     cfg = compose_train(over, tmp_path / "run")
-    backbone, _ = build_backbone(cfg)
+    backbone = build_backbone(cfg)
     dm = build_datamodule(cfg, backbone)
     dm.prepare_data()
     dm.setup("fit")

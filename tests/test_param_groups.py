@@ -18,7 +18,7 @@ def _task(tmp_path, extra=()):
         [*TINY_WHISPER, "backbone.freeze=none", "optimizer.lr=0.01", "task.backbone_lr=0.001", "~scheduler", *extra],
         tmp_path,
     )  # fmt: skip
-    backbone, _ = build_backbone(cfg)
+    backbone = build_backbone(cfg)
     return build_task(cfg, backbone, num_classes=3, labels=["a", "b", "c"])
 
 

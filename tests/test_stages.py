@@ -90,7 +90,7 @@ def test_staged_unfreezing_refuses_ddp(tmp_path):
     from asr_transfer.pipeline.build import build_backbone, build_task
 
     cfg = compose_train([*TINY_WHISPER, SCHEDULE], tmp_path)
-    task = build_task(cfg, build_backbone(cfg)[0], num_classes=2, labels=["a", "b"])
+    task = build_task(cfg, build_backbone(cfg), num_classes=2, labels=["a", "b"])
     task._trainer = SimpleNamespace(world_size=2)
     with pytest.raises(ValueError, match=r"backbone.unfreeze \(staged unfreezing\) runs on one device"):
         task.on_fit_start()

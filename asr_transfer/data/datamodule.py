@@ -36,6 +36,8 @@ class AudioDataModule(L.LightningDataModule):
     (label-scarcity studies).
     ``on_bad_audio``, ``max_duration``, ``long_audio``, ``min_samples``: see ``ClipRules``; the
     pipeline passes the backbone's ``sample_rate`` and ``min_samples``.
+    ``features``: per-split datasets of stored features (the features stage's output, built from
+    this config's audio first); given, ``setup`` serves them instead of reading the manifests.
     ``augment``: waveform augmentation of the training split only (``augment=`` config group),
     applied where clips are decoded (in the DataLoader workers when ``num_workers > 0``).
     """
@@ -58,14 +60,13 @@ class AudioDataModule(L.LightningDataModule):
         max_duration: float | None = None,
         long_audio: str = "crop",
         labels: list[str] | None = None,
-        cache_dir: str = ".cache/features",
-        cache_dtype: str = "float32",
         seed: int = 0,
         run_dir: str | None = None,
         min_samples: int = 400,
         targets: Targets | None = None,
         max_per_class: int | None = None,
         subset_seed: int = 0,
+        features: dict[str, Dataset] | None = None,
         augment: WaveformAugment | None = None,
     ) -> None:
         super().__init__()
@@ -79,7 +80,7 @@ class AudioDataModule(L.LightningDataModule):
         self.max_batch_seconds, self.bucket = max_batch_seconds, bucket
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.persistent_workers = persistent_workers
-        self.cache_dir, self.cache_dtype = cache_dir, cache_dtype
+        self.features = features
         self.seed, self.max_per_class, self.subset_seed = seed, max_per_class, subset_seed
         self.fixed_labels = list(labels) if labels else (corpus.labels() if corpus is not None else None)
         self.augment = augment
@@ -111,6 +112,17 @@ class AudioDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self._ready:
+            return
+        if self.features is not None:
+            self.datasets = dict(self.features)
+            self.entries = {split: ds.entries for split, ds in self.datasets.items()}
+            faults = self.targets.fit(self.entries, self.fixed_labels)
+            if faults:
+                raise faults[0]
+            self._ready = True
+            log.info(
+                "data: %s (stored features)", ", ".join(f"{s}={len(e)}" for s, e in self.entries.items())
+            )
             return
         paths = self.manifests()
         if not paths.get("train") and not paths.get("test"):

@@ -2,37 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from asr_transfer.backbones.base import Backbone
-from asr_transfer.backbones.card import CardBackbone, card_key, card_path, make_card
+from asr_transfer.features import FeaturesStage
+from asr_transfer.features.stage import not_cacheable_reason
 from asr_transfer.pipeline.augment import build_augment
-from asr_transfer.utils.atomic import write_json
+from asr_transfer.tasks.base import pools_first
 from asr_transfer.utils.devices import cache_device
 
 log = logging.getLogger(__name__)
 
 
-def build_backbone(cfg: DictConfig, use_card: bool = False) -> tuple[Backbone, str]:
-    """The backbone and its cache mode (``backbone.cache``: auto | off; not a constructor argument).
-
-    ``use_card``: a frozen local backbone seen before comes back as a weightless ``CardBackbone``
-    (``backbones/card.py``); ``attach_cache`` loads the real one if any clip is not cached.
-    """
+def build_backbone(cfg: DictConfig) -> Backbone:
+    """The real backbone (weights loaded). ``features_stage(...).backbone`` returns a weightless
+    card instead when its features are stored."""
     bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
-    cache = str(bcfg.pop("cache", "auto"))
-    if cache not in ("auto", "off"):
-        raise ValueError(f"backbone.cache={cache!r}: use auto or off")
-    if use_card and cache == "auto":
-        card = _read_card(cfg, bcfg)
-        if card is not None:
-            return CardBackbone(card), cache
     # _convert_="all": list-valued config_overrides reach the model config as lists, not ListConfig
     # (transformers validates config fields strictly).
     # Seeded with the run's seed inside fork_rng: a random-init backbone (pretrained=false, whose frozen
@@ -41,7 +30,7 @@ def build_backbone(cfg: DictConfig, use_card: bool = False) -> tuple[Backbone, s
     # head and dropout draw from, so a run that skips the backbone (a card) reproduces one that loaded it.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(cfg.get("seed", 0)))
-        return instantiate(bcfg, _convert_="all"), cache
+        return instantiate(bcfg, _convert_="all")
 
 
 def build_datamodule(cfg: DictConfig, backbone: Backbone, train: bool = True, **overrides):
@@ -83,80 +72,65 @@ def build_task(cfg: DictConfig, backbone: Backbone, **data_kwargs):
     return task
 
 
-def cached_splits(cache_mode: str, fully_frozen: bool, waveform_augment: bool, splits) -> list[str]:
-    """The one rule for which splits read cached features: none unless the backbone is fully frozen
-    (and ``backbone.cache`` is not off); all of them, except training under waveform augmentation
-    (its audio changes every epoch, so the backbone runs every step there)."""
-    if cache_mode == "off" or not fully_frozen:
-        return []
-    return [s for s in splits if not (s == "train" and waveform_augment)]
+def features_stage(cfg: DictConfig) -> FeaturesStage | None:
+    """The features stage when this run stores features (``features.mode`` not off, and ``cacheable``)."""
+    if not cfg.get("features"):
+        return None
+    stage = instantiate(cfg.features)
+    if stage.mode == "off":
+        return None
+    reason = not_cacheable_reason(cfg.backbone, cfg.get("augment"))
+    if reason is not None:
+        # Under waveform augmentation the whole stage is off: val/test run the backbone too.
+        log.info("features stage off: %s", reason)
+        return None
+    return stage
 
 
-def attach_cache(cfg: DictConfig, cache_mode: str, datamodule, task) -> dict[str, bool]:
-    """Use the on-disk feature cache when nothing upstream of the head trains."""
-    if cache_mode == "off":
-        return {}
-    if not task.backbone.fully_frozen:
-        log.info("feature cache not used: %s", task.backbone.not_frozen_reason())
-        return {}
-    augment = getattr(datamodule, "augment", None)
-    splits = cached_splits(cache_mode, task.backbone.fully_frozen, augment is not None, datamodule.datasets)
-    if not splits:
-        return {}
-    if augment is not None and "train" in datamodule.datasets:
-        log.info(
-            "waveform augmentation (%s): feature cache off for training (the backbone runs every step); "
-            "val/test cached and clean",
-            ", ".join(augment.names),
+def feature_request(cfg: DictConfig, backbone) -> tuple[list[int], bool]:
+    """(the layers the featurizer reads, pooled?) — what the stage stores. Pooled follows the task's
+    rule (``pools_first``: a pooling head, a linear featurizer, no SpecAugment); the featurizer is
+    built only to ask it (outside the run's random stream)."""
+    with torch.random.fork_rng(devices=[]):
+        featurizer = instantiate(cfg.featurizer, _convert_="all")(
+            num_layers=backbone.num_layers, hidden_size=backbone.hidden_size
         )
-    if getattr(task, "spec_augment", None) is not None and getattr(task.head, "pools_first", False):
-        log.info("specaugment with a pooling head: the feature cache stores frames, not pooled vectors")
-    from asr_transfer.data.cache import FeatureCache
-    from asr_transfer.data.cached_dataset import CachedFeatureDataset
-
-    device = cache_device(cfg.trainer)
-    cache = FeatureCache(datamodule.cache_dir, dtype=datamodule.cache_dtype, device=device)
-    if isinstance(task.backbone, CardBackbone):
-        if "train" in datamodule.datasets and "train" not in splits:
-            log.info("feature cache: training reads audio; loading the backbone")
-            task.backbone = build_backbone(cfg)[0]
-        elif cache.all_cached(datamodule, task):
-            log.info(
-                "backbone %s: weights not loaded while every clip's features are cached",
-                task.backbone.identity(),
-            )
-        else:
-            log.info("feature cache: some clips are not cached yet; loading the backbone")
-            task.backbone = build_backbone(cfg)[0]
-    cache.attach(datamodule, task, splits)
-    if not isinstance(task.backbone, CardBackbone):
-        card = make_card(task.backbone, cache.fingerprint)
-        _write_card(cfg, card)
-        if all(isinstance(ds, CachedFeatureDataset) for ds in datamodule.datasets.values()):
-            # Nothing in this run reads audio any more: train without the weights in memory (or on the
-            # GPU), and every DDP rank holds the same (empty) backbone whether it computed or read the cache.
-            task.backbone = CardBackbone(card)
-    return cache.hits
+    head_pools = bool(getattr(get_class(cfg.head._target_), "pools_first", False))
+    spec_augment = (cfg.get("augment") or {}).get("specaugment")
+    pooled = pools_first(head_pools, featurizer, spec_augment)
+    if head_pools and spec_augment:
+        log.info("specaugment with a pooling head: the features stage stores frames, not pooled vectors")
+    return featurizer.layers, pooled
 
 
-def _card_file(cfg: DictConfig, bcfg: dict) -> Path | None:
-    key = card_key(bcfg)
-    return None if key is None else card_path(cfg.data.get("cache_dir", ".cache/features"), key)
+def build_data(cfg: DictConfig, stage: str = "fit", **overrides):
+    """(backbone or its card, audio datamodule set up, features stage or None)."""
+    features = features_stage(cfg)
+    if features is not None:
+        bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
+        backbone = features.backbone(bcfg, lambda: build_backbone(cfg))
+    else:
+        backbone = build_backbone(cfg)
+    datamodule = build_datamodule(cfg, backbone, **overrides)
+    datamodule.prepare_data()
+    datamodule.setup(stage)
+    return backbone, datamodule, features
 
 
-def _read_card(cfg: DictConfig, bcfg: dict) -> dict | None:
-    path = _card_file(cfg, bcfg)
-    if path is None or not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:  # a damaged card only costs loading the backbone
-        log.warning("ignoring unreadable backbone card %s (%s)", path, e)
-        return None
-
-
-def _write_card(cfg: DictConfig, card: dict) -> None:
+def store_features(cfg: DictConfig, features: FeaturesStage, backbone, audio, **overrides):
+    """Run the features stage over ``audio``'s splits: (card backbone, datamodule of stored features, FeatureSet)."""
+    layers, pooled = feature_request(cfg, backbone)
     bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
-    path = _card_file(cfg, bcfg)
-    if path is not None and not path.is_file():
-        write_json(path, card)
+    result = features.run(
+        audio.datasets,
+        backbone,
+        layers,
+        pooled,
+        build=lambda: build_backbone(cfg),
+        device=cache_device(cfg.trainer),
+        backbone_cfg=bcfg,
+    )
+    overrides.setdefault("labels", audio.labels)
+    datamodule = build_datamodule(cfg, result.backbone, features=result.datasets, **overrides)
+    datamodule.setup("fit")
+    return result.backbone, datamodule, result

@@ -52,7 +52,7 @@ class Problem:
 
 def scan(cfg: DictConfig) -> tuple[list[Problem], dict[str, int]]:
     """Every problem of every split, and the number of manifest entries per split."""
-    backbone, _ = build_backbone(cfg)  # its sample rate and minimum length are per instance
+    backbone = build_backbone(cfg)  # its sample rate and minimum length are per instance
     dm = build_datamodule(cfg, backbone, train=False, run_dir=None)
     dm.prepare_data()
     paths = dm.manifests()
@@ -151,7 +151,28 @@ def check_data(cfg: DictConfig) -> int:
     report(problems, counts, jsonl, int(cfg.get("max_listed", 100)))
     if errors:
         log.error("%d problem(s) would stop a train.py run with this config (see the table above)", errors)
+    elif cfg.get("features"):
+        features_estimate(cfg)
     return 1 if errors else 0
+
+
+def features_estimate(cfg: DictConfig) -> dict | None:
+    """What the features stage of a run would encode and write, without encoding anything."""
+    from asr_transfer.pipeline.build import build_data, feature_request
+
+    backbone, datamodule, features = build_data(cfg.copy())
+    if features is None:
+        print("features: not stored (features.mode=off, a trainable backbone, or waveform augmentation)")
+        return None
+    layers, pooled = feature_request(cfg, backbone)
+    est = features.estimate(backbone, datamodule.datasets, layers, pooled)
+    print(
+        f"features: {est['clips']} clips to encode ({est['stored']} stored already), about "
+        f"{est['bytes'] / 1e6:.1f} MB on disk ({'pooled' if pooled else 'frames'}, "
+        f"{features.storage_dtype(pooled)}, {len(layers)} layer(s)) in {features.dir}; the pass's time is "
+        "printed from its first batches"
+    )
+    return est
 
 
 def load_report(path: str | Path) -> list[dict]:

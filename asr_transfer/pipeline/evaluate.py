@@ -8,8 +8,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from asr_transfer.pipeline.build import attach_cache, build_datamodule
-from asr_transfer.pipeline.restore import load_checkpoint, restore, task_overrides
+from asr_transfer.pipeline.build import build_data, store_features
+from asr_transfer.pipeline.restore import load_checkpoint, restore_config, restore_task, task_overrides
 from asr_transfer.pipeline.run_dir import flat_metrics, output_dir, write_results
 
 log = logging.getLogger(__name__)
@@ -19,15 +19,16 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     run_dir = output_dir(cfg)
     state = load_checkpoint(cfg.ckpt_path)
     data_cfg = cfg.get("data") or None  # data=checkpoint (edited by data.* overrides) or data=<corpus>
-    train_cfg, backbone, cache_mode, task = restore(state, data_cfg, task_overrides(cfg))
-    overrides = {"run_dir": str(run_dir)}
+    train_cfg = restore_config(state, data_cfg, task_overrides(cfg))
+    if not cfg.get("use_cache", True) and train_cfg.get("features"):
+        train_cfg.features.mode = "off"
+    overrides = {"run_dir": str(run_dir), "train": False}  # no waveform augmentation in eval
     if "labels" in state["asr_transfer"]:
         overrides["labels"] = state["asr_transfer"]["labels"]  # the trained class order, whatever the data
-    datamodule = build_datamodule(train_cfg, backbone, train=False, **overrides)
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    if cfg.get("use_cache", True):
-        attach_cache(train_cfg, cache_mode, datamodule, task)
+    backbone, datamodule, features = build_data(train_cfg, "test", **overrides)
+    if features is not None:
+        backbone, datamodule, _ = store_features(train_cfg, features, backbone, datamodule, **overrides)
+    task = restore_task(train_cfg, backbone, state)
     trainer_cfg = OmegaConf.merge(train_cfg.trainer, cfg.get("trainer") or {})
     bar = [RichProgressBar()] if trainer_cfg.get("enable_progress_bar", True) else []
     trainer = instantiate(trainer_cfg, logger=False, callbacks=bar, devices=1, default_root_dir=str(run_dir))

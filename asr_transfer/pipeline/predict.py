@@ -48,7 +48,7 @@ def predict(cfg: DictConfig, bad_log: BadAudioLog | None = None) -> list[dict]:
     """One row per input file that was read (skipped ones are in ``bad_log``), in input order."""
     state = load_checkpoint(cfg.ckpt_path)
     # data=checkpoint (with any data.* overrides) or data=<corpus>: how audio is read, as in training
-    train_cfg, backbone, _, task = restore(state, cfg.get("data") or None, task_overrides(cfg))
+    train_cfg, backbone, task = restore(state, cfg.get("data") or None, task_overrides(cfg))
     if cfg.get("adapter", {}).get("merge"):
         if backbone.adapter is None:
             raise ValueError(f"adapter.merge=true: {cfg.ckpt_path} was trained without an adapter")

@@ -24,19 +24,30 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     return state
 
 
-def restore(state: dict, data_cfg: DictConfig | None = None, task_overrides: dict | None = None):
-    """(config, backbone, cache mode, task) from a checkpoint state; ``data_cfg`` replaces the training data,
-    each ``task_overrides`` entry replaces that key of the task's config (e.g. CTC's ``decoding``)."""
+def restore_config(state: dict, data_cfg: DictConfig | None = None, task_overrides: dict | None = None):
+    """The training run's config; ``data_cfg`` replaces its data, each ``task_overrides`` entry
+    replaces that key of the task's config (e.g. CTC's ``decoding``)."""
     cfg = OmegaConf.create(state["asr_transfer"]["config"])
     if data_cfg is not None:
         cfg.data = data_cfg
     for key, value in (task_overrides or {}).items():
         cfg.task[key] = value
-    backbone, cache_mode = build_backbone(cfg)
+    return cfg
+
+
+def restore_task(cfg: DictConfig, backbone, state: dict):
+    """The trained task around ``backbone`` (the real one, or the card of stored features)."""
     task = build_task(cfg, backbone, **task_class(cfg).checkpoint_kwargs(state))
     task.load_state_dict(state["state_dict"])
     task.eval()
-    return cfg, backbone, cache_mode, task
+    return task
+
+
+def restore(state: dict, data_cfg: DictConfig | None = None, task_overrides: dict | None = None):
+    """(config, real backbone, task) from a checkpoint state: for raw audio (predict)."""
+    cfg = restore_config(state, data_cfg, task_overrides)
+    backbone = build_backbone(cfg)
+    return cfg, backbone, restore_task(cfg, backbone, state)
 
 
 def task_overrides(cfg: DictConfig) -> dict:

@@ -10,8 +10,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from asr_transfer.backbones.adapters import parameter_counts
+from asr_transfer.features.distributed import start_ranks
 from asr_transfer.pipeline.augment import augment_summary
-from asr_transfer.pipeline.build import attach_cache, build_backbone, build_datamodule, build_task, task_class
+from asr_transfer.pipeline.build import build_data, build_task, store_features, task_class
 from asr_transfer.pipeline.probe import fit_probe, probe_applies
 from asr_transfer.pipeline.run_dir import flat_metrics, output_dir, write_results
 
@@ -38,21 +39,23 @@ def train(cfg: DictConfig) -> float | None:
     t0 = time.perf_counter()
     run_dir = output_dir(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    backbone, cache_mode = build_backbone(cfg, use_card=True)  # weightless if its features are all cached
-    datamodule = build_datamodule(cfg, backbone)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    # backbone: a weightless card when its features are stored, else the real one
+    backbone, datamodule, features = build_data(cfg)
+    has_val = "val" in datamodule.datasets
+    trainer = instantiate(
+        cfg.trainer, callbacks=callbacks_for(cfg, has_val), logger=loggers_for(cfg) or False
+    )
+    encoded = None
+    if features is not None:
+        start_ranks(trainer)  # under DDP the ranks share the encoding: they must exist first
+        backbone, datamodule, result = store_features(cfg, features, backbone, datamodule)
+        encoded = result.encoded
     task = build_task(cfg, backbone, **task_class(cfg).data_kwargs(datamodule))
-    hits = attach_cache(cfg, cache_mode, datamodule, task)
     params = parameter_counts(task)
     log.info(
         "trainable parameters: %d of %d (%.3f %%)",
         params["params/trainable"], params["params/total"], params["params/trainable_pct"],
     )  # fmt: skip
-    has_val = "val" in datamodule.datasets
-    trainer = instantiate(
-        cfg.trainer, callbacks=callbacks_for(cfg, has_val), logger=loggers_for(cfg) or False
-    )
     if probe_applies(cfg, task, datamodule, trainer):  # exact full-batch fit (probe=lbfgs), no epochs
         best, l2 = fit_probe(cfg, trainer, task, datamodule, run_dir)
         metrics = {**flat_metrics(trainer.callback_metrics), "probe/l2": l2, "epochs": 0.0}
@@ -74,15 +77,15 @@ def train(cfg: DictConfig) -> float | None:
     metrics.update(augment_summary(datamodule, task, trainer.current_epoch))
     if trainer.is_global_zero:
         write_results(run_dir, metrics, task)
-        summarize(run_dir, metrics, datamodule, task, hits, best, time.perf_counter() - t0)
+        summarize(run_dir, metrics, datamodule, task, encoded, best, time.perf_counter() - t0)
     key = cfg.get("optimized_metric")
     return metrics.get(key) if key else None
 
 
-def summarize(run_dir, metrics: dict, datamodule, task, hits, best: str | None, seconds: float) -> None:
+def summarize(run_dir, metrics: dict, datamodule, task, encoded, best: str | None, seconds: float) -> None:
     lines = [f"run dir: {run_dir}", f"best checkpoint: {best}", f"wall time: {seconds:.1f} s"]
-    if hits:
-        lines.append("feature cache: " + ", ".join(f"{s} {'hit' if h else 'miss'}" for s, h in hits.items()))
+    if encoded is not None:
+        lines.append(f"stored features: {sum(encoded)} clips encoded in this run (per rank: {encoded})")
     if task.nonfinite_total:
         lines.append(f"non-finite losses skipped: {task.nonfinite_total} (task.max_nonfinite_steps)")
     bad = datamodule.bad_log.summary()

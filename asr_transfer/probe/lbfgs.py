@@ -44,9 +44,9 @@ class Features:
             feats = batch.get("features")
             if feats is None or feats.dim() != 3:
                 raise ValueError(
-                    f"probe=lbfgs fits cached pooled features, but the {split} batches hold "
+                    f"probe=lbfgs fits stored pooled features, but the {split} batches hold "
                     f"{'audio' if feats is None else 'frames'}: use a frozen backbone (backbone.freeze=all, "
-                    "backbone.cache=auto) with a pooling head (head=linear|mlp), or train with the "
+                    "features.mode=auto) with a pooling head (head=linear|mlp), or train with the "
                     "minibatch optimizer (~probe)"
                 )
             xs.append(feats)

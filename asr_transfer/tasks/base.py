@@ -23,10 +23,18 @@ from asr_transfer.utils.rng import rng_state, set_rng_state
 log = logging.getLogger(__name__)
 
 
+def pools_first(head_pools_first: bool, featurizer, spec_augment) -> bool:
+    """The one rule for reading only the mean over frames (then stored features are pooled vectors).
+    SpecAugment masks frames, and a non-linear featurizer (layer-normed weighted sum) does not commute
+    with the mean over frames: either way frames are kept even for a pooling head."""
+    return bool(head_pools_first) and featurizer.linear and not spec_augment
+
+
 class TransferTask(L.LightningModule):
     """Args:
     backbone: a built ``Backbone``.
-    featurizer: partial taking ``num_layers``.
+    featurizer: partial taking ``num_layers`` and ``hidden_size``; it owns layer selection and
+      ``output_size`` (the head's input size).
     optimizer: partial taking param groups (e.g. ``torch.optim.AdamW``); its ``lr`` is the head's rate.
     scheduler: partial ``(optimizer, total_steps) -> lr_scheduler config dict`` or None.
     backbone_lr: learning rate of the trainable backbone parameters (None: the optimizer's lr).
@@ -96,22 +104,20 @@ class TransferTask(L.LightningModule):
 
     @property
     def pools_first(self) -> bool:
-        """True when the head reads only the mean over frames (then the cache stores pooled vectors)."""
-        # SpecAugment masks frames, and a non-linear featurizer (layer-normed weighted sum) does not commute
-        # with the mean over frames: either way the cache keeps frames even for a pooling head.
-        return self.head.pools_first and self.featurizer.linear and self.spec_augment is None
+        """True when the head reads only the mean over frames (then the features stage stores pooled vectors)."""
+        return pools_first(self.head.pools_first, self.featurizer, self.spec_augment)
 
     # ----- features ----------------------------------------------------------------------------
 
     def encode(self, batch: dict) -> tuple[Tensor, Tensor | None]:
-        """Featurized representation: frames (B, T, D) with frame lengths, or pooled (B, D) from the cache.
-        In training, SpecAugment (if set) masks the frames here, whether computed now or cached."""
-        if "features" in batch:  # cached: (B, L, D) pooled or (B, L, T, D) frames, already layer-selected
+        """Featurized representation: frames (B, T, D) with frame lengths, or pooled (B, D) from stored features.
+        In training, SpecAugment (if set) masks the frames here, whether computed now or stored."""
+        if "features" in batch:  # stored: (B, L, D) pooled or (B, L, T, D) frames of the featurizer's layers
             stack = batch["features"].transpose(0, 1).to(self.dtype_for_head())
             rep, frame_lengths = self.featurizer(stack), batch.get("frame_lengths")
         else:
             hidden, frame_lengths = self.backbone(batch["wavs"], batch["lengths"])
-            rep = self.featurizer(torch.stack([hidden[i] for i in self.featurizer.layers_used()]))
+            rep = self.featurizer(self.featurizer.select(hidden))
         if self.training and self.spec_augment is not None:
             rep = self.spec_augment(rep, frame_lengths, self.global_step, self.global_rank)
         return rep, frame_lengths

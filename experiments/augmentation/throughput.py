@@ -93,7 +93,7 @@ def main() -> None:
                     *([f"augment.rir_dir={rirs}"] if name == "reverb" else []),
                 ],
             )
-            backbone, _ = build_backbone(cfg)
+            backbone = build_backbone(cfg)
             dm = build_datamodule(cfg, backbone)
             dm.setup("fit")
             ds = dm.train_dataloader().dataset

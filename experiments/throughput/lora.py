@@ -36,7 +36,7 @@ TARGETS = {  # LoRA / full fine-tuning, issue 14 "What it must show"
 def command(name: str, work: Path, rec: Path, args, extra: list[str]) -> list[str]:
     return [
         sys.executable, "train.py", "backbone=hf", "backbone.name_or_path=wav2vec2-base-random",
-        "backbone.pretrained=false", "backbone.model_type=wav2vec2", "++backbone.cache=off",
+        "backbone.pretrained=false", "backbone.model_type=wav2vec2", "features.mode=off",
         "++backbone.layer_drop=0.1", *extra,
         f"data.root={rec}", "data.val_speakers=[]", f"data.test_speakers=[{args.test_speaker}]",
         f"paths.cache_dir={work}/cache", "test=false", f"++trainer.max_steps={args.steps}",

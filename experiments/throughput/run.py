@@ -66,7 +66,7 @@ def jobs(args, rec: Path, work: Path) -> list[dict]:
         py, "train.py", "experiment=fsdd_probe", *common,
         f"backbone.name_or_path={args.whisper}",
         f"trainer.max_epochs={args.epochs}", f"data.batch_size={args.batch_size}", f"optimizer.lr={args.lr}",
-        f"data.cache_dir={work}/features",
+        f"features.dir={work}/features",
         *precision,
     ]  # fmt: skip
     recipe = [
@@ -82,7 +82,7 @@ def jobs(args, rec: Path, work: Path) -> list[dict]:
     def finetune(name: str, batching: list[str]) -> list[str]:
         return [
             py, "train.py", "backbone=hf", "backbone.name_or_path=wav2vec2-base-random", "backbone.pretrained=false",
-            "backbone.model_type=wav2vec2", "backbone.freeze=none", "++backbone.cache=off",
+            "backbone.model_type=wav2vec2", "backbone.freeze=none", "features.mode=off",
             "++backbone.layer_drop=0.1",  # the recipe's Wav2Vec2Config() default (asr_transfer's default is 0)
             *common, "test=false",
             f"++trainer.max_steps={args.steps}", *batching,

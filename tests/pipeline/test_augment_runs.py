@@ -1,4 +1,4 @@
-"""Augmentation in a run: the training cache under waveform augmentation and SpecAugment, the summary."""
+"""Augmentation in a run: the features stage under waveform augmentation and SpecAugment, the summary."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from asr_transfer.data.cached_dataset import CachedFeatureDataset
 from asr_transfer.data.dataset import AudioDataset
 from asr_transfer.data.noise import write_coloured
+from asr_transfer.features import cacheable
 from asr_transfer.pipeline.augment import build_augment
-from asr_transfer.pipeline.build import cached_splits
 from asr_transfer.pipeline.train import train
 from tests.conftest import TINY_WHISPER, compose_train, tone_overrides
 
@@ -32,10 +31,12 @@ def overrides(corpus, tmp_path: Path, augment: str) -> list[str]:
 
 
 def test_the_cache_rule():
-    assert cached_splits("auto", True, False, ["train", "val", "test"]) == ["train", "val", "test"]
-    assert cached_splits("auto", True, True, ["train", "val", "test"]) == ["val", "test"]
-    assert cached_splits("auto", False, False, ["train", "val"]) == []
-    assert cached_splits("off", True, False, ["train", "val"]) == []
+    frozen, spec = {"freeze": "all"}, {"specaugment": {"mask_time_prob": 0.5}}
+    assert cacheable(frozen) and cacheable(frozen, spec)  # SpecAugment acts after the featurizer
+    assert not cacheable(frozen, {"waveform": {"noise": {}}})  # training audio changes every epoch
+    assert not cacheable({"freeze": "none"}) and not cacheable({"freeze": "top_k", "top_k": 1})
+    assert not cacheable({"freeze": "all", "adapter": {"rank": 8}})  # trains inside the backbone
+    assert not cacheable({"freeze": "all", "unfreeze": [{"step": 1, "freeze": "none"}]})
 
 
 def test_options_combine_and_build_in_order(tone_corpus, tmp_path):
@@ -49,23 +50,23 @@ def test_options_combine_and_build_in_order(tone_corpus, tmp_path):
     )
 
 
-def test_waveform_augmentation_trains_from_audio_val_test_cached(tone_corpus, tmp_path, caplog, monkeypatch):
+def test_waveform_augmentation_trains_from_audio_stage_off(tone_corpus, tmp_path, caplog, monkeypatch):
     seen = {}
     import asr_transfer.pipeline.train as train_mod
 
-    real = train_mod.attach_cache
+    real = train_mod.build_data
 
-    def spy(cfg, mode, datamodule, task):
-        hits = real(cfg, mode, datamodule, task)
-        seen.update({s: type(ds) for s, ds in datamodule.datasets.items()})
-        return hits
+    def spy(cfg, *a, **k):
+        backbone, datamodule, features = real(cfg, *a, **k)
+        seen.update({s: type(ds) for s, ds in datamodule.datasets.items()}, features=features)
+        return backbone, datamodule, features
 
-    monkeypatch.setattr(train_mod, "attach_cache", spy)
+    monkeypatch.setattr(train_mod, "build_data", spy)
     caplog.set_level(logging.INFO)
     out = tmp_path / "run"
     train(compose_train(overrides(tone_corpus, tmp_path, "[noise,speed]"), out))
-    assert seen == {"train": AudioDataset, "val": CachedFeatureDataset, "test": CachedFeatureDataset}
-    assert "feature cache off for training" in caplog.text
+    assert seen == {"train": AudioDataset, "val": AudioDataset, "test": AudioDataset, "features": None}
+    assert "features stage off: waveform augmentation" in caplog.text
     metrics = json.loads((out / "metrics.json").read_text())
     n = 24  # training clips
     assert metrics["augment/noise/clips"] == 2 * n  # p=1, 2 epochs
@@ -80,31 +81,31 @@ def test_specaugment_trains_from_cached_frames_without_the_backbone(
     from asr_transfer.backbones.whisper import WhisperEncoderBackbone
 
     calls, before_fit = [], []
-    real_forward, real_attach = WhisperEncoderBackbone.forward, train_mod.attach_cache
+    real_forward, real_store = WhisperEncoderBackbone.forward, train_mod.store_features
 
     def counting(self, *a, **k):
         calls.append(1)
         return real_forward(self, *a, **k)
 
-    def attach(*a):
-        hits = real_attach(*a)
+    def store(*a, **k):
+        out = real_store(*a, **k)
         before_fit.append(len(calls))  # everything the backbone computes happens up to here
-        return hits
+        return out
 
     monkeypatch.setattr(WhisperEncoderBackbone, "forward", counting)
-    monkeypatch.setattr(train_mod, "attach_cache", attach)
+    monkeypatch.setattr(train_mod, "store_features", store)
     caplog.set_level(logging.INFO)
     out = tmp_path / "run"
     cfg = compose_train(
         [*overrides(tone_corpus, tmp_path, "specaugment"), "augment.specaugment.mask_time_prob=0.5"], out
     )
     train(cfg)
-    assert before_fit[0] > 0 and len(calls) == before_fit[0]  # cache built once; nothing during fit or test
+    assert before_fit[0] > 0 and len(calls) == before_fit[0]  # stored once; nothing during fit or test
     assert "stores frames, not pooled vectors" in caplog.text
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["augment/specaugment/batches"] == 2 * 2  # 2 epochs x (24 clips / batch 16)
     assert metrics["augment/specaugment/time_masked_fraction"] > 0.2
-    # a second run finds every split cached: the backbone never runs at all
+    # a second run finds every split stored: the backbone never runs at all
     calls.clear()
     train(compose_train(overrides(tone_corpus, tmp_path, "specaugment"), tmp_path / "run2"))
     assert calls == []
@@ -115,6 +116,6 @@ def test_eval_is_never_augmented(augment, tone_corpus, tmp_path):
     from asr_transfer.pipeline.build import build_backbone, build_datamodule
 
     cfg = compose_train(overrides(tone_corpus, tmp_path, augment), tmp_path / "run")
-    backbone, _ = build_backbone(cfg)
+    backbone = build_backbone(cfg)
     assert build_datamodule(cfg, backbone).augment is not None
     assert build_datamodule(cfg, backbone, train=False).augment is None

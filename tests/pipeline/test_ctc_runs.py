@@ -140,7 +140,7 @@ def test_beam_search_eval_with_lexicon_lm_and_bf16_sentencepiece(tmp_path, word_
             *ctc_overrides(word_corpus, tmp_path / "cache"),
             "trainer.max_epochs=1",
             "trainer.precision=bf16-mixed",
-            "backbone.cache=off",
+            "features.mode=off",
             "task.tokenizer.kind=sentencepiece",
             "task.tokenizer.vocab_size=12",
         ],

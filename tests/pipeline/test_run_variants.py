@@ -102,19 +102,19 @@ def test_ctc_clips_too_short_for_their_transcript_are_counted(tmp_path):
     assert metrics["train/too_short"] == 2 * 2  # both clips, in each of the 2 epochs
 
 
-def test_cache_refuses_to_start_when_the_disk_cannot_hold_it(tmp_path, tone_corpus, monkeypatch):
+def test_features_stage_refuses_to_start_when_the_disk_cannot_hold_it(tmp_path, tone_corpus, monkeypatch):
     import shutil
 
-    from asr_transfer.data import cache
+    from asr_transfer.features import stage
 
     real = shutil.disk_usage
-    monkeypatch.setattr(cache.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    monkeypatch.setattr(stage.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
     with pytest.raises(
-        OSError, match=r"feature cache needs about .* GB free: set data.cache_dir elsewhere"
+        OSError, match=r"features need about .* GB but .* GB free: set features.dir elsewhere"
     ) as e:
         train(compose_train(_over(tone_corpus, tmp_path, "trainer.max_epochs=1"), tmp_path / "run"))
     assert str(tmp_path / "cache") in str(e.value)
-    assert not list((tmp_path / "cache").rglob("*.pt"))  # nothing half written
+    assert not list((tmp_path / "cache").rglob("*.bin"))  # nothing half written
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 

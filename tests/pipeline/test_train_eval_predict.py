@@ -85,7 +85,7 @@ def test_eval_reproduces_test_metrics_and_predict_agrees(tmp_path, tone_corpus):
 
 
 def test_ckpt_path_of_a_finished_run_continues_its_epoch_count(tmp_path, tone_corpus):
-    cfg, _, out = _train(tmp_path, tone_corpus, ["backbone.cache=off"])
+    cfg, _, out = _train(tmp_path, tone_corpus, ["features.mode=off"])
     last = out / "checkpoints" / "last.ckpt"
     steps_per_epoch = 2  # 24 training clips, batch_size 16
     assert torch.load(last, weights_only=True)["global_step"] == 2 * steps_per_epoch
@@ -95,7 +95,7 @@ def test_ckpt_path_of_a_finished_run_continues_its_epoch_count(tmp_path, tone_co
             *TINY_WHISPER,
             "trainer.max_epochs=4",
             "optimizer.lr=0.01",
-            "backbone.cache=off",
+            "features.mode=off",
             f"ckpt_path={last}",
         ],
         out,
@@ -129,12 +129,12 @@ def test_bf16_mixed_precision_fine_tunes_the_backbone_on_cpu(tmp_path, tone_corp
 
     monkeypatch.setattr(LinearHead, "forward", spy)
     cfg, _, out = _train(
-        tmp_path, tone_corpus, ["trainer.precision=bf16-mixed", "backbone.cache=off", "backbone.freeze=none"]
+        tmp_path, tone_corpus, ["trainer.precision=bf16-mixed", "features.mode=off", "backbone.freeze=none"]
     )
     assert seen and all(on and dtype == torch.bfloat16 for on, dtype in seen), set(seen)
     metrics = json.loads((out / "metrics.json").read_text())
     assert all(math.isfinite(v) for v in metrics.values()), metrics
     trained = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    initial = build_backbone(cfg)[0].state_dict()  # the same seeded random init
+    initial = build_backbone(cfg).state_dict()  # the same seeded random init
     changed = [k for k, v in initial.items() if not torch.equal(trained[f"backbone.{k}"], v)]
     assert len(changed) > len(initial) // 2, f"{len(changed)} of {len(initial)} backbone tensors changed"

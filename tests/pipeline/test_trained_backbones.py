@@ -50,7 +50,7 @@ def test_trained_backbone_checkpoint_evaluates_and_predicts_the_same(kind, tmp_p
     assert state["asr_transfer"]["backbone_saved"] is True
 
     # the checkpoint holds the backbone's trainable weights, and they moved from their (seeded) init
-    init = build_backbone(cfg)[0]
+    init = build_backbone(cfg)
     trainable = {n for n, p in init.named_parameters() if p.requires_grad}
     saved = {k.removeprefix("backbone.") for k in state["state_dict"] if k.startswith("backbone.")}
     assert trainable <= saved, sorted(trainable - saved)[:5]

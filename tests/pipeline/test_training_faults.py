@@ -115,7 +115,7 @@ def _resume_overrides(tone_corpus, tmp: Path) -> list[str]:
     return [
         *tone_overrides(tone_corpus, tmp / "cache"),
         *TINY_WHISPER,
-        "backbone.cache=off",  # train from audio: the sampler position and RNG matter
+        "features.mode=off",  # train from audio: the sampler position and RNG matter
         "head=mlp",  # dropout: the RNG state matters
         "data.batch_size=4",  # 24 clips: 6 steps per epoch
         "trainer.max_epochs=3",
@@ -192,11 +192,14 @@ def test_checkpoints_and_caches_load_without_running_code(tmp_path, tone_corpus)
     with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(evil)
     assert not marker.exists()
-    # a feature-cache file replaced by one that runs code: refused, nothing runs
+    # a feature shard replaced by a pickle that would run code: shards are raw numbers read with
+    # numpy.frombuffer, never unpickled; its size and checksum no longer match, so it is re-encoded
     over = [*tone_overrides(tone_corpus, tmp_path / "cache"), *TINY_WHISPER, "trainer.max_epochs=1"]
     train(compose_train(over, tmp_path / "r1"))
-    cache_file = next((tmp_path / "cache" / "features").rglob("train-*.pt"))
-    torch.save({"features": _RunsCode(marker)}, cache_file)
-    with pytest.raises(pickle.UnpicklingError):
-        train(compose_train(over, tmp_path / "r2"))
+    shard = next((tmp_path / "cache" / "features").rglob("r*.bin"))
+    torch.save({"features": _RunsCode(marker)}, shard)
+    train(compose_train(over, tmp_path / "r2"))
     assert not marker.exists()
+    assert json.loads((tmp_path / "r2" / "metrics.json").read_text()) == json.loads(
+        (tmp_path / "r1" / "metrics.json").read_text()
+    )

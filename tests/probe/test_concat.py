@@ -11,7 +11,7 @@ from tests.conftest import TINY_WHISPER, compose_train
 
 def test_concat_sizes_and_order():
     f = Concat(num_layers=3, hidden_size=4)
-    assert f.output_size == 12 and f.layers_used() == [0, 1, 2]
+    assert f.output_size == 12 and f.layers == [0, 1, 2]
     stack = torch.arange(3 * 2 * 4, dtype=torch.float32).view(3, 2, 4)  # (layers, batch, dim)
     out = f(stack)
     assert out.shape == (2, 12)
@@ -24,7 +24,7 @@ def test_concat_sizes_and_order():
 
 def test_concat_config_builds_a_head_of_num_layers_times_hidden(tmp_path):
     cfg = compose_train([*TINY_WHISPER, "featurizer=concat", "data=manifest"], tmp_path)
-    backbone, _ = build_backbone(cfg)
+    backbone = build_backbone(cfg)
     task = build_task(cfg, backbone, num_classes=3, labels=["a", "b", "c"])
     assert backbone.num_layers == 3 and backbone.hidden_size == 32  # the tiny Whisper: 2 layers + input
     assert task.head.linear.in_features == 3 * 32

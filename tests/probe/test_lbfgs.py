@@ -28,11 +28,12 @@ def blobs(n: int, layers: int = 3, dim: int = 8, classes: int = 4, seed: int = 0
 
 @pytest.mark.parametrize("l2", [1e-3, 1e-1])
 def test_lbfgs_equals_sklearn_logistic_regression(l2):
-    data = blobs(200)
     featurizer, head = SingleLayer(3, 8, layer=2), LinearHead(8, 4, input_norm=True)
+    full = blobs(200)
+    data = Features(full.x[:, featurizer.layers], full.y)  # what the features stage stores: layer 2 only
     LBFGSProbe(l2_grid=[l2]).fit(featurizer, head, data, None)
     # the same features the head's linear layer sees: layer 2, layer-normed (identity affine)
-    x = torch.nn.functional.layer_norm(data.x[:, 2], (8,)).double().numpy()
+    x = torch.nn.functional.layer_norm(full.x[:, 2], (8,)).double().numpy()
     ref = LogisticRegression(C=1.0 / (l2 * len(data.y)), tol=1e-12, max_iter=10_000).fit(x, data.y.numpy())
     w, b = head.linear.weight.detach().double().numpy(), head.linear.bias.detach().double().numpy()
     # tolerance: both solvers stop at a gradient norm near 1e-9; the state agrees to 1e-4 absolute

@@ -1,14 +1,15 @@
-"""Run a frozen probe on cached features without loading the backbone at all.
+"""Run a frozen probe on stored features without loading the backbone at all.
 
-A *card* records what the pipeline reads from a backbone (sizes, sample rate, the feature-cache
-identity and weight fingerprint). It is written beside the feature cache the first time a frozen,
-pretrained backbone is loaded from a local folder, keyed by its config and the name, size and
-mtime of every file in that folder. A later run with the same key builds a ``CardBackbone`` (no
-weights, no model code) and, when every split is a cache hit, never loads the real one: a warm
-probe, a new seed or a sweep trial over head settings skips reading the checkpoint (seconds and
-gigabytes for large models). Any cache miss loads the real backbone first (``pipeline.build``), and
-any change in the model folder changes the key. Hub ids are never carded: their files can change
-upstream, and only loading them checks that.
+A *card* records what the pipeline reads from a backbone (sizes, sample rate, identity and weight
+fingerprint, which key the feature shards). The features stage writes it under
+``<features.dir>/backbones/`` the first time a frozen, pretrained backbone is loaded from a local
+folder, keyed by its config and the name, size and mtime of every file in that folder. A later run
+with the same key builds a ``CardBackbone`` (no weights, no model code) and loads the real one only
+if some clip still has to be encoded: a warm probe, a new seed or a sweep trial over head settings
+skips reading the checkpoint (seconds and gigabytes for large models). Any change in the model
+folder changes the key. Hub ids are never carded: their files can change upstream, and only
+loading them checks that. The task is always built with a ``CardBackbone`` when features are
+stored, so nothing is swapped after construction.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from asr_transfer.backbones.base import Backbone
+from asr_transfer.utils.atomic import write_json
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +44,31 @@ def card_key(backbone_cfg: dict) -> str | None:
     if not folder.is_dir():
         return None
     files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.iterdir() if f.is_file())
-    cfg = {k: v for k, v in backbone_cfg.items() if k != "cache"}
-    spec = {"config": cfg, "folder": str(folder.resolve()), "files": files, "version": VERSION}
+    spec = {"config": dict(backbone_cfg), "folder": str(folder.resolve()), "files": files, "version": VERSION}
     return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def card_path(cache_dir: str | Path, key: str) -> Path:
-    return Path(cache_dir) / "backbones" / f"{key}.json"
+def card_path(features_dir: str | Path, key: str) -> Path:
+    return Path(features_dir) / "backbones" / f"{key}.json"
+
+
+def read_card(features_dir: str | Path, backbone_cfg: dict) -> dict | None:
+    """The stored card for this backbone config, or None (not cardable, never seen, or unreadable)."""
+    key = card_key(backbone_cfg)
+    path = None if key is None else card_path(features_dir, key)
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # a damaged card only costs loading the backbone
+        log.warning("ignoring unreadable backbone card %s (%s)", path, e)
+        return None
+
+
+def write_card(features_dir: str | Path, backbone_cfg: dict, card: dict) -> None:
+    key = card_key(backbone_cfg)
+    if key is not None and not card_path(features_dir, key).is_file():
+        write_json(card_path(features_dir, key), card)
 
 
 def make_card(backbone: Backbone, fingerprint: str | None = None) -> dict:
@@ -67,6 +87,7 @@ class CardBackbone(Backbone):
 
     def __init__(self, card: dict) -> None:
         super().__init__(freeze="all")
+        self.card = dict(card)
         for k in ATTRS:
             if card.get(k) is not None:
                 setattr(self, k, card[k])
@@ -81,8 +102,8 @@ class CardBackbone(Backbone):
 
     def _forward(self, wavs: Tensor, lengths: Tensor):
         raise RuntimeError(
-            f"{self.card_type} was not loaded because every split's features were cached; something asked "
-            "for raw audio anyway. Run with backbone.cache=off, or report this as a bug."
+            f"{self.card_type} was not loaded because every clip's features are stored; something asked "
+            "for raw audio anyway. Run with features.mode=off, or report this as a bug."
         )
 
     def feature_encoder_modules(self) -> list[nn.Module]:
@@ -92,4 +113,4 @@ class CardBackbone(Backbone):
         return []
 
     def frame_lengths(self, lengths: Tensor) -> Tensor:
-        raise RuntimeError("CardBackbone has no frame geometry: features come from the cache")
+        raise RuntimeError("CardBackbone has no frame geometry: features come from the stored shards")
