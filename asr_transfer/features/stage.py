@@ -36,11 +36,10 @@ MODES = ("auto", "off", "refresh")
 VERSION = 3
 
 
-def not_cacheable_reason(backbone_cfg: Mapping, augment_cfg: Mapping | None = None) -> str | None:
-    """The one rule for storing features: nothing upstream of the featurizer changes between
-    epochs. None when the backbone is fully frozen (``freeze=all``, no ``adapter`` training inside
-    it, no staged ``unfreeze``) and no waveform augmentation is configured (``augment_cfg``: its
-    ``waveform`` entries; SpecAugment acts after the featurizer, so it leaves this alone); else why not."""
+def not_cacheable_reason(backbone_cfg: Mapping) -> str | None:
+    """The one rule for storing a backbone's features: it never changes while training. None when
+    it is fully frozen (``freeze=all``, no ``adapter`` training inside it, no staged ``unfreeze``);
+    else why not."""
     freeze = str(backbone_cfg.get("freeze", "all"))
     if freeze != "all":
         return f"backbone.freeze={freeze} trains the backbone"
@@ -49,13 +48,19 @@ def not_cacheable_reason(backbone_cfg: Mapping, augment_cfg: Mapping | None = No
         return f"backbone.adapter={name} trains inside the backbone"
     if backbone_cfg.get("unfreeze"):
         return "backbone.unfreeze (staged unfreezing) trains the backbone"
-    if augment_cfg and augment_cfg.get("waveform"):
-        return "waveform augmentation (augment.waveform) changes the training audio every epoch"
     return None
 
 
-def cacheable(backbone_cfg: Mapping, augment_cfg: Mapping | None = None) -> bool:
-    return not_cacheable_reason(backbone_cfg, augment_cfg) is None
+def cacheable(backbone_cfg: Mapping) -> bool:
+    return not_cacheable_reason(backbone_cfg) is None
+
+
+def stored_splits(splits, augment_cfg: Mapping | None = None) -> list[str]:
+    """The splits a cacheable run stores: all of them, except training under waveform augmentation
+    (``augment.waveform``: its audio changes every epoch, so the backbone runs on it every step;
+    val and test stay stored and clean). SpecAugment acts after the featurizer: it stores everything."""
+    augmented = bool(augment_cfg and augment_cfg.get("waveform"))
+    return [s for s in splits if not (s == "train" and augmented)]
 
 
 def clip_id(entry) -> str:
@@ -163,6 +168,8 @@ class FeaturesStage:
         """Encode what is missing (this rank's share), wait for every rank, read the union."""
         rank, world = distributed.rank_world()
         card = backbone.card if isinstance(backbone, CardBackbone) else make_card(backbone)
+        if not datasets:  # nothing to store (a training split only, under waveform augmentation)
+            return FeatureSet({}, CardBackbone(card))
         folder, spec, stored = self.folder(card, layers, pooled, datasets)
         if self.mode == "refresh" and rank == 0 and os.path.isdir(folder):
             shutil.rmtree(folder)

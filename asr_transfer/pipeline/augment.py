@@ -9,11 +9,6 @@ from asr_transfer.data.augment import WaveformAugment, WaveformAugmentation
 from asr_transfer.tasks.spec_augment import SpecAugment
 
 
-def waveform_augmented(augment_cfg) -> bool:
-    """Whether training audio changes between epochs (``augment.waveform`` has an entry)."""
-    return bool(augment_cfg and augment_cfg.get("waveform"))
-
-
 def build_augment(cfg: DictConfig) -> tuple[WaveformAugment | None, SpecAugment | None]:
     """``augment.waveform.*`` (speed, noise, reverb, gain) as the training split's chain, and
     ``augment.specaugment`` for the task; None for what is not configured."""

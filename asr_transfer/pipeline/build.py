@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from asr_transfer.backbones.base import Backbone
 from asr_transfer.features import FeaturesStage
-from asr_transfer.features.stage import not_cacheable_reason
+from asr_transfer.features.stage import not_cacheable_reason, stored_splits
 from asr_transfer.pipeline.augment import build_augment
 from asr_transfer.tasks.base import pools_first
 from asr_transfer.utils.devices import cache_device
@@ -79,12 +79,17 @@ def features_stage(cfg: DictConfig) -> FeaturesStage | None:
     stage = instantiate(cfg.features)
     if stage.mode == "off":
         return None
-    reason = not_cacheable_reason(cfg.backbone, cfg.get("augment"))
+    reason = not_cacheable_reason(cfg.backbone)
     if reason is not None:
-        # Under waveform augmentation the whole stage is off: val/test run the backbone too.
         log.info("features stage off: %s", reason)
         return None
     return stage
+
+
+def trains_from_audio(cfg: DictConfig, train: bool = True) -> bool:
+    """A stored run whose training split still reads audio (waveform augmentation): it needs the
+    real backbone, not its card."""
+    return train and "train" not in stored_splits(["train"], cfg.get("augment"))
 
 
 def feature_request(cfg: DictConfig, backbone) -> tuple[list[int], bool]:
@@ -106,7 +111,7 @@ def feature_request(cfg: DictConfig, backbone) -> tuple[list[int], bool]:
 def build_data(cfg: DictConfig, stage: str = "fit", **overrides):
     """(backbone or its card, audio datamodule set up, features stage or None)."""
     features = features_stage(cfg)
-    if features is not None:
+    if features is not None and not trains_from_audio(cfg, overrides.get("train", True)):
         bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
         backbone = features.backbone(bcfg, lambda: build_backbone(cfg))
     else:
@@ -118,11 +123,14 @@ def build_data(cfg: DictConfig, stage: str = "fit", **overrides):
 
 
 def store_features(cfg: DictConfig, features: FeaturesStage, backbone, audio, **overrides):
-    """Run the features stage over ``audio``'s splits: (card backbone, datamodule of stored features, FeatureSet)."""
+    """Run the features stage over ``audio``'s splits: (backbone, datamodule of stored features,
+    FeatureSet). The backbone is the weightless card, unless training reads audio (waveform
+    augmentation): then training runs the real backbone every step, and val/test read stored features."""
     layers, pooled = feature_request(cfg, backbone)
     bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
+    stored = stored_splits(audio.datasets, cfg.get("augment") if overrides.get("train", True) else None)
     result = features.run(
-        audio.datasets,
+        {s: audio.datasets[s] for s in stored},
         backbone,
         layers,
         pooled,
@@ -130,7 +138,17 @@ def store_features(cfg: DictConfig, features: FeaturesStage, backbone, audio, **
         device=cache_device(cfg.trainer),
         backbone_cfg=bcfg,
     )
+    datasets = {s: result.datasets.get(s, ds) for s, ds in audio.datasets.items()}
+    run_backbone = result.backbone
+    if len(stored) < len(audio.datasets):  # training needs the real backbone's weights
+        run_backbone = backbone
+        log.info(
+            "waveform augmentation (%s): training reads audio through the backbone every step; "
+            "%s read stored features (never augmented)",
+            ", ".join(audio.augment.names),
+            "/".join(stored) or "no other split",
+        )
     overrides.setdefault("labels", audio.labels)
-    datamodule = build_datamodule(cfg, result.backbone, features=result.datasets, **overrides)
+    datamodule = build_datamodule(cfg, run_backbone, features=datasets, **overrides)
     datamodule.setup("fit")
-    return result.backbone, datamodule, result
+    return run_backbone, datamodule, result

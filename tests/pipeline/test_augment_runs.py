@@ -11,6 +11,8 @@ import pytest
 from asr_transfer.data.dataset import AudioDataset
 from asr_transfer.data.noise import write_coloured
 from asr_transfer.features import cacheable
+from asr_transfer.features.dataset import FeatureDataset
+from asr_transfer.features.stage import stored_splits
 from asr_transfer.pipeline.augment import build_augment
 from asr_transfer.pipeline.train import train
 from tests.conftest import TINY_WHISPER, compose_train, tone_overrides
@@ -31,12 +33,14 @@ def overrides(corpus, tmp_path: Path, augment: str) -> list[str]:
 
 
 def test_the_cache_rule():
-    frozen, spec = {"freeze": "all"}, {"specaugment": {"mask_time_prob": 0.5}}
-    assert cacheable(frozen) and cacheable(frozen, spec)  # SpecAugment acts after the featurizer
-    assert not cacheable(frozen, {"waveform": {"noise": {}}})  # training audio changes every epoch
+    assert cacheable({"freeze": "all"})
     assert not cacheable({"freeze": "none"}) and not cacheable({"freeze": "top_k", "top_k": 1})
     assert not cacheable({"freeze": "all", "adapter": {"rank": 8}})  # trains inside the backbone
     assert not cacheable({"freeze": "all", "unfreeze": [{"step": 1, "freeze": "none"}]})
+    splits = ["train", "val", "test"]
+    assert stored_splits(splits) == splits
+    assert stored_splits(splits, {"specaugment": {"mask_time_prob": 0.5}}) == splits  # after the featurizer
+    assert stored_splits(splits, {"waveform": {"noise": {}}}) == ["val", "test"]  # training audio changes
 
 
 def test_options_combine_and_build_in_order(tone_corpus, tmp_path):
@@ -50,28 +54,39 @@ def test_options_combine_and_build_in_order(tone_corpus, tmp_path):
     )
 
 
-def test_waveform_augmentation_trains_from_audio_stage_off(tone_corpus, tmp_path, caplog, monkeypatch):
-    seen = {}
+def test_waveform_augmentation_trains_from_audio_val_test_stored(tone_corpus, tmp_path, caplog, monkeypatch):
     import asr_transfer.pipeline.train as train_mod
+    from asr_transfer.backbones.whisper import WhisperEncoderBackbone
 
-    real = train_mod.build_data
+    seen, encoded = {}, []
+    real_store = train_mod.store_features
 
-    def spy(cfg, *a, **k):
-        backbone, datamodule, features = real(cfg, *a, **k)
-        seen.update({s: type(ds) for s, ds in datamodule.datasets.items()}, features=features)
-        return backbone, datamodule, features
+    def spy(*a, **k):
+        backbone, datamodule, result = real_store(*a, **k)
+        seen.update({s: type(ds) for s, ds in datamodule.datasets.items()}, backbone=type(backbone))
+        encoded.append((sum(result.encoded), len(datamodule.datasets["val"]) + len(datamodule.datasets["test"])))
+        return backbone, datamodule, result
 
-    monkeypatch.setattr(train_mod, "build_data", spy)
+    monkeypatch.setattr(train_mod, "store_features", spy)
     caplog.set_level(logging.INFO)
     out = tmp_path / "run"
     train(compose_train(overrides(tone_corpus, tmp_path, "[noise,speed]"), out))
-    assert seen == {"train": AudioDataset, "val": AudioDataset, "test": AudioDataset, "features": None}
-    assert "features stage off: waveform augmentation" in caplog.text
+    assert seen == {
+        "train": AudioDataset,  # augmented audio through the backbone every step
+        "val": FeatureDataset,  # stored and clean
+        "test": FeatureDataset,
+        "backbone": WhisperEncoderBackbone,  # the real one: training needs its weights
+    }
+    assert encoded[0][0] == encoded[0][1] > 0  # val + test clips only, never the training split
+    assert "training reads audio through the backbone every step; val/test read stored" in caplog.text
     metrics = json.loads((out / "metrics.json").read_text())
     n = 24  # training clips
     assert metrics["augment/noise/clips"] == 2 * n  # p=1, 2 epochs
     assert 0 < metrics["augment/speed/clips"] < 2 * n  # factor 1.0 draws do not count
     assert "augmented: noise/clips 48" in caplog.text
+    # the same run again finds val/test stored: nothing is encoded a second time
+    train(compose_train(overrides(tone_corpus, tmp_path, "[noise,speed]"), tmp_path / "again"))
+    assert encoded[-1][0] == 0
 
 
 def test_specaugment_trains_from_cached_frames_without_the_backbone(
