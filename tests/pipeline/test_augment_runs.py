@@ -64,7 +64,9 @@ def test_waveform_augmentation_trains_from_audio_val_test_stored(tone_corpus, tm
     def spy(*a, **k):
         backbone, datamodule, result = real_store(*a, **k)
         seen.update({s: type(ds) for s, ds in datamodule.datasets.items()}, backbone=type(backbone))
-        encoded.append((sum(result.encoded), len(datamodule.datasets["val"]) + len(datamodule.datasets["test"])))
+        encoded.append(
+            (sum(result.encoded), len(datamodule.datasets["val"]) + len(datamodule.datasets["test"]))
+        )
         return backbone, datamodule, result
 
     monkeypatch.setattr(train_mod, "store_features", spy)
