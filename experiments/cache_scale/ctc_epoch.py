@@ -63,8 +63,8 @@ def main() -> None:
     cfg = compose_train(
         [
             "experiment=fsdd_digits_ctc",
-            f"data.train_per_speaker={a.train_per_speaker}",
-            f"data.eval_per_speaker={a.eval_per_speaker}",
+            f"data.corpus.train_per_speaker={a.train_per_speaker}",
+            f"data.corpus.eval_per_speaker={a.eval_per_speaker}",
             f"features.dir={WORK}/features-ctc",
             f"paths.cache_dir={WORK}/cache",
             "trainer.accelerator=cpu",

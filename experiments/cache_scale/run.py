@@ -76,26 +76,41 @@ def committed_clips(features: Path) -> int:
     return sum(len(json.loads(p.read_text())["clips"]) for p in features.glob("*/r*.json"))
 
 
+def rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(x.split()[1]) * 1024 for x in f if x.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return 0
+
+
 def train(args: list[str], out: Path, kill_at: int | None = None, features: Path | None = None) -> dict:
-    """One ``train.py`` process: wall time, peak RSS (GB), metrics; SIGKILL once ``kill_at`` clips are committed."""
+    """One ``train.py`` process: wall time, peak RSS (GB) of the whole run and of its features pass
+    (sampled from /proc every 0.2 s until the log says the pass is done), metrics; SIGKILL once
+    ``kill_at`` clips are committed."""
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with open(out / "stdout.log", "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "train.py", *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
         )
-        killed = False
-        while kill_at is not None and proc.poll() is None:
-            time.sleep(0.5)
-            if committed_clips(features) >= kill_at:
+        killed, pass_peak, pass_done = False, 0, False
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # reaps the child once, with its usage
+            if pid:
+                break
+            time.sleep(0.2)
+            if not pass_done:
+                pass_peak = max(pass_peak, rss_bytes(proc.pid))
+                pass_done = "features: rank" in (out / "stdout.log").read_text(errors="replace")
+            if kill_at is not None and not killed and committed_clips(features) >= kill_at:
                 os.kill(proc.pid, signal.SIGKILL)
                 killed = True
-                break
-        _, status, usage = os.wait4(proc.pid, 0)
     metrics = out / "metrics.json"
     return {
         "wall_s": time.perf_counter() - t0,
         "rss_gb": usage.ru_maxrss / 1e6,
+        "pass_rss_gb": pass_peak / 1e9,
         "killed": killed,
         "status": status,
         "metrics": json.loads(metrics.read_text()) if metrics.is_file() and not killed else {},
@@ -117,12 +132,14 @@ def load() -> str:
 def record(row: dict) -> None:
     row = {"time": time.strftime("%Y-%m-%d %H:%M"), "load_1_5_15": load(), **row}
     path = HERE / f"results-{row['experiment'].removesuffix('_warm')}.csv"  # one column set per file
-    new = not path.is_file()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
+    rows = list(csv.DictReader(open(path))) if path.is_file() else []
+    fields = list(dict.fromkeys([*(rows[0] if rows else {}), *row]))  # a new column joins the old ones
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, restval="")
+        w.writeheader()
+        w.writerows([*rows, row])
+    os.replace(tmp, path)
     print(json.dumps(row), flush=True)
 
 
@@ -136,6 +153,7 @@ def scale(n: int) -> dict:
         "experiment": "scale",
         "clips": n,
         "peak_rss_gb": round(run["rss_gb"], 3),
+        "pass_peak_rss_gb": round(run["pass_rss_gb"], 3),
         "wall_s": round(run["wall_s"], 1),
         "pass_s": round(p["seconds"], 1),
         "pass_ms_per_clip": round(1000 * p["seconds"] / p["clips"], 2),

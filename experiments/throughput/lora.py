@@ -38,7 +38,7 @@ def command(name: str, work: Path, rec: Path, args, extra: list[str]) -> list[st
         sys.executable, "train.py", "backbone=hf", "backbone.name_or_path=wav2vec2-base-random",
         "backbone.pretrained=false", "backbone.model_type=wav2vec2", "features.mode=off",
         "++backbone.layer_drop=0.1", *extra,
-        f"data.root={rec}", "data.val_speakers=[]", f"data.test_speakers=[{args.test_speaker}]",
+        f"data.corpus.root={rec}", "data.corpus.val_speakers=[]", f"data.corpus.test_speakers=[{args.test_speaker}]",
         f"paths.cache_dir={work}/cache", "test=false", f"++trainer.max_steps={args.steps}",
         f"data.batch_size={args.batch_size}", f"optimizer.lr={args.lr}", f"task.backbone_lr={args.lr}",
         "+callbacks.step_timer._target_=lightning_step_timer.StepTimer",
