@@ -12,15 +12,15 @@ import io
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from asr_transfer.utils.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +103,8 @@ def write_trials(rows: list[dict[str, Any]], path: str | Path) -> Path:
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as f:
+    with atomic_open(path, newline="") as f:
         f.write(buf.getvalue())
-    os.replace(tmp, path)
     return path
 
 

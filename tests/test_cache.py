@@ -53,10 +53,10 @@ def stored(
 def probe(bb, featurizer=WeightedSum, head=LinearHead, seed=1) -> ClassificationTask:
     torch.manual_seed(seed)
     task = ClassificationTask(
-        bb,
-        partial(featurizer),
-        partial(head),
-        partial(torch.optim.AdamW),
+        backbone=bb,
+        featurizer=partial(featurizer),
+        head=partial(head),
+        optimizer=partial(torch.optim.AdamW),
         num_classes=3,
         labels=["0", "1", "2"],
     )

@@ -20,10 +20,10 @@ def test_single_layer_reads_the_chosen_state_through_the_task():
     torch.manual_seed(0)
     backbone = BACKBONES["whisper"]().eval()
     task = ClassificationTask(
-        backbone,
-        lambda num_layers, hidden_size: SingleLayer(num_layers, hidden_size, layer=1),
-        LinearHead,
-        torch.optim.AdamW,
+        backbone=backbone,
+        featurizer=lambda num_layers, hidden_size: SingleLayer(num_layers, hidden_size, layer=1),
+        head=LinearHead,
+        optimizer=torch.optim.AdamW,
         num_classes=2,
     )
     assert task.featurizer.layers == [1]

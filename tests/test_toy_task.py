@@ -25,9 +25,8 @@ class DurationTargets(Targets):
 
 
 class DurationRegression(TransferTask):
-    def __init__(self, backbone, featurizer, head, optimizer, scheduler=None, **kw) -> None:
-        super().__init__(backbone, featurizer, optimizer, scheduler, **kw)
-        self.head = head(input_size=backbone.hidden_size, num_classes=1)
+    def __init__(self, **parts) -> None:
+        super().__init__(head_sizes={"num_classes": 1}, **parts)
         self.val_mae, self.test_mae = MeanAbsoluteError(), MeanAbsoluteError()
 
     @classmethod

@@ -31,6 +31,10 @@ class Backbone(nn.Module, ABC):
       none             everything trains.
       feature_encoder  the convolutional front end is frozen, the transformer trains (wav2vec2 recipe).
       top_k            only the top ``top_k`` transformer layers train.
+
+    The settings every backbone shares (``freeze``, ``top_k``, ``layer_drop``, ``adapter``,
+    ``unfreeze``) are declared here once: a subclass takes its own arguments and passes
+    ``**settings`` on, then reads ``self.layer_drop`` etc.
     """
 
     sample_rate: int = 16000

@@ -28,6 +28,19 @@ from asr_transfer.backbones.hub import load_pretrained, resolve_pretrained
 
 log = logging.getLogger(__name__)
 
+# Adapter targets inside one wav2vec2-family layer (torchaudio's modules carry the same names).
+WAV2VEC2_ADAPTER_TARGETS = {
+    "lora": (
+        "attention.q_proj",
+        "attention.k_proj",
+        "attention.v_proj",
+        "attention.out_proj",
+        "feed_forward.intermediate_dense",
+        "feed_forward.output_dense",
+    ),
+    "bottleneck": ("attention", "feed_forward"),
+}
+
 
 class HFBackbone(Backbone):
     """A ``transformers`` wav2vec2-family encoder, pretrained or randomly initialised.
@@ -43,35 +56,19 @@ class HFBackbone(Backbone):
     is given; ``config_overrides`` can turn masking back on.
     """
 
-    adapter_targets = {
-        "lora": (
-            "attention.q_proj",
-            "attention.k_proj",
-            "attention.v_proj",
-            "attention.out_proj",
-            "feed_forward.intermediate_dense",
-            "feed_forward.output_dense",
-        ),
-        "bottleneck": ("attention", "feed_forward"),
-    }
+    adapter_targets = WAV2VEC2_ADAPTER_TARGETS
 
     def __init__(
         self,
         name_or_path: str,
-        freeze: str = "all",
-        top_k: int = 0,
         pretrained: bool = True,
         config_overrides: dict | None = None,
         model_type: str | None = None,
         attn_implementation: str = "sdpa",
-        layer_drop: float | None = None,
         trust_remote_code: bool = False,
-        adapter=None,
-        unfreeze: list[dict] | None = None,
+        **settings,
     ) -> None:
-        super().__init__(
-            freeze=freeze, top_k=top_k, layer_drop=layer_drop, adapter=adapter, unfreeze=unfreeze
-        )
+        super().__init__(**settings)
         from transformers import AutoConfig
 
         self.name_or_path = name_or_path
@@ -80,7 +77,7 @@ class HFBackbone(Backbone):
         overrides = {"mask_time_prob": 0.0, "mask_feature_prob": 0.0, "apply_spec_augment": False}
         overrides.update(config_overrides or {})
         # Layers are summed downstream: a dropped layer would shift which state is which.
-        overrides["layerdrop"] = 0.0 if layer_drop is None else float(layer_drop)
+        overrides["layerdrop"] = float(self.layer_drop or 0.0)
         remote = {"trust_remote_code": trust_remote_code}
         if not pretrained and model_type is not None:
             config = AutoConfig.for_model(model_type, **overrides)
@@ -104,7 +101,7 @@ class HFBackbone(Backbone):
         self.hidden_size = config.hidden_size
         self.downsample_rate = math.prod(config.conv_stride)
         self._ran: list[int] = []
-        if layer_drop:  # HF skips layers silently; record which ran to keep the state count fixed
+        if self.layer_drop:  # HF skips layers silently; record which ran to keep the state count fixed
             for i, layer in enumerate(self.model.encoder.layers):
                 layer.register_forward_hook(lambda m, a, o, i=i: self._ran.append(i))
         self.apply_freeze()

@@ -39,11 +39,11 @@ class ScratchBackbone(Backbone):
         num_layers: int = 4,
         num_heads: int = 4,
         freeze: str = "none",
-        top_k: int = 0,
-        adapter=None,
-        unfreeze: list[dict] | None = None,
+        **settings,
     ) -> None:
-        super().__init__(freeze=freeze, top_k=top_k, adapter=adapter, unfreeze=unfreeze)
+        super().__init__(freeze=freeze, **settings)
+        if self.layer_drop:
+            raise ValueError("backbone=scratch has no LayerDrop: leave backbone.layer_drop unset")
         import torchaudio
 
         self.sample_rate = sample_rate

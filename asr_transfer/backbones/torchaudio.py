@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from asr_transfer.backbones.base import Backbone, lengths_to_mask
+from asr_transfer.backbones.hf import WAV2VEC2_ADAPTER_TARGETS
 
 # lowercase backbone.variant -> torchaudio.pipelines bundle name
 VARIANTS = {
@@ -52,34 +53,18 @@ class TorchaudioBackbone(Backbone):
 
     # WavLM's attention is one nn.MultiheadAttention (attention.attention; peft adapts it whole).
     adapter_targets = {
-        "lora": (
-            *(
-                "attention.q_proj",
-                "attention.k_proj",
-                "attention.v_proj",
-                "attention.out_proj",
-                "feed_forward.intermediate_dense",
-                "feed_forward.output_dense",
-            ),
-            "attention.attention",
-        ),
-        "bottleneck": ("attention", "feed_forward"),
+        "lora": (*WAV2VEC2_ADAPTER_TARGETS["lora"], "attention.attention"),
+        "bottleneck": WAV2VEC2_ADAPTER_TARGETS["bottleneck"],
     }
 
     def __init__(
         self,
         variant: str = "wav2vec2_base",
-        freeze: str = "all",
-        top_k: int = 0,
         pretrained: bool = True,
         config_overrides: dict | None = None,
-        layer_drop: float | None = None,
-        adapter=None,
-        unfreeze: list[dict] | None = None,
+        **settings,
     ) -> None:
-        super().__init__(
-            freeze=freeze, top_k=top_k, layer_drop=layer_drop, adapter=adapter, unfreeze=unfreeze
-        )
+        super().__init__(**settings)
         import torchaudio.pipelines
 
         if variant not in VARIANTS:

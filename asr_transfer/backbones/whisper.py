@@ -45,20 +45,14 @@ class WhisperEncoderBackbone(Backbone):
     def __init__(
         self,
         name_or_path: str = "openai/whisper-tiny.en",
-        freeze: str = "all",
-        top_k: int = 0,
         pad_to_30s: bool = False,
         min_window_s: float = 0.5,
         pretrained: bool = True,
         attn_implementation: str = "sdpa",
         config_overrides: dict | None = None,
-        layer_drop: float | None = None,
-        adapter=None,
-        unfreeze: list[dict] | None = None,
+        **settings,
     ) -> None:
-        super().__init__(
-            freeze=freeze, top_k=top_k, layer_drop=layer_drop, adapter=adapter, unfreeze=unfreeze
-        )
+        super().__init__(**settings)
         from transformers import WhisperConfig
         from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
@@ -77,7 +71,7 @@ class WhisperEncoderBackbone(Backbone):
             config._attn_implementation = attn_implementation
             self.model = WhisperEncoder(config)
         # Layers are summed downstream: a dropped layer would shift which state is which.
-        self.model.layerdrop = 0.0 if layer_drop is None else layer_drop
+        self.model.layerdrop = self.layer_drop or 0.0
         self.config = config
         self.num_layers = config.encoder_layers + 1
         self.hidden_size = config.d_model

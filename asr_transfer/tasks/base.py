@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -18,6 +19,7 @@ from asr_transfer.backbones.base import Backbone
 from asr_transfer.data.targets import Targets
 from asr_transfer.tasks.param_groups import param_groups, with_backbone_warmup
 from asr_transfer.tasks.spec_augment import SpecAugment
+from asr_transfer.utils.jsonl import write_jsonl
 from asr_transfer.utils.rng import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -31,10 +33,12 @@ def pools_first(head_pools_first: bool, featurizer, spec_augment) -> bool:
 
 
 class TransferTask(L.LightningModule):
-    """Args:
+    """Args (declared here once; a subclass takes its own and passes ``**parts`` on):
     backbone: a built ``Backbone``.
     featurizer: partial taking ``num_layers`` and ``hidden_size``; it owns layer selection and
       ``output_size`` (the head's input size).
+    head: partial taking ``input_size`` (the featurizer's ``output_size``) and ``head_sizes``.
+    head_sizes: the head's output sizes, from the subclass (``num_classes``, ``vocab_size``).
     optimizer: partial taking param groups (e.g. ``torch.optim.AdamW``); its ``lr`` is the head's rate.
     scheduler: partial ``(optimizer, total_steps) -> lr_scheduler config dict`` or None.
     backbone_lr: learning rate of the trainable backbone parameters (None: the optimizer's lr).
@@ -48,7 +52,9 @@ class TransferTask(L.LightningModule):
         self,
         backbone: Backbone,
         featurizer: Callable,
+        head: Callable,
         optimizer: Callable,
+        head_sizes: dict,
         scheduler: Callable | None = None,
         backbone_lr: float | None = None,
         max_nonfinite_steps: int = 10,
@@ -60,12 +66,14 @@ class TransferTask(L.LightningModule):
         self.backbone = backbone
         self.spec_augment = spec_augment
         self.featurizer = featurizer(num_layers=backbone.num_layers, hidden_size=backbone.hidden_size)
+        self.head = head(input_size=self.featurizer.output_size, **head_sizes)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.backbone_lr = backbone_lr
         self.layer_lr_decay, self.backbone_warmup_steps = layer_lr_decay, int(backbone_warmup_steps)
         self.max_nonfinite_steps = max_nonfinite_steps
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
+        self.test_rows: list[dict] = []  # one per test clip, with its dataset "index" (write_test_rows)
         self._resume_rng: dict | None = None  # set from a checkpoint, applied before the next step
         self.run_config: dict | None = None  # the resolved Hydra config, stored in every checkpoint
         # Frozen pretrained weights are not stored in checkpoints (reloaded from their source).
@@ -101,6 +109,21 @@ class TransferTask(L.LightningModule):
     def test_artifacts(self) -> dict[str, dict]:
         """JSON files for the run directory after testing: ``{file name: content}``."""
         return {}
+
+    def on_test_epoch_start(self) -> None:
+        self.test_rows = []
+
+    def write_test_rows(self, name: str) -> None:
+        """``test_rows`` to ``<run dir>/<name>`` in dataset order, each with its clip's audio path
+        (error analysis: the run report reads them)."""
+        if not self.trainer.is_global_zero or not self.trainer.default_root_dir:
+            return
+        dataset = self.trainer.test_dataloaders.dataset
+        entries = getattr(getattr(dataset, "base", dataset), "entries", None)
+        rows = sorted(self.test_rows, key=lambda r: r["index"])
+        if entries is not None:
+            rows = [{"audio_filepath": entries[r["index"]].audio_filepath, **r} for r in rows]
+        write_jsonl(Path(self.trainer.default_root_dir) / name, rows)
 
     @property
     def pools_first(self) -> bool:

@@ -2,48 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from asr_transfer.backbones.base import Backbone
 from asr_transfer.data.targets import LabelTargets
 from asr_transfer.tasks.base import TransferTask
-from asr_transfer.utils.jsonl import write_jsonl
 
 TOP_K = 5  # predictions per clip kept in test_predictions.jsonl (the run report reads them)
 
 
 class ClassificationTask(TransferTask):
     """Cross-entropy over ``num_classes``; logs loss, accuracy and macro-F1 per split and the test
-    confusion matrix. ``head`` is a partial taking ``input_size`` and ``num_classes``."""
+    confusion matrix. ``parts``: ``TransferTask``'s arguments (backbone, featurizer, head: a partial
+    taking ``input_size`` and ``num_classes``, optimizer, ...)."""
 
     def __init__(
-        self,
-        backbone: Backbone,
-        featurizer: Callable,
-        head: Callable,
-        optimizer: Callable,
-        num_classes: int,
-        labels: list[str] | None = None,
-        scheduler: Callable | None = None,
-        backbone_lr: float | None = None,
-        label_smoothing: float = 0.0,
-        max_nonfinite_steps: int = 10,
-        layer_lr_decay: float | None = None,
-        backbone_warmup_steps: int = 0,
-        spec_augment=None,
+        self, num_classes: int, labels: list[str] | None = None, label_smoothing: float = 0.0, **parts
     ) -> None:
-        super().__init__(
-            backbone, featurizer, optimizer, scheduler, backbone_lr, max_nonfinite_steps,
-            layer_lr_decay=layer_lr_decay, backbone_warmup_steps=backbone_warmup_steps,
-            spec_augment=spec_augment,
-        )  # fmt: skip
-        self.head = head(input_size=self.featurizer.output_size, num_classes=num_classes)
+        super().__init__(head_sizes={"num_classes": num_classes}, **parts)
         self.num_classes = num_classes
         self.labels = list(labels) if labels is not None else [str(i) for i in range(num_classes)]
         self.label_smoothing = label_smoothing
@@ -111,24 +89,14 @@ class ClassificationTask(TransferTask):
                                    "probs": [round(v, 6) for v in p]})  # fmt: skip
 
     def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
         self.confusion.reset()
-        self.test_rows = []
 
     def on_test_epoch_end(self) -> None:
+        """The confusion matrix, and every test clip's true label and top predictions to
+        ``test_predictions.jsonl`` (the run report plays the worst-classified clips)."""
         self.test_confusion = self.confusion.compute().cpu()
-        self.write_test_predictions()
-
-    def write_test_predictions(self) -> None:
-        """Every test clip's true label and top predictions to ``<run dir>/test_predictions.jsonl``
-        (error analysis: the run report plays the worst-classified clips)."""
-        if not self.trainer.is_global_zero or not self.trainer.default_root_dir:
-            return
-        dataset = self.trainer.test_dataloaders.dataset
-        entries = getattr(getattr(dataset, "base", dataset), "entries", None)
-        rows = sorted(self.test_rows, key=lambda r: r["index"])
-        if entries is not None:
-            rows = [{"audio_filepath": entries[r["index"]].audio_filepath, **r} for r in rows]
-        write_jsonl(Path(self.trainer.default_root_dir) / "test_predictions.jsonl", rows)
+        self.write_test_rows("test_predictions.jsonl")
 
     def test_artifacts(self) -> dict[str, dict]:
         if self.test_confusion is None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -13,12 +11,10 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
-from asr_transfer.backbones.base import Backbone
 from asr_transfer.data.targets import TextTargets
 from asr_transfer.tasks.base import TransferTask
 from asr_transfer.text.decoding import GreedyDecoder
 from asr_transfer.text.tokenizer import Tokenizer, tokenizer_from_state
-from asr_transfer.utils.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +58,8 @@ def ctc_loss_fp32(
 
 
 class CTCTask(TransferTask):
-    """Args (beyond ``TransferTask``'s):
-    head: partial taking ``input_size`` and ``vocab_size`` (conf/head/ctc_*.yaml).
+    """Args (``parts``: ``TransferTask``'s; its head is a partial taking ``input_size`` and
+    ``vocab_size``, conf/head/ctc_*.yaml):
     tokenizer: partial ``texts -> Tokenizer`` (``fit_tokenizer``), used when training from scratch.
     decoding: partial ``tokenizer -> decoder`` (conf/decoding/*.yaml); None: greedy.
     texts: the training transcripts (given by ``data_kwargs``) that the tokenizer is fitted on.
@@ -73,41 +69,27 @@ class CTCTask(TransferTask):
 
     def __init__(
         self,
-        backbone: Backbone,
-        featurizer: Callable,
-        head: Callable,
-        optimizer: Callable,
         tokenizer: Callable[[list[str]], Tokenizer],
         decoding: Callable[[Tokenizer], Callable] | None = None,
         texts: list[str] | None = None,
         tokenizer_state: dict | None = None,
-        scheduler: Callable | None = None,
-        backbone_lr: float | None = None,
-        max_nonfinite_steps: int = 10,
-        layer_lr_decay: float | None = None,
-        backbone_warmup_steps: int = 0,
         log_examples: int = 3,
-        spec_augment=None,
+        **parts,
     ) -> None:
-        super().__init__(
-            backbone, featurizer, optimizer, scheduler, backbone_lr, max_nonfinite_steps,
-            layer_lr_decay=layer_lr_decay, backbone_warmup_steps=backbone_warmup_steps,
-            spec_augment=spec_augment,
-        )  # fmt: skip
         if tokenizer_state is not None:
-            self.tokenizer = tokenizer_from_state(tokenizer_state)
+            fitted = tokenizer_from_state(tokenizer_state)
         elif texts:
-            self.tokenizer = tokenizer(list(texts))
+            fitted = tokenizer(list(texts))
         else:
             raise ValueError(
                 "CTCTask needs training transcripts (a manifest 'text' field) or a checkpoint's tokenizer"
             )
-        self.head = head(input_size=self.featurizer.output_size, vocab_size=self.tokenizer.vocab_size)
+        super().__init__(head_sizes={"vocab_size": fitted.vocab_size}, **parts)
+        self.tokenizer = fitted
         self.decoder = decoding(self.tokenizer) if decoding is not None else GreedyDecoder(self.tokenizer)
         self.log_examples = log_examples
         self.too_short_total = 0  # training clips skipped: fewer frames than CTC needs
         self.examples: list[tuple[str, str]] = []
-        self.test_rows: list[dict] = []
         metrics = MetricCollection({"wer": WordErrorRate(), "cer": CharErrorRate()})
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
@@ -214,20 +196,9 @@ class CTCTask(TransferTask):
         for i, r, h in zip(batch["index"].tolist(), refs, hyps):
             self.test_rows.append({"index": i, "ref": r, "hyp": h})
 
-    def on_test_epoch_start(self) -> None:
-        self.test_rows = []
-
     def on_test_epoch_end(self) -> None:
-        """Write every test transcript (ref, hyp) to ``<run dir>/test_transcripts.jsonl`` (error analysis)."""
-        if not self.trainer.is_global_zero or not self.trainer.default_root_dir:
-            return
-        dataset = self.trainer.test_dataloaders.dataset
-        entries = getattr(getattr(dataset, "base", dataset), "entries", None)
-        rows = sorted(self.test_rows, key=lambda r: r["index"])
-        if entries is not None:
-            rows = [{"audio_filepath": entries[r["index"]].audio_filepath, **r} for r in rows]
-        with atomic_open(Path(self.trainer.default_root_dir) / "test_transcripts.jsonl") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+        """Every test transcript (ref, hyp) to ``<run dir>/test_transcripts.jsonl`` (error analysis)."""
+        self.write_test_rows("test_transcripts.jsonl")
 
     # ----- prediction ------------------------------------------------------------------------------
     def predict_rows(self, batch: dict) -> list[dict]:

@@ -28,10 +28,10 @@ def test_guard_loss_skips_counts_and_stops():
     from asr_transfer.tasks.classification import ClassificationTask
 
     task = ClassificationTask(
-        WhisperEncoderBackbone(pretrained=False, config_overrides=TINY_WHISPER_CONFIG),
-        LastLayer,
-        LinearHead,
-        torch.optim.AdamW,
+        backbone=WhisperEncoderBackbone(pretrained=False, config_overrides=TINY_WHISPER_CONFIG),
+        featurizer=LastLayer,
+        head=LinearHead,
+        optimizer=torch.optim.AdamW,
         num_classes=2,
         max_nonfinite_steps=3,
     )
