@@ -49,14 +49,14 @@ def probe_rows(
     """One row per featurizer: each layer, weighted_sum, concat (val/test accuracy, chosen L2)."""
     from asr_transfer.heads import LinearHead
 
-    variants = [(str(k), SingleLayer(num_layers, hidden, layer=k), [k]) for k in range(num_layers)]
-    variants += [("weighted_sum", WeightedSum(num_layers, hidden), list(range(num_layers)))]
-    variants += [("concat", Concat(num_layers, hidden), list(range(num_layers)))]
+    variants = [(str(k), SingleLayer(num_layers, hidden, layer=k)) for k in range(num_layers)]
+    variants += [("weighted_sum", WeightedSum(num_layers, hidden)), ("concat", Concat(num_layers, hidden))]
     rows, weights = [], None
-    for name, featurizer, layers in variants:
+    for name, featurizer in variants:
         torch.manual_seed(seed)
         head = LinearHead(featurizer.output_size, num_classes)
-        part = {s: Features(f.x[:, layers], f.y) for s, f in splits.items()}
+        # the stored features hold every layer: each featurizer reads its own (featurizer.layers)
+        part = {s: Features(f.x[:, featurizer.layers], f.y) for s, f in splits.items()}
         t0 = time.perf_counter()
         result = probe.fit(featurizer, head, part["train"], part.get("val"))
         row = {"layer": name, "l2": result.l2, "seconds": round(time.perf_counter() - t0, 2)}

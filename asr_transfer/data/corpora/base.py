@@ -21,12 +21,13 @@ class Corpus:
     """``data.corpus``: find or download a corpus's audio and write one manifest per split.
 
     Subclasses set ``name`` and implement ``build() -> {split: [manifest rows]}`` and ``settings()``
-    (what changes the rows); ``prepare()`` writes the manifests once per settings.
+    (what changes the rows); ``prepare()`` writes the manifests once per settings. They take their
+    own settings and pass ``**common`` (``manifest_dir``, declared here once) on.
     """
 
     name = "corpus"
 
-    def __init__(self, manifest_dir: str) -> None:
+    def __init__(self, manifest_dir: str = ".cache/manifests") -> None:
         self.manifest_dir = Path(manifest_dir)
 
     def settings(self) -> dict:

@@ -78,9 +78,9 @@ class Folder(Corpus):
         test_fraction: float = 0.1,
         speaker_regex: str | None = None,
         split_seed: int = 0,
-        manifest_dir: str = ".cache/manifests",
+        **common,
     ) -> None:
-        super().__init__(manifest_dir)
+        super().__init__(**common)
         if not root:
             raise ValueError(
                 "data.corpus.root is not set: point it at a folder with one sub-folder per class"

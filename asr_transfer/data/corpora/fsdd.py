@@ -101,10 +101,10 @@ class FSDD(Corpus):
         val_speakers: list[str] = (),
         test_speakers: list[str] = (),
         download_dir: str = ".cache/data/fsdd",
-        manifest_dir: str = ".cache/manifests",
         label: str = "digit",
+        **common,
     ) -> None:
-        super().__init__(manifest_dir)
+        super().__init__(**common)
         if label not in ("digit", "speaker"):
             raise ValueError(
                 f"data.corpus.label={label!r}: use digit (what was said) or speaker (who said it)"

@@ -87,15 +87,14 @@ def render(plan: dict, path: Path) -> float:
 
 class FSDDDigits(FSDD):
     """``count`` strings per speaker: ``train_per_speaker`` for training speakers, ``eval_per_speaker``
-    for val/test speakers; the recordings and their speaker split are ``FSDD``'s."""
+    for val/test speakers. The recordings and their speaker split are ``FSDD``'s: ``recordings``
+    are its settings (root, val_speakers, test_speakers, download_dir, manifest_dir); its label is
+    the digit (the strings are made of digits)."""
 
     name = "fsdd_digits"
 
     def __init__(
         self,
-        root: str | None = None,
-        val_speakers: list[str] = (),
-        test_speakers: list[str] = (),
         train_per_speaker: int = 400,
         eval_per_speaker: int = 100,
         min_digits: int = 2,
@@ -103,11 +102,10 @@ class FSDDDigits(FSDD):
         min_gap_ms: float = 50.0,
         max_gap_ms: float = 300.0,
         digits_seed: int = 0,
-        download_dir: str = ".cache/data/fsdd",
         audio_dir: str = ".cache/data/fsdd_digits",
-        manifest_dir: str = ".cache/manifests",
+        **recordings,
     ) -> None:
-        super().__init__(root, val_speakers, test_speakers, download_dir, manifest_dir)
+        super().__init__(label="digit", **recordings)
         self.audio_dir = Path(audio_dir)
         self.counts = {"train": train_per_speaker, "val": eval_per_speaker, "test": eval_per_speaker}
         self.lengths = (min_digits, max_digits)

@@ -91,9 +91,9 @@ class LibriSpeech(Corpus):
         test_subsets: list[str] = ("test-clean",),
         librilight: str | None = None,
         download: bool = True,
-        manifest_dir: str = ".cache/manifests",
+        **common,
     ) -> None:
-        super().__init__(manifest_dir)
+        super().__init__(**common)
         self.root = Path(root).expanduser()
         self.subsets = {"train": list(train_subsets), "val": list(val_subsets), "test": list(test_subsets)}
         self.librilight, self.download = librilight, download

@@ -130,9 +130,9 @@ class SpeechCommands(Corpus):
         unknown_fraction: float | None = None,
         split_seed: int = 0,
         download_dir: str = ".cache/data",
-        manifest_dir: str = ".cache/manifests",
+        **common,
     ) -> None:
-        super().__init__(manifest_dir)
+        super().__init__(**common)
         if version not in VERSIONS:
             raise ValueError(f"data.corpus.version={version!r}: use one of {list(VERSIONS)}")
         if isinstance(classes, str) and classes not in ("superb", "all"):

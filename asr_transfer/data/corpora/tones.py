@@ -30,9 +30,9 @@ class Tones(Corpus):
         seconds: float = 0.5,
         sample_rate: int = 16000,
         audio_dir: str = ".cache/data/tones",
-        manifest_dir: str = ".cache/manifests",
+        **common,
     ) -> None:
-        super().__init__(manifest_dir)
+        super().__init__(**common)
         if len(classes) < 2:
             raise ValueError(f"data.corpus.classes={classes}: give at least two classes (name: Hz)")
         self.classes, self.per_class = dict(classes), per_class

@@ -27,7 +27,7 @@ def fake_fsdd(root: Path, speakers=("ann", "bob", "cat", "dan"), per_digit: int 
 
 def _digits(tmp: Path, root: Path, seed: int = 0) -> FSDDDigits:
     return FSDDDigits(
-        str(root),
+        root=str(root),
         val_speakers=["cat"],
         test_speakers=["dan"],
         train_per_speaker=6,
