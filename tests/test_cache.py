@@ -238,3 +238,16 @@ def test_encoding_on_gpu_matches_cpu(tone_corpus, tmp_path):
     torch.testing.assert_close(
         first_batch(gpu)["features"], first_batch(cpu)["features"], atol=1e-4, rtol=1e-4
     )
+
+
+@pytest.mark.parametrize("pooled", [True, False])
+def test_the_estimate_is_what_the_pass_writes(tone_corpus, tmp_path, pooled):
+    """check_data.py prints this estimate before a run: pooled vectors exactly, frames from durations."""
+    dm, bb = audio_dm(tone_corpus), backbone()
+    stage, layers = FeaturesStage(str(tmp_path / "features"), dtype="float32"), list(range(bb.num_layers))
+    before = stage.estimate(bb, dm.datasets, layers, pooled)
+    fs = stage.run(dm.datasets, bb, layers, pooled, build=lambda: bb)
+    written = json.loads((Path(fs.folder) / "passes.jsonl").read_text().splitlines()[0])["bytes"]
+    assert (before["clips"], before["stored"]) == (48, 0)
+    assert before["bytes"] == pytest.approx(written, rel=0.0 if pooled else 0.05)
+    assert stage.estimate(bb, dm.datasets, layers, pooled) == {"clips": 0, "bytes": 0, "stored": 48}

@@ -148,12 +148,15 @@ class FeaturesStage:
         folder, _, stored = self.folder(card, layers, pooled, datasets)
         index = ShardIndex(folder).refresh()
         missing = _missing(datasets, index)
+        size = self.size(backbone, stored, pooled, [e for _, e, _ in missing.values()])
+        return {"clips": len(missing), "bytes": size, "stored": len(index.clips)}
+
+    def size(self, backbone, stored: list[int], pooled: bool, entries) -> float:
+        """Bytes these clips' features take: one row per clip (pooled) or per frame, of every stored layer."""
         width = len(stored) * backbone.hidden_size * DTYPES[self.storage_dtype(pooled)].itemsize
         frames_per_s = backbone.sample_rate / backbone.downsample_rate
-        rows = (
-            len(missing) if pooled else sum((e.duration or 0.0) * frames_per_s for _, e in missing.values())
-        )
-        return {"clips": len(missing), "bytes": rows * width, "stored": len(index.clips)}
+        rows = len(entries) if pooled else sum(e.duration or 0.0 for e in entries) * frames_per_s
+        return rows * width
 
     def run(
         self,
@@ -253,13 +256,7 @@ class FeaturesStage:
 
     def _check_disk(self, folder, backbone, stored, pooled, entries) -> float:
         """Print the size before the work; refuse clearly when the disk cannot hold it."""
-        width = len(stored) * backbone.hidden_size * DTYPES[self.storage_dtype(pooled)].itemsize
-        frames = (
-            len(entries)
-            if pooled
-            else sum(e.duration or 0.0 for e in entries) * backbone.sample_rate / backbone.downsample_rate
-        )
-        estimate = frames * width
+        estimate = self.size(backbone, stored, pooled, entries)
         os.makedirs(folder, exist_ok=True)
         free = shutil.disk_usage(folder).free
         log.info(
