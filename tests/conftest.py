@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -21,6 +24,16 @@ CONF = ROOT / "conf"
 SHARED = (ROOT / ".." / "shared").resolve()
 WHISPER_DIR = SHARED / "models" / "whisper-tiny.en"
 FSDD_DIR = SHARED / "data" / "fsdd"
+
+
+def run_python(*args, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
+    """``python *args`` in a fresh interpreter at the repository root, output captured. The package is
+    importable (PYTHONPATH), Hydra prints whole tracebacks; ``env`` adds or replaces variables."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "1", **env}
+    return subprocess.run(
+        [sys.executable, *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
 
 needs_shared = pytest.mark.skipif(
     not (WHISPER_DIR.is_dir() and FSDD_DIR.is_dir()), reason="../shared assets (Whisper tiny.en, FSDD) absent"

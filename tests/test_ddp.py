@@ -12,14 +12,11 @@ loss to 1e-4.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from asr_transfer.pipeline.train import train
-from tests.conftest import ROOT, TINY_WHISPER, compose_train, tone_overrides
+from tests.conftest import TINY_WHISPER, compose_train, run_python, tone_overrides
 
 
 def _common(corpus, cache_dir) -> list[str]:
@@ -49,10 +46,7 @@ def test_ddp_cpu_two_processes_match_single_process(tmp_path, tone_corpus):
         "data.batch_size=12",  # per process: 2 x 12 = the single run's 24
         f"hydra.run.dir={ddp_dir}",
     ]
-    env = {**os.environ, "HYDRA_FULL_ERROR": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
-    )
+    proc = run_python("train.py", *args, timeout=900)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out  # really two processes

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_python
 from tests.test_cache import audio_dm, backbone, stored
 
 ROW_BYTES = 3 * 32 * 4  # one frame: 3 hidden states x 32 values in float32 (the tiny Whisper)
@@ -102,9 +100,7 @@ def test_a_killed_pass_resumes_at_the_first_unfinished_shard(tone_corpus, tmp_pa
     script = KILLED_PASS.format(
         root=str(ROOT), folder=str(folder), shard_mb=shard_mb, **{k: str(v) for k, v in tone_corpus.items()}
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
+    proc = run_python("-c", script, timeout=300)
     assert proc.returncode == -9, proc.stderr[-3000:]  # SIGKILL
     spec = next(p for p in folder.iterdir() if p.is_dir())
     committed = sum(len(json.loads(p.read_text())["clips"]) for p in spec.glob("r*.json"))

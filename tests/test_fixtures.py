@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.conftest import run_python
 
 # Writes every generated corpus into argv[1], prints one sha256 over all paths and bytes.
 SCRIPT = """
@@ -29,15 +26,7 @@ print(h.hexdigest())
 
 
 def _corpus_hash(out: Path, hash_seed: str) -> str:
-    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_python("-c", SCRIPT, out, timeout=120, PYTHONHASHSEED=hash_seed)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.strip()
 

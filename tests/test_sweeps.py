@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -14,7 +12,7 @@ import pytest
 import yaml
 
 from asr_transfer.sweeps import TRIAL_STATE_FILE, collect_trials, write_trials
-from tests.conftest import ROOT, TINY_WHISPER, tone_overrides
+from tests.conftest import TINY_WHISPER, run_python, tone_overrides
 
 
 def _job(sweep: Path, num: int, overrides: list[str], metrics: dict | None) -> Path:
@@ -78,15 +76,7 @@ def test_the_optuna_sweepers_records_give_pruned_and_killed_trials_their_state(t
 
 
 def _train_cli(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "train.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    proc = run_python("train.py", *args, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
-from tests.conftest import CONF, ROOT, compose_train
+from tests.conftest import CONF, compose_train, run_python
 
 
 # ----- (3) wrong options and keys ------------------------------------------------------------------------
@@ -34,20 +31,8 @@ def test_wrong_key_names_the_key(tmp_path):
 
 # ----- (4) the CLI prints the resolved job config ---------------------------------------------------------
 def test_cli_prints_job_config():
-    out = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "--cfg",
-            "job",
-            "head=mlp",
-            "data=folder",
-            "data.corpus.root=/some/clips",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    out = run_python(
+        "train.py", "--cfg", "job", "head=mlp", "data=folder", "data.corpus.root=/some/clips", timeout=120
     )
     assert out.returncode == 0, out.stderr
     text = out.stdout

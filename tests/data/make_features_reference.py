@@ -59,10 +59,10 @@ for name, head in (("pooled", LinearHead), ("frames", AttentiveHead)):
     bb = WhisperEncoderBackbone(pretrained=False, config_overrides=TINY_WHISPER_CONFIG)
     torch.manual_seed(1)
     task = ClassificationTask(
-        backbone=bb,
-        featurizer=partial(WeightedSum),
-        head=partial(head),
-        optimizer=partial(torch.optim.AdamW),
+        bb,
+        partial(WeightedSum),
+        partial(head),
+        partial(torch.optim.AdamW),
         num_classes=3,
         labels=["0", "1", "2"],
     )

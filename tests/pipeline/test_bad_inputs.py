@@ -7,9 +7,6 @@ odd-but-valid case of tests/bad_inputs.py mixed in. Runs use the tiny random Whi
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +18,15 @@ from asr_transfer.data.audio import AudioError
 from asr_transfer.pipeline.check_data import check_data, load_report
 from asr_transfer.pipeline.train import train
 from tests.bad_inputs import bad_cases, odd_cases
-from tests.conftest import FSDD_DIR, ROOT, TINY_WHISPER, compose_train, needs_shared, tone, write_wav
+from tests.conftest import (
+    FSDD_DIR,
+    TINY_WHISPER,
+    compose_train,
+    needs_shared,
+    run_python,
+    tone,
+    write_wav,
+)
 
 SPLIT_SPEAKERS = {"train": ["george", "jackson"], "val": ["nicolas"], "test": ["yweweler"]}
 PER_DIGIT = {"train": 2, "val": 1, "test": 2}
@@ -165,15 +170,7 @@ def test_check_data_reports_every_problem_at_once(tmp_path, corpus):
         f"data.val_manifest={val}",
         f"hydra.run.dir={tmp_path / 'check'}",
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "check_data.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    proc = run_python("check_data.py", *args, timeout=240)
     assert proc.returncode == 1, proc.stderr[-3000:]
     report = load_report(tmp_path / "check" / "data_check.jsonl")
     errors = {(r["audio_filepath"], r["split"]): r["reason"] for r in report if r["severity"] == "error"}

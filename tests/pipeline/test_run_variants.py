@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from asr_transfer.pipeline.train import train
-from tests.conftest import ROOT, TINY_WHISPER, compose_train, tone, tone_overrides, write_wav
+from tests.conftest import TINY_WHISPER, compose_train, run_python, tone, tone_overrides, write_wav
 
 
 def _over(corpus, tmp_path, *extra) -> list[str]:
@@ -127,15 +124,7 @@ def test_sweeps_module_rebuilds_the_trial_table(tmp_path):
         (d / ".hydra" / "overrides.yaml").write_text(f"- optimizer.lr={lr}\n- data=manifest\n")
         if acc is not None:  # job 2 failed: no metrics.json
             (d / "metrics.json").write_text(json.dumps({"val/acc": acc, "test/acc": acc - 0.1}))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "asr_transfer.sweeps", str(sweep), "val/acc", "max"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_python("-m", "asr_transfer.sweeps", sweep, "val/acc", "max", timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == str(sweep / "trials.csv")
     with open(sweep / "trials.csv", newline="") as f:
@@ -145,12 +134,5 @@ def test_sweeps_module_rebuilds_the_trial_table(tmp_path):
         ("2", "0", "0.5", "optimizer.lr=0.1"),
         ("3", "2", "", "optimizer.lr=0.001"),
     ]
-    empty = subprocess.run(
-        [sys.executable, "-m", "asr_transfer.sweeps", str(tmp_path / "none")],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    empty = run_python("-m", "asr_transfer.sweeps", tmp_path / "none", timeout=120)
     assert empty.returncode == 1 and "no job directories with .hydra/overrides.yaml" in empty.stderr

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,7 +16,7 @@ from asr_transfer.pipeline.build import build_backbone
 from asr_transfer.pipeline.evaluate import evaluate
 from asr_transfer.pipeline.predict import run as run_predict
 from asr_transfer.pipeline.train import train
-from tests.conftest import ROOT, TINY_WHISPER, compose_train, tone_overrides
+from tests.conftest import TINY_WHISPER, compose_train, run_python, tone_overrides
 from tests.presets import TINY_OVERRIDES
 
 KINDS = {
@@ -89,10 +87,7 @@ def test_trained_backbone_checkpoint_evaluates_and_predicts_the_same(kind, tmp_p
 
 
 def _cli(script: str, args: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "1"}
-    proc = subprocess.run(
-        [sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
+    proc = run_python(script, *args, timeout=300)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     return proc
 
