@@ -115,6 +115,15 @@ def compose_train(overrides: list[str], output_dir: Path, config_name: str = "tr
     return cfg
 
 
+def predict_rows(ckpt: Path, inputs, output: Path, *extra: str) -> list[dict]:
+    """What ``predict.py ckpt_path=<ckpt> inputs=<inputs> output=<output>.json`` writes (composed like the CLI)."""
+    from asr_transfer.pipeline.predict import run
+
+    config = [f"ckpt_path={ckpt}", f"inputs={inputs}", f"output={output}", *extra]
+    run(compose_train(config, output.parent / "pred", config_name="predict"))
+    return json.loads(output.read_text())
+
+
 def tone_overrides(corpus: dict[str, Path], cache_dir: Path) -> list[str]:
     return [
         "data=manifest",

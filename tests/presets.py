@@ -11,15 +11,18 @@ from asr_transfer.backbones.scratch import ScratchBackbone
 from asr_transfer.backbones.torchaudio import TorchaudioBackbone
 from asr_transfer.backbones.whisper import WhisperEncoderBackbone
 
-# A tiny random Whisper encoder: the real architecture, 2 layers of width 32 (fast on CPU).
+# The one tiny size every family's preset spells in its own config keys (fast on CPU).
+WIDTH, LAYERS, HEADS, FFN = 32, 2, 2, 64
+
+# A tiny random Whisper encoder: the real architecture at the tiny size.
 TINY_WHISPER_CONFIG = dict(
-    d_model=32,
-    encoder_layers=2,
-    encoder_attention_heads=2,
-    encoder_ffn_dim=64,
+    d_model=WIDTH,
+    encoder_layers=LAYERS,
+    encoder_attention_heads=HEADS,
+    encoder_ffn_dim=FFN,
     decoder_layers=1,
-    decoder_attention_heads=2,
-    decoder_ffn_dim=64,
+    decoder_attention_heads=HEADS,
+    decoder_ffn_dim=FFN,
     num_mel_bins=80,
     max_source_positions=1500,
 )
@@ -41,23 +44,23 @@ TINY_WHISPER = [  # the same as command-line overrides
 
 
 # Every tiny config sets LayerDrop high: the backbones must force it to 0 (layer count test).
-CONV = [(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2
+CONV = [(WIDTH, 10, 5)] + [(WIDTH, 3, 2)] * 4 + [(WIDTH, 2, 2)] * 2
 TA_TINY = dict(
     extractor_conv_layer_config=CONV,
-    encoder_embed_dim=32,
-    encoder_num_layers=2,
-    encoder_num_heads=2,
-    encoder_ff_interm_features=64,
+    encoder_embed_dim=WIDTH,
+    encoder_num_layers=LAYERS,
+    encoder_num_heads=HEADS,
+    encoder_ff_interm_features=FFN,
     encoder_pos_conv_kernel=16,
     encoder_pos_conv_groups=4,
     encoder_layer_drop=0.9,
 )
 HF_TINY = dict(
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    conv_dim=(32,) * 7,
+    hidden_size=WIDTH,
+    num_hidden_layers=LAYERS,
+    num_attention_heads=HEADS,
+    intermediate_size=FFN,
+    conv_dim=(WIDTH,) * 7,
     num_conv_pos_embeddings=16,
     num_conv_pos_embedding_groups=4,
     layerdrop=0.9,
@@ -90,7 +93,7 @@ BACKBONES = {
     # Data2VecAudio reads num_conv_pos_embeddings as the number of stacked positional convs.
     "hf_data2vec_audio": _hf("data2vec-audio", num_conv_pos_embeddings=2),
     "whisper": lambda **kw: WhisperEncoderBackbone(pretrained=False, config_overrides=WHISPER_TINY, **kw),
-    "scratch": lambda **kw: ScratchBackbone(hidden_size=32, num_layers=2, num_heads=2, **kw),
+    "scratch": lambda **kw: ScratchBackbone(hidden_size=WIDTH, num_layers=LAYERS, num_heads=HEADS, **kw),
 }
 
 
@@ -122,5 +125,9 @@ TINY_OVERRIDES = {
         "backbone.model_type=wav2vec2",
         "backbone.config_overrides=" + hydra_dict(HF_TINY),
     ],
-    "ScratchBackbone": ["backbone.hidden_size=32", "backbone.num_layers=2", "backbone.num_heads=2"],
+    "ScratchBackbone": [
+        f"backbone.hidden_size={WIDTH}",
+        f"backbone.num_layers={LAYERS}",
+        f"backbone.num_heads={HEADS}",
+    ],
 }

@@ -13,10 +13,9 @@ from asr_transfer.backbones.adapters import Bottleneck, LoRA
 from asr_transfer.features import cacheable
 from asr_transfer.pipeline.build import build_backbone, build_datamodule, build_task, task_class
 from asr_transfer.pipeline.evaluate import evaluate
-from asr_transfer.pipeline.predict import run as run_predict
 from asr_transfer.pipeline.restore import load_checkpoint, restore
 from asr_transfer.pipeline.train import train
-from tests.conftest import TINY_WHISPER, compose_train, tone_overrides
+from tests.conftest import TINY_WHISPER, compose_train, predict_rows, tone_overrides
 from tests.pipeline.test_ctc_runs import ctc_overrides, word_corpus  # noqa: F401, F811  (fixture)
 from tests.presets import BACKBONES
 
@@ -174,13 +173,7 @@ def test_probe_with_lora_trains_without_the_features_stage_and_reports_parameter
     audio = tone_corpus["test"].parent / "audio"
     probs = {}
     for merge in (False, True):
-        pcfg = compose_train(
-            [f"ckpt_path={best}", f"inputs={audio}", f"output={tmp_path / f'{merge}.json'}", f"adapter.merge={merge}"],
-            tmp_path / "pred",
-            config_name="predict",
-        )  # fmt: skip
-        run_predict(pcfg)
-        rows = json.loads((tmp_path / f"{merge}.json").read_text())
+        rows = predict_rows(best, audio, tmp_path / f"{merge}.json", f"adapter.merge={merge}")
         probs[merge] = torch.tensor([[v for k, v in r.items() if k.startswith("prob_")] for r in rows])
     torch.testing.assert_close(probs[True], probs[False], rtol=0, atol=2e-6)  # rows are rounded to 1e-6
 

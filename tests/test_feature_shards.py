@@ -20,6 +20,19 @@ def features_of(fdm) -> dict[str, torch.Tensor]:
     }
 
 
+def fail_at_call(bb, n: int, fail) -> None:
+    """The backbone's ``n``-th forward call runs ``fail()`` instead: a pass that dies in the middle."""
+    calls, real = [0], bb.forward
+
+    def forward(*a, **k):
+        calls[0] += 1
+        if calls[0] == n:
+            fail()
+        return real(*a, **k)
+
+    bb.forward = forward
+
+
 @pytest.fixture
 def reference(tone_corpus, tmp_path):
     """Frames of every clip, all in one shard."""
@@ -78,17 +91,11 @@ KILLED_PASS = """
 import os, signal, sys, torch
 sys.path.insert(0, {root!r})
 from tests.test_cache import audio_dm, backbone
+from tests.test_feature_shards import fail_at_call
 from asr_transfer.features import FeaturesStage
 corpus = dict(train={train!r}, val={val!r}, test={test!r})
 dm, bb = audio_dm(corpus), backbone()
-calls = [0]
-real = bb.forward
-def dying(*a, **k):
-    calls[0] += 1
-    if calls[0] == 5:
-        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no exception handler: a power cut
-    return real(*a, **k)
-bb.forward = dying
+fail_at_call(bb, 5, lambda: os.kill(os.getpid(), signal.SIGKILL))  # no cleanup, no handler: a power cut
 FeaturesStage({folder!r}, dtype="float32", shard_mb={shard_mb}, max_batch_size=4).run(dm.datasets, bb, [0, 1, 2], False, build=None)
 """
 
@@ -132,16 +139,11 @@ def test_a_failed_pass_leaves_no_half_written_shard(tone_corpus, tmp_path):
     from asr_transfer.features import FeaturesStage
 
     dm, bb = audio_dm(tone_corpus), backbone()
-    calls = [0]
-    real = bb.forward
 
-    def failing(*a, **k):
-        calls[0] += 1
-        if calls[0] == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
+    def interrupt():
+        raise KeyboardInterrupt
 
-    bb.forward = failing
+    fail_at_call(bb, 2, interrupt)
     stage = FeaturesStage(str(tmp_path / "f"), dtype="float32", max_batch_size=4)
     with pytest.raises(KeyboardInterrupt):
         stage.run(dm.datasets, bb, [0, 1, 2], False, build=None)

@@ -14,9 +14,8 @@ import pytest
 import torch
 
 from asr_transfer.pipeline.evaluate import evaluate
-from asr_transfer.pipeline.predict import run as run_predict
 from asr_transfer.pipeline.train import train
-from tests.conftest import TINY_WHISPER, compose_train, tone, tone_overrides, write_wav
+from tests.conftest import TINY_WHISPER, compose_train, predict_rows, tone, tone_overrides, write_wav
 
 WORD_FREQS = {"low": 300.0, "mid": 800.0, "high": 1800.0}
 
@@ -88,17 +87,7 @@ def test_train_eval_predict_agree(tmp_path, word_corpus):
     emetrics = evaluate(ecfg)
     assert emetrics["test/wer"] == metrics["test/wer"] and emetrics["test/cer"] == metrics["test/cer"]
 
-    pcfg = compose_train(
-        [
-            f"ckpt_path={best}",
-            f"inputs={[r['audio_filepath'] for r in transcripts]}",
-            f"output={tmp_path / 'p.json'}",
-        ],
-        tmp_path / "pred",
-        config_name="predict",
-    )
-    run_predict(pcfg)
-    rows = json.loads((tmp_path / "p.json").read_text())
+    rows = predict_rows(best, [r["audio_filepath"] for r in transcripts], tmp_path / "p.json")
     assert [r["text"] for r in rows] == [t["hyp"] for t in transcripts]
 
 

@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from asr_transfer.pipeline.evaluate import evaluate
-from asr_transfer.pipeline.predict import run as run_predict
 from asr_transfer.pipeline.train import train
-from tests.conftest import TINY_WHISPER, compose_train, tone_overrides
+from tests.conftest import TINY_WHISPER, compose_train, predict_rows, tone_overrides
 
 
 def _train(tmp_path, corpus, extra=()):
@@ -61,13 +60,7 @@ def test_eval_reproduces_test_metrics_and_predict_agrees(tmp_path, tone_corpus):
     )
 
     audio = tone_corpus["test"].parent / "audio"
-    pcfg = compose_train(
-        [f"ckpt_path={best}", f"inputs={audio}", f"output={tmp_path / 'p.json'}"],
-        tmp_path / "pred",
-        config_name="predict",
-    )
-    run_predict(pcfg)
-    rows = json.loads((tmp_path / "p.json").read_text())
+    rows = predict_rows(best, audio, tmp_path / "p.json")
     assert len(rows) == len(list(audio.glob("*.wav")))
     for r in rows:
         probs = {k.removeprefix("prob_"): v for k, v in r.items() if k.startswith("prob_")}

@@ -14,9 +14,8 @@ import torch
 
 from asr_transfer.pipeline.build import build_backbone
 from asr_transfer.pipeline.evaluate import evaluate
-from asr_transfer.pipeline.predict import run as run_predict
 from asr_transfer.pipeline.train import train
-from tests.conftest import TINY_WHISPER, compose_train, run_python, tone_overrides
+from tests.conftest import TINY_WHISPER, compose_train, predict_rows, run_python, tone_overrides
 from tests.presets import TINY_OVERRIDES
 
 KINDS = {
@@ -72,17 +71,7 @@ def test_trained_backbone_checkpoint_evaluates_and_predicts_the_same(kind, tmp_p
     again = evaluate(ecfg)
     assert again["test/acc"] == metrics["test/acc"]
     assert again["test/loss"] == pytest.approx(metrics["test/loss"], abs=1e-5)
-    pcfg = compose_train(
-        [
-            f"ckpt_path={best}",
-            f"inputs={tone_corpus['test'].parent / 'audio'}",
-            f"output={tmp_path / 'p.json'}",
-        ],
-        tmp_path / "pred",
-        config_name="predict",
-    )
-    run_predict(pcfg)
-    rows = json.loads((tmp_path / "p.json").read_text())
+    rows = predict_rows(best, tone_corpus["test"].parent / "audio", tmp_path / "p.json")
     assert _accuracy(rows, tone_corpus) == pytest.approx(metrics["test/acc"], abs=1e-6)
 
 
