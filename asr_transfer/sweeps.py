@@ -7,8 +7,6 @@ rather than in-process return values, so the table is the same whichever launche
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -20,7 +18,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from asr_transfer.utils.atomic import atomic_open
+from asr_transfer.utils.atomic import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +93,10 @@ def collect_trials(sweep_dir: str | Path, metric: str, mode: str = "max") -> lis
 
 
 def write_trials(rows: list[dict[str, Any]], path: str | Path) -> Path:
-    """Atomic CSV write (a reader never sees half a table)."""
-    path = Path(path)
+    """``trials.csv``: rank and trial first, the overrides and run dir last (written atomically)."""
     fields = ["rank", "trial", *[k for k in rows[0] if k not in ("rank", "trial", "overrides", "run_dir")]]
     fields += ["overrides", "run_dir"]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_open(path, newline="") as f:
-        f.write(buf.getvalue())
-    return path
+    return write_csv(path, rows, fields)
 
 
 class TrialTable(Callback):

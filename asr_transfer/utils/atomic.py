@@ -3,6 +3,7 @@ one, never half of one. Every file the package writes for others to read goes th
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
@@ -56,6 +57,15 @@ def write_text(path: str | Path, text: str) -> Path:
 def write_json(path: str | Path, data, indent: int = 2, sort_keys: bool = True) -> Path:
     with atomic_open(path) as f:
         json.dump(data, f, indent=indent, sort_keys=sort_keys)
+    return Path(path)
+
+
+def write_csv(path: str | Path, rows: list[dict], fields: list[str] | None = None) -> Path:
+    """A table with a header row (``fields``: the first row's keys when not given)."""
+    with atomic_open(path, newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields or list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
     return Path(path)
 
 

@@ -14,12 +14,13 @@ scaled to the corpus. Writes paper.csv beside this script.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import time
 from pathlib import Path
 
 import torch
+
+from asr_transfer.utils.atomic import write_csv
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -82,10 +83,7 @@ def main() -> None:
             )
             print(rows[-1], flush=True)
         del model
-    with open(HERE / "paper.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(HERE / "paper.csv", rows)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ model load happen once; features are cached, so only the first run pays for the 
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 
 import asr_transfer.config  # noqa: E402, F401
 from asr_transfer.pipeline.train import train  # noqa: E402
+from asr_transfer.utils.atomic import write_csv  # noqa: E402
 
 SPEAKERS = ["george", "jackson", "nicolas", "yweweler"]
 
@@ -70,10 +70,7 @@ def main() -> None:
             }
         )
         print(rows[-1], flush=True)
-        with open(HERE / "results.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(HERE / "results.csv", rows)
 
 
 if __name__ == "__main__":

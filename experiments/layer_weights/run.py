@@ -16,16 +16,15 @@ import argparse
 import csv
 import json
 import logging
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
+from asr_transfer.utils.atomic import atomic_path, write_csv  # noqa: E402
 
 FSDD = ROOT.parent / "shared" / "data" / "fsdd" / "recordings"
 WORK = ROOT / ".cache" / "experiments" / "layer_weights"
@@ -50,15 +49,6 @@ FEATURIZERS = {"weighted_sum": ["featurizer=weighted_sum", "featurizer.layer_nor
     f"layer{k}": ["featurizer=layer", f"featurizer.layer={k}"] for k in range(NUM_LAYERS)
 }
 FIELDS = ["task", "featurizer", "seed", "test_acc", *[f"w{k}" for k in range(NUM_LAYERS)], "seconds"]
-
-
-def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def manifests(task: str) -> tuple[Path, Path]:
@@ -154,10 +144,8 @@ def plot(rows: list[dict], path: Path) -> None:
         ax2.legend(h1 + h2, l1 + l2, loc="lower right", fontsize=8)
     fig.suptitle(f"Whisper tiny.en, frozen: layer weights vs. single layers ({len(SEEDS)} seeds, means)")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
 
 
 def main() -> None:

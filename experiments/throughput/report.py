@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from asr_transfer.utils.atomic import write_text
 
 # (column, header, format) of the per-run table; results.csv has these columns and a few more.
 RUN_COLUMNS = [
@@ -124,12 +124,3 @@ def write_csv(path: Path, rows: list[dict], comps: list[dict]) -> None:
     w.writerows(rows)
     w.writerows({"job": "ratio", **c} for c in comps)
     write_text(path, buf.getvalue())
-
-
-def write_text(path: Path, text: str) -> None:
-    """Atomic: temp file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)

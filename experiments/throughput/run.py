@@ -25,7 +25,8 @@ from pathlib import Path
 
 from measure import load_average, machine, measure
 
-from report import comparisons, markdown, print_tables, write_csv, write_text
+from asr_transfer.utils.atomic import write_text
+from report import comparisons, markdown, print_tables, write_csv
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
