@@ -14,8 +14,9 @@ from torch import Tensor, nn
 
 from asr_transfer.backbones.base import Backbone, lengths_to_mask
 
-N_FFT = 400  # 25 ms windows at 16 kHz
-HOP = 160  # 10 ms
+SAMPLE_RATE = 16000  # the default input rate: the STFT below has 25 ms windows and a 10 ms hop at it
+N_FFT = 400
+HOP = 160
 
 
 class ScratchBackbone(Backbone):
@@ -33,7 +34,7 @@ class ScratchBackbone(Backbone):
 
     def __init__(
         self,
-        sample_rate: int = 16000,
+        sample_rate: int = SAMPLE_RATE,
         n_mels: int = 80,
         hidden_size: int = 256,
         num_layers: int = 4,

@@ -12,18 +12,25 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from asr_transfer.heads.base import Head
 
+SUPERB_HIDDEN = 1024  # SUPERB's ASR head, per direction (conf/head/ctc_blstm.yaml says why it uses less)
+
 
 class FrameHead(Head):
+    """Dropout on the input frames (``self.dropout``), then the subclass's layers."""
+
     output = "frames"
     pools_first = False
+
+    def __init__(self, dropout: float) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
 
 
 class CTCLinearHead(FrameHead):
     """Dropout + one linear layer over the vocabulary: the wav2vec2 fine-tuning recipe."""
 
     def __init__(self, input_size: int, vocab_size: int, dropout: float = 0.1) -> None:
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        super().__init__(dropout)
         self.linear = nn.Linear(input_size, vocab_size)
 
     def forward(self, frames: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -41,12 +48,11 @@ class CTCBLSTMHead(FrameHead):
         self,
         input_size: int,
         vocab_size: int,
-        hidden_size: int = 1024,
+        hidden_size: int = SUPERB_HIDDEN,
         num_layers: int = 2,
         dropout: float = 0.2,
     ) -> None:
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        super().__init__(dropout)
         self.lstm = nn.LSTM(
             input_size,
             hidden_size,

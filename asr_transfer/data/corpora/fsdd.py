@@ -94,6 +94,9 @@ class FSDD(Corpus):
     """Everything not in ``val_speakers``/``test_speakers`` trains (speakers never cross splits)."""
 
     name = "fsdd"
+    # data.corpus.label -> how the recordings split: digits by speaker (test voices never heard in
+    # training), speakers by recording index (every speaker in every split)
+    split_rules = {"digit": split_by_speaker, "speaker": split_by_utterance}
 
     def __init__(
         self,
@@ -105,7 +108,7 @@ class FSDD(Corpus):
         **common,
     ) -> None:
         super().__init__(**common)
-        if label not in ("digit", "speaker"):
+        if label not in self.split_rules:
             raise ValueError(
                 f"data.corpus.label={label!r}: use digit (what was said) or speaker (who said it)"
             )
@@ -125,5 +128,4 @@ class FSDD(Corpus):
 
     def build(self) -> dict[str, list[dict]]:
         rows = scan(find_recordings(self.root, self.download_dir))
-        split = split_by_utterance if self.label == "speaker" else split_by_speaker
-        return split(rows, self.val_speakers, self.test_speakers)
+        return self.split_rules[self.label](rows, self.val_speakers, self.test_speakers)

@@ -23,14 +23,18 @@ from asr_transfer.data.corpora.fsdd import FSDD
 from asr_transfer.utils.hashing import stable_hash
 
 log = logging.getLogger(__name__)
+# The default shape of a string, used by plan_digit_strings and FSDDDigits alike: (min, max) digits
+# per string and (min, max) milliseconds of silence between two digits.
+DIGITS = (2, 7)
+GAPS_MS = (50.0, 300.0)
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 def plan_digit_strings(
     rows: list[dict],
     count: int,
-    lengths: tuple[int, int] = (2, 7),
-    gaps_ms: tuple[float, float] = (50.0, 300.0),
+    lengths: tuple[int, int] = DIGITS,
+    gaps_ms: tuple[float, float] = GAPS_MS,
     seed: int = 0,
     tag: str = "",
 ) -> list[dict]:
@@ -97,10 +101,10 @@ class FSDDDigits(FSDD):
         self,
         train_per_speaker: int = 400,
         eval_per_speaker: int = 100,
-        min_digits: int = 2,
-        max_digits: int = 7,
-        min_gap_ms: float = 50.0,
-        max_gap_ms: float = 300.0,
+        min_digits: int = DIGITS[0],
+        max_digits: int = DIGITS[1],
+        min_gap_ms: float = GAPS_MS[0],
+        max_gap_ms: float = GAPS_MS[1],
         digits_seed: int = 0,
         audio_dir: str = ".cache/data/fsdd_digits",
         **recordings,
