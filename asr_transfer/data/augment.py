@@ -21,10 +21,9 @@ import torchaudio.functional as AF
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from asr_transfer.data.audio import load_audio
+from asr_transfer.data.audio import AUDIO_SUFFIXES, audio_files, load_audio
 
 log = logging.getLogger(__name__)
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 MEMO_SECONDS = 60  # noise files up to this long are kept whole in memory (a few MB each at 16 kHz)
 
 
@@ -39,13 +38,15 @@ def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:
     return lo + (hi - lo) * float(torch.rand((), generator=gen))
 
 
-def audio_files(folder: str | None, key: str) -> list[str]:
+def folder_files(folder: str | None, key: str) -> list[str]:
+    """The audio files (``data.audio.AUDIO_SUFFIXES``) of the folder that config key ``key`` names."""
     if not folder:
         raise ValueError(f"{key} is not set: point it at a folder of audio files (see README, Augmentation)")
-    path = Path(folder).expanduser()
-    files = sorted(str(f) for f in path.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
+    files = [str(f) for f in audio_files(Path(folder).expanduser())]
     if not files:
-        raise FileNotFoundError(f"{key}={folder!r} holds no {'/'.join(AUDIO_SUFFIXES)} files")
+        raise FileNotFoundError(
+            f"{key}={folder!r} holds no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})"
+        )
     return files
 
 
@@ -125,7 +126,7 @@ class _FromFolder(WaveformAugmentation):
 
     def __init__(self, folder: str | None, p: float = 1.0) -> None:
         super().__init__(p)
-        self.files = audio_files(folder, self.key)
+        self.files = folder_files(folder, self.key)
 
 
 @lru_cache(maxsize=256)
