@@ -14,7 +14,6 @@ stored, so nothing is swapped after construction.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch import Tensor, nn
 
 from asr_transfer.backbones.base import Backbone
 from asr_transfer.utils.atomic import write_json
+from asr_transfer.utils.hashing import stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def card_key(backbone_cfg: dict) -> str | None:
         return None
     files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.iterdir() if f.is_file())
     spec = {"config": dict(backbone_cfg), "folder": str(folder.resolve()), "files": files, "version": VERSION}
-    return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return stable_hash(spec, 20)
 
 
 def card_path(features_dir: str | Path, key: str) -> Path:

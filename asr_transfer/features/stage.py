@@ -14,7 +14,6 @@ takes a disjoint share of them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from asr_transfer.features.dataset import FeatureDataset
 from asr_transfer.features.encode import Clips, encode
 from asr_transfer.features.store import DTYPES, ShardIndex, ShardWriter
 from asr_transfer.utils.atomic import write_json
+from asr_transfer.utils.hashing import stable_hash
 
 log = logging.getLogger(__name__)
 MODES = ("auto", "off", "refresh")
@@ -69,10 +69,6 @@ def clip_id(entry) -> str:
         return f"{entry.audio_filepath}|{st.st_size}|{st.st_mtime_ns}|{entry.offset}|{entry.duration}"
     except OSError:
         return f"{entry.audio_filepath}|-|-|{entry.offset}|{entry.duration}"
-
-
-def _hash(obj) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 @dataclass
@@ -140,7 +136,7 @@ class FeaturesStage:
             "min_samples": min_samples,
             "version": VERSION,
         }
-        return os.path.join(self.dir, _hash(spec)), spec, stored
+        return os.path.join(self.dir, stable_hash(spec, 20)), spec, stored
 
     def estimate(self, backbone, datasets: dict, layers: list[int], pooled: bool) -> dict:
         """What a pass would encode and write, from clip durations and the backbone's geometry alone."""
