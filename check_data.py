@@ -22,4 +22,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    from asr_transfer.pipeline.data_overrides import moved_keys_or_exit
+
+    moved_keys_or_exit(sys.argv[1:])  # data.root=... -> data.corpus.root=... (Hydra would not say so)
     main()

@@ -1,5 +1,7 @@
 """Train a transfer-learning model: ``python train.py backbone=wav2vec2 head=mlp optimizer.lr=3e-4``."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -16,4 +18,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    from asr_transfer.pipeline.data_overrides import moved_keys_or_exit
+
+    moved_keys_or_exit(sys.argv[1:])  # data.root=... -> data.corpus.root=... (Hydra would not say so)
     main()

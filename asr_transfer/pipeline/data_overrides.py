@@ -18,7 +18,6 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 
 import asr_transfer.config  # noqa: F401  (the empty data=checkpoint default first, then ours)
-from asr_transfer.pipeline.restore import load_checkpoint
 
 CHECKPOINT = "checkpoint"  # the data group option holding the checkpoint's data config
 
@@ -34,7 +33,7 @@ def checkpoint_data(overrides: list[str]) -> dict:
     single ``ckpt_path`` (missing, or a sweep over several checkpoints) the option is empty and each job
     uses its own checkpoint's data unchanged.
     """
-    parsed = OverridesParser.create().parse_overrides([a for a in overrides if "=" in a and a[0] != "-"])
+    parsed = parse(overrides)
     ckpt = next((o for o in parsed if o.key_or_group == "ckpt_path" and not o.is_delete()), None)
     edits = [o for o in parsed if o.key_or_group.startswith("data.")]
     switch = next((o for o in parsed if o.key_or_group == "data"), None)  # data=<corpus>
@@ -47,6 +46,8 @@ def checkpoint_data(overrides: list[str]) -> dict:
                 "config; evaluate them one at a time, or name the corpus (data=fsdd data.corpus.root=...)"
             )
     elif ckpt is not None:
+        from asr_transfer.pipeline.restore import load_checkpoint  # torch and the model code: only here
+
         data = load_checkpoint(ckpt.value(), mmap=True)["asr_transfer"]["config"]["data"]
     ConfigStore.instance().store(group="data", name=CHECKPOINT, node=data)
     if edits and switched and not switch.is_sweep_override():
@@ -58,6 +59,20 @@ def checkpoint_data(overrides: list[str]) -> dict:
     for o in edits:
         check_key(o, base, where)
     return data
+
+
+def parse(argv: list[str]) -> list[Override]:
+    """The overrides of a command line (Hydra's flags such as ``-m`` or ``--cfg job`` skipped)."""
+    return OverridesParser.create().parse_overrides([a for a in argv if "=" in a and a[0] != "-"])
+
+
+def moved_key(key: str, data: dict) -> str | None:
+    """``data.root`` where the data config has ``data.corpus.root``: the key's place now (a corpus's
+    settings sit under ``data.corpus``), else None."""
+    path, corpus = key.split(".")[1:], data.get("corpus")
+    if len(path) == 1 and path[0] not in data and isinstance(corpus, dict) and path[0] in corpus:
+        return f"data.corpus.{path[0]}"
+    return None
 
 
 def corpus_config(name: str) -> dict:
@@ -81,9 +96,11 @@ def check_key(override: Override, data: dict, where: str) -> None:
             here = ".".join(["data", *path[:i]])
             valid = sorted(node) if isinstance(node, dict) else []
             target = str(node.get("_target_", "?") if isinstance(node, dict) else "?").rsplit(".", 1)[-1]
+            moved = moved_key(override.key_or_group, data)
             raise DataOverrideError(
                 f"{override.key_or_group}: no such key in {where} ({target}). "
-                f"Valid keys of {here}: {', '.join(k for k in valid if k != '_target_')}. "
+                + (f"It is {moved} now (corpus settings sit under data.corpus). " if moved else "")
+                + f"Valid keys of {here}: {', '.join(k for k in valid if k != '_target_')}. "
                 "To add one on purpose: +data.<key>=...; another corpus: data=<corpus> (conf/data/)."
             )
         node = node[part]
@@ -95,3 +112,39 @@ def checkpoint_data_or_exit(argv: list[str]) -> None:
         checkpoint_data(argv)
     except (DataOverrideError, FileNotFoundError, ValueError, HydraException) as e:
         sys.exit(f"Error: {e}")
+
+
+def moved_keys_or_exit(argv: list[str]) -> None:
+    """``train.py`` / ``check_data.py``: a corpus setting at its old place (``data.root=...``) stops with
+    its new key (``data.corpus.root=...``), where Hydra alone would say only that the key is not in
+    struct. The config is composed only for a ``data.<key>`` that is no generic data setting
+    (conf/data/base.yaml); anything else, and any failure here, is left to Hydra's own checks."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    conf = asr_transfer.config.PROJECT_ROOT / "conf"
+    generic = OmegaConf.load(conf / "data" / "base.yaml")
+    try:
+        parsed = parse(argv)
+    except HydraException:
+        return
+    suspects = [
+        o for o in parsed
+        if o.key_or_group.count(".") == 1 and o.key_or_group.startswith("data.")
+        and not (o.is_add() or o.is_force_add()) and o.key_or_group.split(".")[1] not in generic
+    ]  # fmt: skip
+    if not suspects:
+        return
+    rest = [o.input_line for o in parsed if not o.key_or_group.startswith(("data.", "hydra."))]
+    try:
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            data = OmegaConf.to_container(compose(config_name="train", overrides=rest).data, resolve=False)
+    except Exception:  # noqa: BLE001  (a wrong option elsewhere: Hydra names it when the run composes)
+        return
+    for o in suspects:
+        moved = moved_key(o.key_or_group, data)
+        if moved:
+            sys.exit(
+                f"Error: {o.key_or_group} is {moved} now (a corpus's settings sit under data.corpus): "
+                f"{o.input_line.replace(o.key_or_group, moved, 1)}"
+            )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
+from asr_transfer.pipeline.data_overrides import DataOverrideError, check_key, moved_keys_or_exit, parse
 from tests.conftest import CONF, compose_train, run_python
 
 
@@ -39,3 +40,27 @@ def test_cli_prints_job_config():
     assert "backbone:" in text and "_target_: asr_transfer.backbones.whisper.WhisperEncoderBackbone" in text
     assert "_target_: asr_transfer.heads.utterance.MLPHead" in text
     assert "_target_: asr_transfer.data.corpora.folder.Folder" in text and "root: /some/clips" in text
+
+
+def test_a_corpus_setting_at_its_old_place_names_its_new_key():
+    # data.root / data.test_speakers were datamodule keys before data.corpus.*: name where they went
+    for line, moved in [
+        ("data.root=/x", "data.corpus.root=/x"),
+        ("data.test_speakers=[george]", "data.corpus.test_speakers=[george]"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            moved_keys_or_exit(["data=fsdd", line])
+        assert str(e.value).endswith(f"(a corpus's settings sit under data.corpus): {moved}"), e.value
+    assert moved_keys_or_exit(["data.batch_size=4", "data.rooot=/x", "+data.root=/x"]) is None  # Hydra's case
+    # eval.py / predict.py check data.* keys themselves: the same hint in their message
+    (override,) = parse(["data.root=/x"])
+    with pytest.raises(DataOverrideError, match=r"It is data\.corpus\.root now"):
+        check_key(override, {"batch_size": 16, "corpus": {"root": None}}, "conf/data/fsdd.yaml")
+
+
+def test_train_cli_stops_with_the_new_key():
+    out = run_python("train.py", "data.root=/some/clips", timeout=120)
+    assert out.returncode == 1 and out.stderr.strip() == (
+        "Error: data.root is data.corpus.root now (a corpus's settings sit under data.corpus): "
+        "data.corpus.root=/some/clips"
+    )
