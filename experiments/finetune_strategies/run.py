@@ -1,0 +1,389 @@
+"""Fine-tuning strategies on FSDD's unseen speaker (issue 14, item 3): probe, top-2, full fine-tuning,
+LoRA, bottleneck adapters, layer-wise decay and staged unfreezing, clean and noisy tests.
+
+Split: train george + jackson (``5`` clips per digit, the subset drawn per seed, or ``all`` 1000 clips),
+validate on a fixed 10-per-digit subset of nicolas (early stopping and checkpoint choice only), test on a
+fixed 20-per-digit subset of yweweler: clean, white and babble noise at 10 and 0 dB (the noisy test sets
+and the training noise come from ``experiments/augmentation/materials.py``: training noise = coloured
+noise + babble of the TRAINING speakers; test babble = the validation speaker's voice).
+Every trained method runs up to a step budget per label budget, validates every ``val_every`` steps
+and stops early after ``patience`` checks without a better val accuracy; the best-by-val checkpoint is
+tested on all five test sets. The probe is the exact L-BFGS fit (``probe=lbfgs``) on cached features;
+with waveform augmentation the cache is off for training and it trains with the minibatch optimizer.
+
+    # accuracy runs (resumable: a run already in results.csv is skipped; the CSV is rewritten atomically)
+    nice -n 19 python experiments/finetune_strategies/run.py --backbones tiny --budgets 5 all --aug none
+    nice -n 19 python experiments/finetune_strategies/run.py --backbones tiny --budgets all --aug noise
+    nice -n 19 python experiments/finetune_strategies/run.py --backbones base --budgets all --aug none
+    # s/step and peak RSS: one subprocess per (backbone, method), a fixed number of steps -> cost.csv
+    nice -n 19 python experiments/finetune_strategies/run.py --cost --backbones tiny base
+    python experiments/finetune_strategies/run.py --table      # summary.csv + markdown table + results.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import fcntl
+import json
+import logging
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path[:0] = [str(ROOT), str(HERE), str(ROOT / "experiments" / "augmentation")]
+
+import soundfile as sf  # noqa: E402
+from materials import SR, clips_of, prepare  # noqa: E402
+
+RECORDINGS = ROOT.parent / "shared" / "data" / "fsdd" / "recordings"
+MODELS = ROOT.parent / "shared" / "models"
+TRAIN, VAL, TEST = ["george", "jackson"], "nicolas", "yweweler"
+TESTS = ["clean", "white_10dB", "white_0dB", "babble_10dB", "babble_0dB"]
+BACKBONES = {"tiny": MODELS / "whisper-tiny.en", "base": MODELS / "whisper-base"}
+# Step budget per label budget: (max_steps, val_every, patience in val checks, staged stage starts).
+# 'all' = 1000 clips = 125 steps per epoch at batch 8; '5' = 50 clips = 7 steps per epoch.
+SCHEDULE = {"all": (125, 25, 2, (25, 50)), "5": (100, 20, 2, (20, 40))}
+BACKBONE_LR, ADAPTER_LR, HEAD_LR = 1e-4, 1e-3, 2e-3
+
+
+def method_overrides(method: str, budget: str) -> list[str]:
+    """Hydra overrides of one method; the adapters' rate is their layer group's (task.backbone_lr)."""
+    s1, s2 = SCHEDULE[budget][3]
+    return {
+        "probe": ["probe=lbfgs"],
+        "top2": ["backbone.freeze=top_k", "backbone.top_k=2"],
+        "full": ["backbone.freeze=none"],
+        "lora": ["adapter=lora", f"task.backbone_lr={ADAPTER_LR}"],
+        "bottleneck": ["adapter=bottleneck", f"task.backbone_lr={ADAPTER_LR}"],
+        "lld": ["backbone.freeze=none", "task.layer_lr_decay=0.8"],
+        "staged": [f"backbone.unfreeze=[{{step:{s1},freeze:top_k,top_k:2}},{{step:{s2},freeze:none}}]"],
+    }[method]
+
+
+METHODS = ["probe", "top2", "full", "lora", "bottleneck", "lld", "staged"]
+
+
+def manifest(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def rows_of(clips: list[Path]) -> list[dict]:
+    return [
+        {"audio_filepath": str(c), "duration": sf.info(str(c)).frames / SR, "label": c.stem.split("_")[0]}
+        for c in clips
+    ]
+
+
+def per_class(clips: list[Path], k: int | None, seed: int) -> list[Path]:
+    if k is None:
+        return sorted(clips)
+    by: dict[str, list[Path]] = {}
+    for c in clips:
+        by.setdefault(c.stem.split("_")[0], []).append(c)
+    rng = random.Random(seed)
+    return sorted(x for v in by.values() for x in rng.sample(sorted(v), min(k, len(v))))
+
+
+def materials(work: Path, test_per_class: int, val_per_class: int) -> tuple[Path, dict[str, Path]]:
+    """The fixed val manifest and the five test manifests (subsets of yweweler, same clips in each)."""
+    if not (work / "tests").is_dir():
+        prepare(RECORDINGS, work, TRAIN, VAL, TEST, [10, 0])
+    val = manifest(work / "val.jsonl", rows_of(per_class(clips_of(RECORDINGS, [VAL]), val_per_class, 0)))
+    keep = {c.name for c in per_class(clips_of(RECORDINGS, [TEST]), test_per_class, 0)}
+    clean = [c for c in clips_of(RECORDINGS, [TEST]) if c.name in keep]
+    tests = {"clean": manifest(work / "test_clean.jsonl", rows_of(clean))}
+    for name in TESTS[1:]:
+        rows = [json.loads(x) for x in (work / "tests" / f"{name}.jsonl").read_text().splitlines()]
+        tests[name] = manifest(
+            work / f"test_{name}.jsonl", [r for r in rows if Path(r["audio_filepath"]).name in keep]
+        )
+    return val, tests
+
+
+def compose_cfg(name: str, overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    import asr_transfer.config  # noqa: F401  (registers the config resolvers)
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(name, overrides=overrides)
+
+
+def run_overrides(work: Path, backbone: str, budget: str, method: str, aug: str, seed: int) -> list[str]:
+    max_steps, val_every, patience, _ = SCHEDULE[budget]
+    k = None if budget == "all" else int(budget)
+    train_m = manifest(
+        work / f"train_{budget}_{seed}.jsonl", rows_of(per_class(clips_of(RECORDINGS, TRAIN), k, seed))
+    )
+    common = [
+        "experiment=fsdd_probe",
+        f"backbone.name_or_path={BACKBONES[backbone]}",
+        "data=manifest",
+        f"data.train_manifest={train_m}",
+        f"data.val_manifest={work / 'val.jsonl'}",
+        f"data.test_manifest={work / 'test_clean.jsonl'}",
+        "data.batch_size=8",
+        f"optimizer.lr={HEAD_LR}",
+        f"task.backbone_lr={BACKBONE_LR}",
+        f"+trainer.max_steps={max_steps}",
+        "trainer.max_epochs=-1",
+        "trainer.check_val_every_n_epoch=null",
+        f"+trainer.val_check_interval={val_every}",
+        f"callbacks.early_stopping.patience={patience}",
+        "callbacks.model_checkpoint.save_last=false",
+        "~callbacks.last_every_n_steps",
+        "callbacks.progress_bar=null",
+        "trainer.enable_progress_bar=false",
+        f"paths.cache_dir={work / 'cache'}",
+        f"seed={seed}",
+    ]
+    if aug == "noise":
+        common += ["augment=noise", f"augment.noise_dir={work / 'train_noise'}", "augment.snr_db=[-5,10]"]
+    return common + method_overrides(method, budget)
+
+
+def csv_write(path: Path, rows: list[dict]) -> None:
+    """Rewrites the CSV atomically (temp file + rename): a kill never leaves half a file."""
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def steps_trained(run_dir: Path) -> int:
+    steps = [
+        int(r["step"])
+        for m in run_dir.rglob("metrics.csv")
+        for r in csv.DictReader(open(m))
+        if r.get("step") not in (None, "")
+    ]
+    return max(steps, default=0) + 1 if steps else 0
+
+
+_BACKBONE_PARAMS: dict[str, int] = {}
+
+
+def backbone_params(work: Path, backbone: str) -> int:
+    """Parameters of the pretrained backbone (a probe on stored features counts only its head)."""
+    if backbone not in _BACKBONE_PARAMS:
+        from asr_transfer.pipeline.build import build_backbone
+
+        over = run_overrides(work, backbone, "all", "full", "none", 0)
+        cfg = compose_cfg("train", [f"paths.output_dir={work / 'count_run'}", *over])
+        _BACKBONE_PARAMS[backbone] = sum(p.numel() for p in build_backbone(cfg).parameters())
+    return _BACKBONE_PARAMS[backbone]
+
+
+def one_run(work: Path, tests: dict, backbone: str, budget: str, method: str, aug: str, seed: int) -> dict:
+    from asr_transfer.pipeline.evaluate import evaluate
+    from asr_transfer.pipeline.train import train
+
+    run_dir = work / "runs" / f"{backbone}-{budget}-{method}-{aug}-{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # not in the CSV: a killed run's leftovers
+    t = time.perf_counter()
+    train(
+        compose_cfg(
+            "train",
+            [f"paths.output_dir={run_dir}", *run_overrides(work, backbone, budget, method, aug, seed)],
+        )
+    )
+    seconds = time.perf_counter() - t
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    ckpt = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))[0]
+    row = {"backbone": backbone, "budget": budget, "method": method, "aug": aug, "seed": seed}
+    row["train_clips"] = sum(1 for _ in open(work / f"train_{budget}_{seed}.jsonl"))
+    row["clean"] = round(metrics["test/acc"], 4)
+    for name in TESTS[1:]:
+        ev = evaluate(
+            compose_cfg(
+                "eval",
+                [
+                    f"ckpt_path={ckpt}",
+                    "data=manifest",
+                    "data.train_manifest=null",
+                    f"data.test_manifest={tests[name]}",
+                    f"paths.cache_dir={work / 'cache'}",
+                    f"paths.output_dir={run_dir / ('eval_' + name)}",
+                    "+trainer.enable_progress_bar=false",
+                ],
+            )
+        )
+        row[name] = round(ev["test/acc"], 4)
+    row["val_acc"] = round(metrics.get("val/acc", float("nan")), 4)
+    row["trainable"] = int(metrics["params/trainable"])
+    total = metrics["params/total"]
+    if method == "staged":  # logged at the start (head only); its last stage trains everything
+        row["trainable"] = int(total)
+    if method == "probe" and aug == "none":  # fitted on stored features: the task holds no backbone weights
+        total += backbone_params(work, backbone)
+    row["trainable_pct"] = round(100 * row["trainable"] / total, 3)
+    row["ckpt_bytes"] = ckpt.stat().st_size
+    row["best_ckpt"] = ckpt.name
+    row["steps"] = steps_trained(run_dir)
+    row["train_seconds"] = round(seconds, 1)
+    row["load_1min"] = round(os.getloadavg()[0], 2)
+    return row
+
+
+def planned(a) -> list[tuple]:
+    """Every run of the command line, seed-major (a cut-short study has whole seeds), this shard's share."""
+    runs = [
+        (backbone, budget, method, aug, seed)
+        for backbone in a.backbones
+        for aug in a.aug
+        for seed in a.seeds
+        for budget in a.budgets
+        for method in a.methods
+    ]
+    i, n = a.shard
+    return runs[i::n]
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Adds a row under a lock (shards share the CSV), rewriting the file atomically."""
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = list(csv.DictReader(open(path))) if path.is_file() else []
+        csv_write(path, [*rows, row])
+
+
+def accuracy(a, work: Path) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    _, tests = materials(work, a.test_per_class, a.val_per_class)
+    rows = list(csv.DictReader(open(a.out))) if a.out.is_file() else []
+    done = {(r["backbone"], r["budget"], r["method"], r["aug"], r["seed"]) for r in rows}
+    for backbone, budget, method, aug, seed in planned(a):
+        if (backbone, budget, method, aug, str(seed)) in done:
+            continue
+        row = one_run(work, tests, backbone, budget, method, aug, seed)
+        print(row, flush=True)
+        append_row(a.out, row)
+
+
+def cost_one(work: Path, backbone: str, method: str, steps: int) -> dict:
+    """s/step and peak RSS of ``steps`` training steps (batch 8, audio in, backbone every step) in this process.
+
+    Staged unfreezing is measured at its last stage (everything trains), the probe as the frozen backbone's
+    forward plus the head's step (with the cache the probe costs no backbone time per step at all).
+    """
+    import resource
+
+    import torch
+
+    from asr_transfer.pipeline.build import build_backbone, build_datamodule, build_task, task_class
+
+    over = run_overrides(work, backbone, "all", method, "none", 0)
+    over = [o for o in over if not o.startswith(("probe=", "backbone.unfreeze"))] + ["~probe"]
+    if method == "staged":
+        over.append("backbone.freeze=none")
+    cfg = compose_cfg("train", [f"paths.output_dir={work / 'cost_run'}", *over])
+    backbone_m = build_backbone(cfg)
+    dm = build_datamodule(cfg, backbone_m)
+    dm.setup("fit")
+    task = build_task(cfg, backbone_m, **task_class(cfg).data_kwargs(dm))
+    task.train()
+    opt = torch.optim.AdamW(task.param_groups(), lr=1e-4)
+    it = iter(dm.train_dataloader())
+    total = 0.0
+    for k in range(steps + 2):  # two warm-up steps
+        batch = next(it)
+        t = time.perf_counter()
+        opt.zero_grad()
+        loss = task.training_step(batch, k)
+        loss.backward()
+        opt.step()
+        if k >= 2:
+            total += time.perf_counter() - t
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {
+        "backbone": backbone,
+        "method": method,
+        "steps": steps,
+        "s_per_step": round(total / steps, 4),
+        "peak_rss_bytes": rss,
+    }
+
+
+def cost(a, work: Path) -> None:
+    materials(work, a.test_per_class, a.val_per_class)
+    out = HERE / "cost.csv"
+    rows = list(csv.DictReader(open(out))) if out.is_file() else []
+    done = {(r["backbone"], r["method"]) for r in rows}
+    for backbone in a.backbones:
+        for method in a.methods:
+            if (backbone, method) in done:
+                continue
+            cmd = [
+                sys.executable,
+                __file__,
+                "--cost-one",
+                backbone,
+                method,
+                "--steps",
+                str(a.steps),
+                "--work",
+                str(work),
+            ]
+            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            row = json.loads(res.stdout.strip().splitlines()[-1])
+            row["load_1min"] = round(os.getloadavg()[0], 2)
+            rows.append(row)
+            print(row, flush=True)
+            csv_write(out, rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backbones", nargs="+", default=["tiny"], choices=list(BACKBONES))
+    ap.add_argument("--budgets", nargs="+", default=["5", "all"], choices=list(SCHEDULE))
+    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    ap.add_argument("--aug", nargs="+", default=["none"], choices=["none", "noise"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument(
+        "--test-per-class", type=int, default=20, help="yweweler clips per digit in each test set"
+    )
+    ap.add_argument("--val-per-class", type=int, default=10, help="nicolas clips per digit for validation")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/ft_study"))
+    ap.add_argument("--out", type=Path, default=HERE / "results.csv")
+    ap.add_argument("--cost", action="store_true", help="s/step and peak RSS pass -> cost.csv")
+    ap.add_argument("--cost-one", nargs=2, metavar=("BACKBONE", "METHOD"), help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per method in the cost pass")
+    ap.add_argument(
+        "--shard",
+        type=int,
+        nargs=2,
+        default=[0, 1],
+        metavar=("I", "N"),
+        help="run every N-th run from the I-th",
+    )
+    ap.add_argument("--table", action="store_true", help="summary.csv, markdown table and results.png")
+    a = ap.parse_args()
+    a.work.mkdir(parents=True, exist_ok=True)
+    if a.cost_one:
+        logging.disable(logging.WARNING)
+        print(json.dumps(cost_one(a.work, *a.cost_one, a.steps)))
+    elif a.cost:
+        cost(a, a.work)
+    elif a.table:
+        from summary import write_summary
+
+        print(write_summary(HERE))
+    else:
+        accuracy(a, a.work)
+
+
+if __name__ == "__main__":
+    main()
