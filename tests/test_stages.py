@@ -76,7 +76,8 @@ def test_stage_switch_mid_run_and_its_exact_resume(tmp_path, tone_corpus):
     killed = torch.load(last, weights_only=True)
     assert killed["global_step"] == 5  # mid-epoch, in the middle of the top-layer stage
     assert "backbone.model.layers.1.fc1.weight" in killed["state_dict"]
-    assert "backbone.model.layers.0.fc1.weight" not in killed["state_dict"]  # frozen so far: not saved
+    # frozen so far, but a later stage trains it: saved, so loading this checkpoint restores it
+    assert "backbone.model.layers.0.fc1.weight" in killed["state_dict"]
     resumed = _run(tmp_path, tone_corpus, "killed", [f"ckpt_path={last}"])
     assert resumed["global_step"] == 12
     assert resumed["state_dict"].keys() == full["state_dict"].keys()
@@ -96,3 +97,23 @@ def test_staged_unfreezing_refuses_ddp(tmp_path):
         task.on_fit_start()
     task._trainer = SimpleNamespace(world_size=1)
     task.on_fit_start()  # one device: fine
+
+
+def test_an_early_stage_checkpoint_restores_the_layers_a_later_stage_trained(tmp_path):
+    """The best checkpoint can come from an earlier stage than the last one; testing it after
+    training must give the model as saved, not keep the later stage's lower layers (nor stop with
+    missing keys, as it did when checkpoints held only the parameters of the stage they were saved in)."""
+    from asr_transfer.pipeline.build import build_backbone, build_task
+
+    cfg = compose_train([*TINY_WHISPER, SCHEDULE], tmp_path)
+    task = build_task(cfg, build_backbone(cfg), num_classes=2, labels=["a", "b"])
+    task.backbone.set_stage(3, 0)  # the top layer trains, everything below is frozen
+    checkpoint = {"state_dict": {k: v.clone() for k, v in task.state_dict().items()}}  # as if written
+    task.on_save_checkpoint(checkpoint)
+    assert not task.backbone.model.layers[0].fc1.weight.requires_grad  # saving left the stage as it was
+    saved = checkpoint["state_dict"]["backbone.model.layers.0.fc1.weight"].clone()
+    task.backbone.set_stage(8, 0)  # everything trains; move a lower layer as training would
+    with torch.no_grad():
+        task.backbone.model.layers[0].fc1.weight.add_(1.0)
+    task.load_state_dict(checkpoint["state_dict"])
+    assert torch.equal(task.backbone.model.layers[0].fc1.weight, saved)

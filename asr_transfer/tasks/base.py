@@ -196,9 +196,12 @@ class TransferTask(L.LightningModule):
             del state[k]
 
     def untrained_keys(self) -> set[str]:
-        """State-dict keys of backbone entries that are not trained now: frozen parameters (all
-        buffers too when nothing in the backbone trains). Checkpoints leave them out."""
-        keys = {f"backbone.{n}" for n, p in self.backbone.named_parameters() if not p.requires_grad}
+        """State-dict keys of backbone entries that no stage trains: frozen parameters (all buffers
+        too when nothing in the backbone trains). Checkpoints leave them out. A staged run keeps
+        what a later stage unfreezes even while it is still frozen: loading an early-stage checkpoint
+        (the best one, tested after training) must restore those layers' values at save time."""
+        trains = {id(p) for p in self.backbone.ever_trainable()}
+        keys = {f"backbone.{n}" for n, p in self.backbone.named_parameters() if id(p) not in trains}
         if self.backbone.fully_frozen:
             keys |= {f"backbone.{n}" for n, _ in self.backbone.named_buffers()}
         return keys
