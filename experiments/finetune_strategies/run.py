@@ -64,10 +64,21 @@ def method_overrides(method: str, budget: str) -> list[str]:
         "bottleneck": ["adapter=bottleneck", f"task.backbone_lr={ADAPTER_LR}"],
         "lld": ["backbone.freeze=none", "task.layer_lr_decay=0.8"],
         "staged": [f"backbone.unfreeze=[{{step:{s1},freeze:top_k,top_k:2}},{{step:{s2},freeze:none}}]"],
+        # --tuning: other rates / rank for the methods the within-1-point check compares, chosen on val
+        "full_lr3e-5": ["backbone.freeze=none", "task.backbone_lr=3e-5"],
+        "lora_lr3e-4": ["adapter=lora", "task.backbone_lr=3e-4"],
+        "lora_r32": [
+            "adapter=lora",
+            "backbone.adapter.rank=32",
+            "backbone.adapter.alpha=64",
+            f"task.backbone_lr={ADAPTER_LR}",
+        ],
+        "bottleneck_lr3e-4": ["adapter=bottleneck", "task.backbone_lr=3e-4"],
     }[method]
 
 
 METHODS = ["probe", "top2", "full", "lora", "bottleneck", "lld", "staged"]
+TUNING = ["full_lr3e-5", "lora_lr3e-4", "lora_r32", "bottleneck_lr3e-4"]
 
 
 def manifest(path: Path, rows: list[dict]) -> Path:
@@ -349,7 +360,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbones", nargs="+", default=["tiny"], choices=list(BACKBONES))
     ap.add_argument("--budgets", nargs="+", default=["5", "all"], choices=list(SCHEDULE))
-    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS + TUNING)
     ap.add_argument("--aug", nargs="+", default=["none"], choices=["none", "noise"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 TESTS = ["clean", "white_10dB", "white_0dB", "babble_10dB", "babble_0dB"]
 ORDER = ["probe", "top2", "full", "lora", "bottleneck", "lld", "staged"]
+ORDER += ["full_lr3e-5", "lora_lr3e-4", "lora_r32", "bottleneck_lr3e-4"]  # run.py --methods (tuning)
 KEY = ("backbone", "budget", "method", "aug")
 
 
@@ -23,7 +24,7 @@ def groups(rows: list[dict]) -> dict[tuple, list[dict]]:
     return dict(
         sorted(
             out.items(),
-            key=lambda kv: (kv[0][0] != "tiny", kv[0][3], kv[0][1] != "5", ORDER.index(kv[0][2])),
+            key=lambda kv: (kv[0][0] != "tiny", kv[0][3] != "none", kv[0][1] != "5", ORDER.index(kv[0][2])),
         )
     )
 
@@ -34,6 +35,7 @@ def summarize(rows: list[dict], cost: list[dict]) -> list[dict]:
     for key, rs in groups(rows).items():
         s = dict(zip(KEY, key))
         s["seeds"] = len(rs)
+        s["val_mean"] = round(statistics.fmean(100 * float(r["val_acc"]) for r in rs), 2)
         for t in TESTS:
             m, sd = mean_std([100 * float(r[t]) for r in rs])
             s[f"{t}_mean"], s[f"{t}_std"] = round(m, 2), round(sd, 2)
@@ -65,7 +67,16 @@ def markdown(summary: list[dict]) -> str:
     for s in summary:
         acc = [f"{s[t + '_mean']:.1f} ± {s[t + '_std']:.1f}" for t in TESTS]
         tr = f"{s['trainable'] / 1e6:.3f} M ({s['trainable_pct']:.2f} %)"
-        cells = [s["backbone"], s["budget"], s["aug"], s["method"], str(s["seeds"]), *acc, tr]
+        cells = [
+            s["backbone"],
+            s["budget"],
+            s["aug"],
+            s["method"],
+            str(s["seeds"]),
+            f"{s['val_mean']:.1f}",
+            *acc,
+            tr,
+        ]
         cells += [f"{s['ckpt_MB']:.2f}", str(s["s_per_step"]), str(s["peak_rss_MB"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -97,6 +108,42 @@ def plot(summary: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+FAMILIES = {
+    "full": ["full", "full_lr3e-5"],
+    "lora": ["lora", "lora_lr3e-4", "lora_r32"],
+    "bottleneck": ["bottleneck", "bottleneck_lr3e-4"],
+}
+
+
+def verdict(summary: list[dict]) -> str:
+    """LoRA and adapters against full fine-tuning on the clean unseen speaker (tiny.en, no augmentation):
+    with the default settings, and with each family's setting of the best mean val accuracy."""
+    lines = [
+        "| budget | family | default: clean | vs full | chosen on val | its clean | vs full (chosen) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for budget in ("5", "all"):
+        ss = {
+            s["method"]: s
+            for s in summary
+            if (s["backbone"], s["aug"], s["budget"]) == ("tiny", "none", budget)
+        }
+        if "full" not in ss:
+            continue
+        chosen = {
+            f: max((ss[m] for m in ms if m in ss), key=lambda s: s["val_mean"])
+            for f, ms in FAMILIES.items()
+            if f in ss
+        }
+        for fam, best in chosen.items():
+            d, c = ss[fam]["clean_mean"], best["clean_mean"]
+            lines.append(
+                f"| {budget} | {fam} | {d:.1f} | {d - ss['full']['clean_mean']:+.1f} | {best['method']} "
+                f"(val {best['val_mean']:.1f}) | {c:.1f} | {c - chosen['full']['clean_mean']:+.1f} |"
+            )
+    return "\n".join(lines)
+
+
 def write_summary(here: Path) -> str:
     rows = list(csv.DictReader(open(here / "results.csv")))
     cost = list(csv.DictReader(open(here / "cost.csv"))) if (here / "cost.csv").is_file() else []
@@ -106,4 +153,4 @@ def write_summary(here: Path) -> str:
         w.writeheader()
         w.writerows(summary)
     plot(summary, here / "results.png")
-    return markdown(summary)
+    return markdown(summary) + "\n\n" + verdict(summary)
