@@ -57,6 +57,7 @@ def markdown(summary: list[dict]) -> str:
         "aug",
         "method",
         "seeds",
+        "val",
         *TESTS,
         "trainable (%)",
         "ckpt MB",
@@ -97,13 +98,14 @@ def plot(summary: list[dict], path: Path) -> None:
             xs = [j + (i - len(ss) / 2 + 0.5) * width for j in range(len(TESTS))]
             ys = [s[t + "_mean"] for t in TESTS]
             es = [s[t + "_std"] for t in TESTS]
-            ax.bar(xs, ys, width, yerr=es, label=s["method"], capsize=1.5)
+            colour = plt.get_cmap("tab20")(ORDER.index(s["method"]))  # one colour per method in every panel
+            ax.bar(xs, ys, width, yerr=es, label=s["method"], capsize=1.5, color=colour)
         ax.set_xticks(range(len(TESTS)), [t.replace("_", "\n") for t in TESTS], fontsize=7)
         ax.set_title(f"whisper {panel[0]}, budget {panel[1]}, aug {panel[2]}", fontsize=9)
         ax.set_ylim(0, 100)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("test accuracy, yweweler (%), mean ± std over seeds")
-    axes[0][-1].legend(fontsize=7, loc="lower left")
+    axes[0][0].legend(fontsize=6, loc="lower left", ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -139,7 +141,7 @@ def verdict(summary: list[dict]) -> str:
             d, c = ss[fam]["clean_mean"], best["clean_mean"]
             lines.append(
                 f"| {budget} | {fam} | {d:.1f} | {d - ss['full']['clean_mean']:+.1f} | {best['method']} "
-                f"(val {best['val_mean']:.1f}) | {c:.1f} | {c - chosen['full']['clean_mean']:+.1f} |"
+                f"(val {best['val_mean']:.1f}, {best['seeds']} seeds) | {c:.1f} | {c - chosen['full']['clean_mean']:+.1f} |"
             )
     return "\n".join(lines)
 
