@@ -18,6 +18,16 @@ with waveform augmentation the cache is off for training and it trains with the 
     # s/step and peak RSS: one subprocess per (backbone, method), a fixed number of steps -> cost.csv
     nice -n 19 python experiments/finetune_strategies/run.py --cost --backbones tiny base
     python experiments/finetune_strategies/run.py --table      # summary.csv + markdown table + results.png
+    # the val-chosen settings of the within-1-point check (run as in README.md):
+    nice -n 19 python experiments/finetune_strategies/run.py --budgets 5 --methods full_lr3e-5 lora_lr3e-4 lora_r32
+    nice -n 19 python experiments/finetune_strategies/run.py --budgets all --methods lora_lr3e-4
+
+What was run (results.csv, 2026-12-02, 2-core AMD EPYC VM, no GPU, shared: load average 4-9, two niced
+processes with --shard 0 2 / 1 2 and OMP_NUM_THREADS=1): priority 1 complete (tiny.en, 7 methods x
+2 budgets x 3 seeds) plus the val-chosen settings; priority 2 (noise augmentation, budget all) 18 of 21
+runs; priority 3 (Whisper base) cut to one run for compute; cost.csv has tiny.en only. The step caps
+(SCHEDULE), the val/test subsets (--val-per-class 10, --test-per-class 20) and patience 2 were chosen so
+priority 1 fit the time; README.md says what each cut costs.
 """
 
 from __future__ import annotations
@@ -28,9 +38,7 @@ import fcntl
 import json
 import logging
 import os
-import random
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,13 +47,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(ROOT), str(HERE), str(ROOT / "experiments" / "augmentation")]
 
-import soundfile as sf  # noqa: E402
-from materials import SR, clips_of, prepare  # noqa: E402
+from materials import clips_of  # noqa: E402
+from splits import RECORDINGS, TESTS, TRAIN, manifest, materials, per_class, rows_of  # noqa: E402
 
-RECORDINGS = ROOT.parent / "shared" / "data" / "fsdd" / "recordings"
 MODELS = ROOT.parent / "shared" / "models"
-TRAIN, VAL, TEST = ["george", "jackson"], "nicolas", "yweweler"
-TESTS = ["clean", "white_10dB", "white_0dB", "babble_10dB", "babble_0dB"]
 BACKBONES = {"tiny": MODELS / "whisper-tiny.en", "base": MODELS / "whisper-base"}
 # Step budget per label budget: (max_steps, val_every, patience in val checks, staged stage starts).
 # 'all' = 1000 clips = 125 steps per epoch at batch 8; '5' = 50 clips = 7 steps per epoch.
@@ -79,44 +84,6 @@ def method_overrides(method: str, budget: str) -> list[str]:
 
 METHODS = ["probe", "top2", "full", "lora", "bottleneck", "lld", "staged"]
 TUNING = ["full_lr3e-5", "lora_lr3e-4", "lora_r32", "bottleneck_lr3e-4"]
-
-
-def manifest(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def rows_of(clips: list[Path]) -> list[dict]:
-    return [
-        {"audio_filepath": str(c), "duration": sf.info(str(c)).frames / SR, "label": c.stem.split("_")[0]}
-        for c in clips
-    ]
-
-
-def per_class(clips: list[Path], k: int | None, seed: int) -> list[Path]:
-    if k is None:
-        return sorted(clips)
-    by: dict[str, list[Path]] = {}
-    for c in clips:
-        by.setdefault(c.stem.split("_")[0], []).append(c)
-    rng = random.Random(seed)
-    return sorted(x for v in by.values() for x in rng.sample(sorted(v), min(k, len(v))))
-
-
-def materials(work: Path, test_per_class: int, val_per_class: int) -> tuple[Path, dict[str, Path]]:
-    """The fixed val manifest and the five test manifests (subsets of yweweler, same clips in each)."""
-    if not (work / "tests").is_dir():
-        prepare(RECORDINGS, work, TRAIN, VAL, TEST, [10, 0])
-    val = manifest(work / "val.jsonl", rows_of(per_class(clips_of(RECORDINGS, [VAL]), val_per_class, 0)))
-    keep = {c.name for c in per_class(clips_of(RECORDINGS, [TEST]), test_per_class, 0)}
-    clean = [c for c in clips_of(RECORDINGS, [TEST]) if c.name in keep]
-    tests = {"clean": manifest(work / "test_clean.jsonl", rows_of(clean))}
-    for name in TESTS[1:]:
-        rows = [json.loads(x) for x in (work / "tests" / f"{name}.jsonl").read_text().splitlines()]
-        tests[name] = manifest(
-            work / f"test_{name}.jsonl", [r for r in rows if Path(r["audio_filepath"]).name in keep]
-        )
-    return val, tests
 
 
 def compose_cfg(name: str, overrides: list[str]):
@@ -284,78 +251,6 @@ def accuracy(a, work: Path) -> None:
         append_row(a.out, row)
 
 
-def cost_one(work: Path, backbone: str, method: str, steps: int) -> dict:
-    """s/step and peak RSS of ``steps`` training steps (batch 8, audio in, backbone every step) in this process.
-
-    Staged unfreezing is measured at its last stage (everything trains), the probe as the frozen backbone's
-    forward plus the head's step (with the cache the probe costs no backbone time per step at all).
-    """
-    import resource
-
-    import torch
-
-    from asr_transfer.pipeline.build import build_backbone, build_datamodule, build_task, task_class
-
-    over = run_overrides(work, backbone, "all", method, "none", 0)
-    over = [o for o in over if not o.startswith(("probe=", "backbone.unfreeze"))] + ["~probe"]
-    if method == "staged":
-        over.append("backbone.freeze=none")
-    cfg = compose_cfg("train", [f"paths.output_dir={work / 'cost_run'}", *over])
-    backbone_m = build_backbone(cfg)
-    dm = build_datamodule(cfg, backbone_m)
-    dm.setup("fit")
-    task = build_task(cfg, backbone_m, **task_class(cfg).data_kwargs(dm))
-    task.train()
-    opt = torch.optim.AdamW(task.param_groups(), lr=1e-4)
-    it = iter(dm.train_dataloader())
-    total = 0.0
-    for k in range(steps + 2):  # two warm-up steps
-        batch = next(it)
-        t = time.perf_counter()
-        opt.zero_grad()
-        loss = task.training_step(batch, k)
-        loss.backward()
-        opt.step()
-        if k >= 2:
-            total += time.perf_counter() - t
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {
-        "backbone": backbone,
-        "method": method,
-        "steps": steps,
-        "s_per_step": round(total / steps, 4),
-        "peak_rss_bytes": rss,
-    }
-
-
-def cost(a, work: Path) -> None:
-    materials(work, a.test_per_class, a.val_per_class)
-    out = HERE / "cost.csv"
-    rows = list(csv.DictReader(open(out))) if out.is_file() else []
-    done = {(r["backbone"], r["method"]) for r in rows}
-    for backbone in a.backbones:
-        for method in a.methods:
-            if (backbone, method) in done:
-                continue
-            cmd = [
-                sys.executable,
-                __file__,
-                "--cost-one",
-                backbone,
-                method,
-                "--steps",
-                str(a.steps),
-                "--work",
-                str(work),
-            ]
-            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            row = json.loads(res.stdout.strip().splitlines()[-1])
-            row["load_1min"] = round(os.getloadavg()[0], 2)
-            rows.append(row)
-            print(row, flush=True)
-            csv_write(out, rows)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbones", nargs="+", default=["tiny"], choices=list(BACKBONES))
@@ -384,9 +279,13 @@ def main() -> None:
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     if a.cost_one:
+        from cost import cost_one
+
         logging.disable(logging.WARNING)
         print(json.dumps(cost_one(a.work, *a.cost_one, a.steps)))
     elif a.cost:
+        from cost import cost
+
         cost(a, a.work)
     elif a.table:
         from summary import write_summary

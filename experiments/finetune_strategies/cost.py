@@ -1,0 +1,88 @@
+"""s/step and peak RSS per (backbone, method): one subprocess each (``run.py --cost``), so each process's
+``ru_maxrss`` is that method's own peak, not the largest of a long-lived process's runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from run import HERE, compose_cfg, csv_write, materials, run_overrides
+
+RUN = HERE / "run.py"
+
+
+def cost_one(work: Path, backbone: str, method: str, steps: int) -> dict:
+    """s/step and peak RSS of ``steps`` training steps (batch 8, audio in, backbone every step) in this process.
+
+    Staged unfreezing is measured at its last stage (everything trains), the probe as the frozen backbone's
+    forward plus the head's step (with the cache the probe costs no backbone time per step at all).
+    """
+    import resource
+
+    import torch
+
+    from asr_transfer.pipeline.build import build_backbone, build_datamodule, build_task, task_class
+
+    over = run_overrides(work, backbone, "all", method, "none", 0)
+    over = [o for o in over if not o.startswith(("probe=", "backbone.unfreeze"))] + ["~probe"]
+    if method == "staged":
+        over.append("backbone.freeze=none")
+    cfg = compose_cfg("train", [f"paths.output_dir={work / 'cost_run'}", *over])
+    backbone_m = build_backbone(cfg)
+    dm = build_datamodule(cfg, backbone_m)
+    dm.setup("fit")
+    task = build_task(cfg, backbone_m, **task_class(cfg).data_kwargs(dm))
+    task.train()
+    opt = torch.optim.AdamW(task.param_groups(), lr=1e-4)
+    it = iter(dm.train_dataloader())
+    total = 0.0
+    for k in range(steps + 2):  # two warm-up steps
+        batch = next(it)
+        t = time.perf_counter()
+        opt.zero_grad()
+        loss = task.training_step(batch, k)
+        loss.backward()
+        opt.step()
+        if k >= 2:
+            total += time.perf_counter() - t
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {
+        "backbone": backbone,
+        "method": method,
+        "steps": steps,
+        "s_per_step": round(total / steps, 4),
+        "peak_rss_bytes": rss,
+    }
+
+
+def cost(a, work: Path) -> None:
+    materials(work, a.test_per_class, a.val_per_class)
+    out = HERE / "cost.csv"
+    rows = list(csv.DictReader(open(out))) if out.is_file() else []
+    done = {(r["backbone"], r["method"]) for r in rows}
+    for backbone in a.backbones:
+        for method in a.methods:
+            if (backbone, method) in done:
+                continue
+            cmd = [
+                sys.executable,
+                str(RUN),
+                "--cost-one",
+                backbone,
+                method,
+                "--steps",
+                str(a.steps),
+                "--work",
+                str(work),
+            ]
+            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            row = json.loads(res.stdout.strip().splitlines()[-1])
+            row["load_1min"] = round(os.getloadavg()[0], 2)
+            rows.append(row)
+            print(row, flush=True)
+            csv_write(out, rows)
