@@ -76,6 +76,10 @@ def test_warm_run_never_loads_the_backbone_and_gives_the_same_result(
     assert "rank 0/1 encoded 0 clips (48 stored before" in caplog.text
     assert second["test/acc"] == first["test/acc"]
     assert second["test/loss"] == pytest.approx(first["test/loss"], abs=1e-6)
+    # the counts include the frozen weights the card stands in for: a probe trains a small share
+    assert card["parameters"] > 0
+    assert first["params/total"] == second["params/total"] == first["params/trainable"] + card["parameters"]
+    assert second["params/trainable_pct"] < 100
 
 
 def test_a_missing_clip_loads_the_real_backbone_once(

@@ -137,8 +137,10 @@ class Bottleneck:
 
 
 def parameter_counts(module: nn.Module) -> dict[str, float]:
-    """Trainable and total parameters (count and %), as logged and written to metrics.json."""
-    total = sum(p.numel() for p in module.parameters())
+    """Trainable and total parameters (count and %), as logged and written to metrics.json. The total
+    includes the frozen weights a weightless ``CardBackbone`` stands in for (``absent_parameters``)."""
+    absent = sum(getattr(m, "absent_parameters", 0) for m in module.modules())
+    total = sum(p.numel() for p in module.parameters()) + absent
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     return {
         "params/trainable": float(trainable),

@@ -78,6 +78,7 @@ def make_card(backbone: Backbone, fingerprint: str | None = None) -> dict:
         identity=backbone.identity(),
         fingerprint=fingerprint or backbone.fingerprint(),
         type=type(backbone).__name__,
+        parameters=sum(p.numel() for p in backbone.parameters()),
     )
     return card
 
@@ -93,6 +94,8 @@ class CardBackbone(Backbone):
                 setattr(self, k, card[k])
         self._identity, self._fingerprint = card["identity"], card["fingerprint"]
         self.card_type = card.get("type", "?")
+        # the frozen weights it stands in for: parameter counts report them (they are part of the model)
+        self.absent_parameters = int(card.get("parameters", 0))
 
     def identity(self) -> str:
         return self._identity
