@@ -154,7 +154,8 @@ def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
 
 def record(path: Path, row: dict) -> None:
     """Merge one run into results.csv: under a lock (shards share the file), rewritten atomically."""
-    with open(path.with_suffix(".lock"), "w") as lock:
+    WORK.mkdir(parents=True, exist_ok=True)
+    with open(WORK / f"{path.stem}.lock", "w") as lock:  # beside the run dirs, out of the results folder
         fcntl.flock(lock, fcntl.LOCK_EX)
         rows = [r for r in read_csv(path) if key(r) != key(row)] + [row]
         write_csv(path, sorted(rows, key=order), FIELDS)
