@@ -50,7 +50,8 @@ def compose_draw(overrides: list[str], k: int, draw: int, seed: int, run_dir: Pa
 
 
 def run(ks: list[int], draws: int, out: Path, overrides: list[str], seed: int = 0) -> list[dict]:
-    """Train every (k, draw); returns one row per draw (k, draw, subset_seed, metrics, seconds, run_dir)."""
+    """Train every (k, draw); returns one row per draw (k, draw, subset_seed, metrics, wall seconds,
+    cpu_seconds: this process's CPU time, all threads, which a shared machine inflates far less, run_dir)."""
     from asr_transfer.pipeline.train import train
 
     rows = []
@@ -58,11 +59,12 @@ def run(ks: list[int], draws: int, out: Path, overrides: list[str], seed: int = 
         for d in range(draws):
             run_dir = out / f"k{k}" / f"draw{d}"
             cfg = compose_draw(overrides, k, d, seed, run_dir)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             train(cfg)
             metrics = _read_metrics(run_dir)
             rows.append({"k": k, "draw": d, "subset_seed": seed + d, **metrics,
-                         "seconds": round(time.perf_counter() - t0, 2), "run_dir": str(run_dir)})  # fmt: skip
+                         "seconds": round(time.perf_counter() - t0, 2),
+                         "cpu_seconds": round(time.process_time() - c0, 2), "run_dir": str(run_dir)})  # fmt: skip
             log.info("k=%d draw %d: %s", k, d, {m: round(v, 4) for m, v in metrics.items() if "acc" in m})
             write_csv(out / "draws.csv", rows)
     write_csv(out / "summary.csv", summarize(rows))
@@ -81,7 +83,9 @@ def summarize(rows: list[dict]) -> list[dict]:
     for k in sorted({r["k"] for r in rows}):
         group = [r for r in rows if r["k"] == k]
         row: dict = {"k": k, "draws": len(group)}
-        for m in sorted({m for r in group for m in r if "/" in m} | {"seconds"}):
+        for m in sorted(
+            {m for r in group for m in r if "/" in m} | {"seconds", "cpu_seconds"} & set(group[0])
+        ):
             vals = [float(r[m]) for r in group if m in r]
             row[f"{m} mean"] = round(statistics.fmean(vals), 4)
             row[f"{m} std"] = round(statistics.stdev(vals), 4) if len(vals) > 1 else 0.0

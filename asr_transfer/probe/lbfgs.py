@@ -66,6 +66,10 @@ class LBFGSProbe:
 
     l2_grid: candidate L2 strengths; the one with the best val accuracy wins (ties: lower val loss).
     max_iter: L-BFGS iterations per fit (it stops earlier once the gradient is below ``tolerance_grad``).
+    num_threads: torch intra-op threads while fitting (restored after); null keeps the process's setting.
+      A probe's tensors are small (clips x layers x hidden), so splitting each op across threads costs
+      more in hand-offs than it saves, and far more on a loaded machine where the second thread waits
+      for a core (experiments/transfer_vs_scratch/README.md, "Probe speed").
     """
 
     def __init__(
@@ -74,11 +78,17 @@ class LBFGSProbe:
         max_iter: int = 500,
         tolerance_grad: float = 1e-9,
         history_size: int = 20,
+        num_threads: int | None = 1,
     ) -> None:
         if not l2_grid:
             raise ValueError("probe.l2_grid is empty: give at least one L2 strength")
         self.l2_grid = [float(v) for v in l2_grid]
         self.max_iter, self.tolerance_grad, self.history_size = max_iter, tolerance_grad, history_size
+        if num_threads is not None and num_threads < 1:
+            raise ValueError(
+                f"probe.num_threads={num_threads}: give a positive count, or null for torch's own"
+            )
+        self.num_threads = num_threads
 
     @staticmethod
     def parameters(featurizer: nn.Module, head: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
@@ -94,8 +104,15 @@ class LBFGSProbe:
 
     def fit_one(self, featurizer: nn.Module, head: nn.Module, data: Features, l2: float) -> dict:
         """Fit in place (float64, eval mode: no dropout) from the modules' current state."""
+        t0 = time.perf_counter()
         fitted, penalised = self.parameters(featurizer, head)
         x = data.x.double().transpose(0, 1)  # (layers, clips, dim): featurizers reduce dim 0
+        if not any(p.requires_grad for p in featurizer.parameters()):  # last | layer | concat: a constant
+            with torch.no_grad():
+                z = featurizer(x)
+            featurize = lambda _: z  # noqa: E731
+        else:
+            featurize = featurizer
         opt = torch.optim.LBFGS(
             fitted,
             lr=1.0,
@@ -107,7 +124,7 @@ class LBFGSProbe:
         )
 
         def objective() -> Tensor:
-            loss = F.cross_entropy(head(featurizer(x)), data.y)
+            loss = F.cross_entropy(head(featurize(x)), data.y)
             return loss + 0.5 * l2 * sum((w * w).sum() for w in penalised)
 
         def closure() -> Tensor:
@@ -119,7 +136,12 @@ class LBFGSProbe:
         opt.step(closure)
         with torch.no_grad():
             final = float(objective())
-        return {"train/objective": final, "iterations": int(opt.state[opt._params[0]]["n_iter"])}
+        return {
+            "train/objective": final,
+            "iterations": int(opt.state[opt._params[0]]["n_iter"]),
+            "evaluations": int(opt.state[opt._params[0]]["func_evals"]),
+            "seconds": time.perf_counter() - t0,
+        }
 
     @staticmethod
     @torch.no_grad()
@@ -147,6 +169,26 @@ class LBFGSProbe:
                 "give a val split or a single value (probe.l2_grid=[1e-3])"
             )
         t0 = time.perf_counter()
+        threads = torch.get_num_threads()
+        if self.num_threads is not None:
+            torch.set_num_threads(self.num_threads)
+        try:
+            result = self._path(featurizer, head, train, val)
+        finally:
+            torch.set_num_threads(threads)
+        result.seconds = time.perf_counter() - t0
+        log.info(
+            "probe=lbfgs: l2=%g chosen on val from %s (%.2f s)\n  %s",
+            result.l2,
+            self.l2_grid,
+            result.seconds,
+            "\n  ".join(", ".join(f"{k}={v:.4g}" for k, v in r.items()) for r in result.table),
+        )
+        return result
+
+    def _path(
+        self, featurizer: nn.Module, head: nn.Module, train: Features, val: Features | None
+    ) -> ProbeResult:
         featurizer.double().eval()
         head.double().eval()
         best, best_key, table = None, None, []
@@ -164,12 +206,4 @@ class LBFGSProbe:
         head.load_state_dict(best[2])
         featurizer.float().train()
         head.float().train()
-        result = ProbeResult(l2=best[0], table=table, seconds=time.perf_counter() - t0)
-        log.info(
-            "probe=lbfgs: l2=%g chosen on val from %s (%.2f s)\n  %s",
-            result.l2,
-            self.l2_grid,
-            result.seconds,
-            "\n  ".join(", ".join(f"{k}={v:.4g}" for k, v in r.items()) for r in table),
-        )
-        return result
+        return ProbeResult(l2=best[0], table=table)

@@ -61,3 +61,5 @@ def test_runner_keeps_every_draw_and_summarises(tmp_path, folder_corpus):
     accs = [r["test/acc"] for r in rows]
     assert float(summary[0]["test/acc mean"]) == pytest.approx(statistics.fmean(accs), abs=1e-4)
     assert float(summary[0]["test/acc std"]) == pytest.approx(statistics.stdev(accs), abs=1e-4)
+    cpu = [r["cpu_seconds"] for r in rows]
+    assert float(summary[0]["cpu_seconds mean"]) == pytest.approx(statistics.fmean(cpu), abs=1e-2)
