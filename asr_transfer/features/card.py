@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 # What the datamodule, task and cache read from a backbone, besides identity() and fingerprint().
 ATTRS = ("num_layers", "hidden_size", "sample_rate", "downsample_rate", "normalize_waveform", "min_samples")
-VERSION = 1
+VERSION = 2  # 2: cards record the parameters they stand in for
 
 
 def card_key(backbone_cfg: dict) -> str | None:

@@ -62,3 +62,33 @@ def prepare(recordings: Path, work: Path, train: list[str], val: str, test: str,
             m.write_text("".join(json.dumps(r) + "\n" for r in rows))
             manifests[name] = m
     return manifests
+
+
+def compose_cfg(name: str, overrides: list[str]):
+    """``conf/<name>.yaml`` composed with ``overrides`` (train, eval), as the CLIs do."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    import asr_transfer.config  # noqa: F401  (registers the config resolvers)
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(
+        config_dir=str(Path(__file__).resolve().parents[2] / "conf"), version_base="1.3"
+    ):
+        return compose(name, overrides=overrides)
+
+
+def test_accuracy(ckpt: Path, manifest: Path, cache_dir: Path, out_dir: Path) -> float:
+    """``eval.py`` of ``ckpt`` on one test manifest (e.g. a noisy copy of the test speaker): its test/acc."""
+    from asr_transfer.pipeline.evaluate import evaluate
+
+    overrides = [
+        f"ckpt_path={ckpt}",
+        "data=manifest",
+        "data.train_manifest=null",
+        f"data.test_manifest={manifest}",
+        f"paths.cache_dir={cache_dir}",
+        f"paths.output_dir={out_dir}",
+        "+trainer.enable_progress_bar=false",
+    ]
+    return round(evaluate(compose_cfg("eval", overrides))["test/acc"], 4)

@@ -29,12 +29,9 @@ ROOT = HERE.parents[1]
 sys.path[:0] = [str(ROOT), str(HERE)]
 
 import soundfile as sf  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from materials import SR, clips_of, prepare  # noqa: E402
+from materials import SR, clips_of, compose_cfg, prepare, test_accuracy  # noqa: E402
 
 import asr_transfer.config  # noqa: E402, F401
-from asr_transfer.pipeline.evaluate import evaluate  # noqa: E402
 from asr_transfer.pipeline.train import train  # noqa: E402
 
 RECORDINGS = ROOT.parent / "shared" / "data" / "fsdd" / "recordings"
@@ -68,12 +65,6 @@ def per_class(clips: list[Path], k: int, seed: int = 0) -> list[Path]:
         by.setdefault(c.stem.split("_")[0], []).append(c)
     rng = random.Random(seed)
     return sorted(x for v in by.values() for x in rng.sample(v, min(k, len(v))))
-
-
-def compose_cfg(name: str, overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(name, overrides=overrides)
 
 
 def main() -> None:
@@ -143,21 +134,7 @@ def main() -> None:
             for name, m in tests.items():
                 if name == "clean":
                     continue
-                ev = evaluate(
-                    compose_cfg(
-                        "eval",
-                        [
-                            f"ckpt_path={ckpt}",
-                            "data=manifest",
-                            "data.train_manifest=null",
-                            f"data.test_manifest={m}",
-                            f"paths.cache_dir={work / 'cache'}",
-                            f"paths.output_dir={run_dir / ('eval_' + name)}",
-                            "+trainer.enable_progress_bar=false",
-                        ],
-                    )
-                )
-                row[name] = round(ev["test/acc"], 4)
+                row[name] = test_accuracy(ckpt, m, work / "cache", run_dir / ("eval_" + name))
             row["train_seconds"] = round(seconds, 1)
             row["augmented"] = json.dumps({k: v for k, v in metrics.items() if k.startswith("augment/")})
             rows.append(row)

@@ -47,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(ROOT), str(HERE), str(ROOT / "experiments" / "augmentation")]
 
-from materials import clips_of  # noqa: E402
+from materials import clips_of, compose_cfg, test_accuracy  # noqa: E402
 from splits import RECORDINGS, TESTS, TRAIN, manifest, materials, per_class, rows_of  # noqa: E402
 
 MODELS = ROOT.parent / "shared" / "models"
@@ -84,17 +84,6 @@ def method_overrides(method: str, budget: str) -> list[str]:
 
 METHODS = ["probe", "top2", "full", "lora", "bottleneck", "lld", "staged"]
 TUNING = ["full_lr3e-5", "lora_lr3e-4", "lora_r32", "bottleneck_lr3e-4"]
-
-
-def compose_cfg(name: str, overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    import asr_transfer.config  # noqa: F401  (registers the config resolvers)
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(name, overrides=overrides)
 
 
 def run_overrides(work: Path, backbone: str, budget: str, method: str, aug: str, seed: int) -> list[str]:
@@ -151,22 +140,7 @@ def steps_trained(run_dir: Path) -> int:
     return max(steps, default=0) + 1 if steps else 0
 
 
-_BACKBONE_PARAMS: dict[str, int] = {}
-
-
-def backbone_params(work: Path, backbone: str) -> int:
-    """Parameters of the pretrained backbone (a probe on stored features counts only its head)."""
-    if backbone not in _BACKBONE_PARAMS:
-        from asr_transfer.pipeline.build import build_backbone
-
-        over = run_overrides(work, backbone, "all", "full", "none", 0)
-        cfg = compose_cfg("train", [f"paths.output_dir={work / 'count_run'}", *over])
-        _BACKBONE_PARAMS[backbone] = sum(p.numel() for p in build_backbone(cfg).parameters())
-    return _BACKBONE_PARAMS[backbone]
-
-
 def one_run(work: Path, tests: dict, backbone: str, budget: str, method: str, aug: str, seed: int) -> dict:
-    from asr_transfer.pipeline.evaluate import evaluate
     from asr_transfer.pipeline.train import train
 
     run_dir = work / "runs" / f"{backbone}-{budget}-{method}-{aug}-{seed}"
@@ -185,28 +159,12 @@ def one_run(work: Path, tests: dict, backbone: str, budget: str, method: str, au
     row["train_clips"] = sum(1 for _ in open(work / f"train_{budget}_{seed}.jsonl"))
     row["clean"] = round(metrics["test/acc"], 4)
     for name in TESTS[1:]:
-        ev = evaluate(
-            compose_cfg(
-                "eval",
-                [
-                    f"ckpt_path={ckpt}",
-                    "data=manifest",
-                    "data.train_manifest=null",
-                    f"data.test_manifest={tests[name]}",
-                    f"paths.cache_dir={work / 'cache'}",
-                    f"paths.output_dir={run_dir / ('eval_' + name)}",
-                    "+trainer.enable_progress_bar=false",
-                ],
-            )
-        )
-        row[name] = round(ev["test/acc"], 4)
+        row[name] = test_accuracy(ckpt, tests[name], work / "cache", run_dir / ("eval_" + name))
     row["val_acc"] = round(metrics.get("val/acc", float("nan")), 4)
     row["trainable"] = int(metrics["params/trainable"])
     total = metrics["params/total"]
     if method == "staged":  # logged at the start (head only); its last stage trains everything
         row["trainable"] = int(total)
-    if method == "probe" and aug == "none":  # fitted on stored features: the task holds no backbone weights
-        total += backbone_params(work, backbone)
     row["trainable_pct"] = round(100 * row["trainable"] / total, 3)
     row["ckpt_bytes"] = ckpt.stat().st_size
     row["best_ckpt"] = ckpt.name
