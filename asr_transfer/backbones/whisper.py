@@ -166,14 +166,61 @@ class WhisperEncoderBackbone(Backbone):
         return [h[:, :t] for h in hidden], frame_lengths
 
 
-def _load_encoder(path: str, config) -> nn.Module:
-    """Load only the encoder weights from a Whisper checkpoint (decoder weights are never kept)."""
-    from transformers import WhisperModel
+ENCODER_PREFIXES = ("model.encoder.", "encoder.")  # WhisperForConditionalGeneration / WhisperModel keys
 
-    model = WhisperModel.from_pretrained(path, config=config)
-    encoder = model.get_encoder()
-    del model
-    return encoder
+
+def _load_encoder(path: str, config) -> nn.Module:
+    """Only the encoder: its tensors are read from the checkpoint's safetensors (one file or shards) into
+    a ``WhisperEncoder`` built on the meta device, so the decoder (half of a large Whisper) is never
+    allocated and an encoder-only checkpoint loads without a missing-decoder report. A checkpoint
+    without safetensors (an old ``pytorch_model.bin``) goes through ``WhisperModel``."""
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    files = _safetensors_files(path)
+    if not files:
+        from transformers import WhisperModel
+
+        return WhisperModel.from_pretrained(path, config=config).get_encoder()
+    from safetensors import safe_open
+
+    state = {}
+    for file in files:
+        with safe_open(file, framework="pt") as f:
+            for key in f.keys():
+                prefix = next((p for p in ENCODER_PREFIXES if key.startswith(p)), None)
+                if prefix is not None:
+                    state[key[len(prefix) :]] = f.get_tensor(key).to(torch.get_default_dtype())
+    with torch.device("meta"):
+        encoder = WhisperEncoder(config)
+    expected = set(encoder.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"backbone.name_or_path={path!r}: the checkpoint's encoder does not match its config.json "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]}): is it a Whisper checkpoint?"
+        )
+    encoder.load_state_dict(state, assign=True)
+    return encoder.eval()
+
+
+def _safetensors_files(path: str) -> list[str]:
+    """The checkpoint's safetensors files, local or from the hub cache (downloaded once); [] if none."""
+    from transformers.utils import cached_file
+
+    def find(name: str) -> str | None:
+        return cached_file(path, name, _raise_exceptions_for_missing_entries=False)
+
+    single = find("model.safetensors")
+    if single:
+        return [single]
+    index = find("model.safetensors.index.json")
+    if not index:
+        return []
+    import json
+
+    with open(index) as f:
+        shards = sorted(set(json.load(f)["weight_map"].values()))
+    return [find(s) for s in shards]
 
 
 def _mel_filters(n_mels: int) -> Tensor:
