@@ -10,6 +10,7 @@ without touching audio.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from functools import lru_cache
 from pathlib import Path
@@ -75,6 +76,19 @@ class WaveformAugmentation:
     def changes(self, params: dict | None) -> bool:
         """Whether a draw alters the clip (what the run's summary counts)."""
         return params is not None
+
+    def identity(self) -> dict:
+        """What its draws and outputs depend on: its settings, and a folder's files with their size and
+        mtime (stored augmented copies are keyed by it: a changed noise folder is encoded again)."""
+        out: dict = {"name": self.name}
+        for key, value in sorted(vars(self).items()):
+            out[key] = [_file_key(f) for f in value] if key == "files" else value
+        return out
+
+
+def _file_key(path: str) -> str:
+    st = Path(path).stat()
+    return f"{path}|{st.st_size}|{st.st_mtime_ns}"
 
 
 class Speed(WaveformAugmentation):
@@ -238,6 +252,9 @@ class WaveformAugment:
                 wav = a.apply(wav, params, sample_rate)
         return wav.contiguous()
 
+    def identity(self) -> list[dict]:
+        return [a.identity() for a in self.augmentations]
+
     def counts(self, seed: int, epochs: int, num_clips: int) -> dict[str, int]:
         """How many (clip, epoch) draws each augmentation changed, replayed from the seeds."""
         out = dict.fromkeys(self.names, 0)
@@ -282,4 +299,52 @@ class AugmentedDataset(Dataset):
         item = self.base[i]
         if item is not None:
             item["wav"] = self.augment(item["wav"], self.seed, epoch, i, self.base.sample_rate)
+        return item
+
+
+class AugmentedCopies(Dataset):
+    """``copies`` augmented versions of every clip of ``base`` as one dataset the features stage
+    stores (``features.augmented_copies``): item ``c * len(base) + i`` is clip ``i`` exactly as
+    epoch ``c`` of on-the-fly augmentation draws it (the same seeded streams), so training reads
+    ``copies`` fixed augmented views from the store instead of running the backbone every step.
+    ``view_ids`` tell the store the copies apart: augmentation identity, seed and copy index."""
+
+    def __init__(self, base: Dataset, augment: WaveformAugment, seed: int, copies: int) -> None:
+        if copies < 1:
+            raise ValueError(f"features.augmented_copies={copies}: at least 1 (0: augment on the fly)")
+        self.base, self.augment, self.seed, self.copies = base, augment, seed, copies
+        self.split = base.split
+        self.sample_rate, self.max_samples, self.min_samples = (
+            base.sample_rate,
+            base.max_samples,
+            base.min_samples,
+        )
+        self.entries = list(base.entries) * copies
+        tag = hashlib.sha1(json.dumps([augment.identity(), seed], sort_keys=True).encode()).hexdigest()[:16]
+        n = len(base)
+        self._views = [f"augment={tag}:copy={c}" for c in range(copies) for _ in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def durations(self) -> list[float]:
+        return [e.duration or 0.0 for e in self.entries]
+
+    def view_ids(self) -> list[str]:
+        return self._views
+
+    def target_item(self, j: int) -> dict:
+        return self.base.target_item(j % len(self.base))
+
+    def counts(self) -> dict[str, int]:
+        """How many stored copies each augmentation changed (each copy is drawn once)."""
+        return self.augment.counts(self.seed, self.copies, len(self.base))
+
+    def __getitem__(self, j: int) -> dict | None:
+        copy, i = divmod(j, len(self.base))
+        item = self.base[i]
+        if item is not None:
+            item["wav"] = self.augment(item["wav"], self.seed, copy, i, self.base.sample_rate)
+            item["index"] = j
         return item

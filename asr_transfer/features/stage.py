@@ -55,12 +55,21 @@ def cacheable(backbone_cfg: Mapping) -> bool:
     return not_cacheable_reason(backbone_cfg) is None
 
 
-def stored_splits(splits, augment_cfg: Mapping | None = None) -> list[str]:
+def stored_splits(splits, augment_cfg: Mapping | None = None, copies: int = 0) -> list[str]:
     """The splits a cacheable run stores: all of them, except training under waveform augmentation
     (``augment.waveform``: its audio changes every epoch, so the backbone runs on it every step;
-    val and test stay stored and clean). SpecAugment acts after the featurizer: it stores everything."""
+    val and test stay stored and clean) unless ``copies`` (``features.augmented_copies``) augmented
+    copies of it are stored instead. SpecAugment acts after the featurizer: it stores everything."""
     augmented = bool(augment_cfg and augment_cfg.get("waveform"))
-    return [s for s in splits if not (s == "train" and augmented)]
+    return [s for s in splits if not (s == "train" and augmented and not copies)]
+
+
+def clip_ids(ds) -> list[str]:
+    """The store's key of each of a split's clips: its file and stretch, plus the dataset's view of it
+    when it has one (``view_ids``: stored augmented copies of one clip are different clips)."""
+    ids = [clip_id(e) for e in ds.entries]
+    views = getattr(ds, "view_ids", None)
+    return ids if views is None else [f"{i}|{v}" for i, v in zip(ids, views(), strict=True)]
 
 
 def clip_id(entry) -> str:
@@ -85,7 +94,9 @@ class FeaturesStage:
     (auto: float16 for frames, float32 for pooled vectors), ``shard_mb`` (shard size),
     ``layers`` (used: only the layers the featurizer reads; all: every hidden state, so one pass
     serves every featurizer), encoding batches (``batch_seconds``, ``max_batch_size``) and
-    decoding workers for the pass (``num_workers``)."""
+    decoding workers for the pass (``num_workers``); ``augmented_copies``: under waveform augmentation,
+    0 = training reads audio through the backbone every step, K = store K augmented copies of each
+    training clip once and train from the store (a frozen backbone then runs K times per clip, ever)."""
 
     def __init__(
         self,
@@ -97,6 +108,7 @@ class FeaturesStage:
         batch_seconds: float = 60.0,
         max_batch_size: int = 64,
         num_workers: int = 0,
+        augmented_copies: int = 0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"features.mode={mode!r}: use one of {list(MODES)}")
@@ -106,6 +118,11 @@ class FeaturesStage:
             raise ValueError(f"features.layers={layers!r}: use used (the featurizer's layers) or all")
         self.dir, self.mode, self.dtype, self.shard_mb, self.layers = str(dir), mode, dtype, shard_mb, layers
         self.batch_seconds, self.max_batch_size, self.num_workers = batch_seconds, max_batch_size, num_workers
+        if int(augmented_copies) != augmented_copies or augmented_copies < 0:
+            raise ValueError(
+                f"features.augmented_copies={augmented_copies!r}: 0 (augment on the fly) or a count"
+            )
+        self.augmented_copies = int(augmented_copies)
 
     def backbone(self, backbone_cfg: dict, build: Callable):
         """A weightless ``CardBackbone`` when this backbone's card is stored, else ``build()``."""
@@ -229,8 +246,7 @@ class FeaturesStage:
 
     def _dataset(self, folder, index, ds, stored, take, pooled, card) -> FeatureDataset:
         entries, where, positions = [], [], []
-        for i, e in enumerate(ds.entries):
-            cid = clip_id(e)
+        for i, (cid, e) in enumerate(zip(clip_ids(ds), ds.entries)):
             if cid not in index.clips:
                 raise RuntimeError(
                     f"features: clip {e.audio_filepath} is missing from {folder} after the pass"
@@ -275,8 +291,7 @@ def _missing(datasets: dict, index: ShardIndex) -> dict:
     """Clip id -> (dataset, entry, position) for every clip of every split that is not stored (each once)."""
     missing: dict = {}
     for ds in datasets.values():
-        for i, e in enumerate(ds.entries):
-            cid = clip_id(e)
+        for i, (cid, e) in enumerate(zip(clip_ids(ds), ds.entries)):
             if cid not in index.clips and cid not in missing:
                 missing[cid] = (ds, e, i)
     return missing

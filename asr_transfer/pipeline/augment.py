@@ -5,7 +5,7 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from asr_transfer.data.augment import WaveformAugment, WaveformAugmentation
+from asr_transfer.data.augment import AugmentedCopies, WaveformAugment, WaveformAugmentation
 from asr_transfer.tasks.spec_augment import SpecAugment
 
 
@@ -27,14 +27,22 @@ def build_augment(cfg: DictConfig) -> tuple[WaveformAugment | None, SpecAugment 
 
 def augment_summary(datamodule, task, epochs: int) -> dict[str, float]:
     """What was augmented and how often: waveform draws replayed from their seeds over the epochs
-    trained, SpecAugment's running totals of masked frames and channels."""
+    trained (or over the stored augmented copies, each drawn once), SpecAugment's running totals of
+    masked frames and channels."""
     out: dict[str, float] = {}
+    train = datamodule.datasets.get("train")
+    source = getattr(train, "base", None)  # a stored split's source: AugmentedCopies when copies are stored
     aug = getattr(datamodule, "augment", None)
-    if aug is not None and "train" in datamodule.datasets:
-        n = len(datamodule.datasets["train"])
-        for name, count in aug.counts(datamodule.seed, epochs, n).items():
-            out[f"augment/{name}/clips"] = float(count)
-            out[f"augment/{name}/fraction"] = count / max(n * epochs, 1)
+    if isinstance(source, AugmentedCopies):
+        counts, draws = source.counts(), len(source)
+        out["augment/stored_copies"] = float(source.copies)
+    elif aug is not None and train is not None:
+        counts, draws = aug.counts(datamodule.seed, epochs, len(train)), len(train) * epochs
+    else:
+        counts, draws = {}, 0
+    for name, count in counts.items():
+        out[f"augment/{name}/clips"] = float(count)
+        out[f"augment/{name}/fraction"] = count / max(draws, 1)
     spec = getattr(task, "spec_augment", None)
     if spec is not None:
         out.update(spec.summary())

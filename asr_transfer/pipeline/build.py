@@ -9,6 +9,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from asr_transfer.backbones.base import Backbone
+from asr_transfer.data.augment import AugmentedCopies
 from asr_transfer.features import FeaturesStage
 from asr_transfer.features.stage import not_cacheable_reason, stored_splits
 from asr_transfer.pipeline.augment import build_augment
@@ -86,10 +87,10 @@ def features_stage(cfg: DictConfig) -> FeaturesStage | None:
     return stage
 
 
-def trains_from_audio(cfg: DictConfig, train: bool = True) -> bool:
-    """A stored run whose training split still reads audio (waveform augmentation): it needs the
-    real backbone, not its card."""
-    return train and "train" not in stored_splits(["train"], cfg.get("augment"))
+def trains_from_audio(cfg: DictConfig, features: FeaturesStage, train: bool = True) -> bool:
+    """A stored run whose training split still reads audio (waveform augmentation without stored
+    augmented copies): it needs the real backbone, not its card."""
+    return train and "train" not in stored_splits(["train"], cfg.get("augment"), features.augmented_copies)
 
 
 def feature_request(cfg: DictConfig, backbone) -> tuple[list[int], bool]:
@@ -111,7 +112,7 @@ def feature_request(cfg: DictConfig, backbone) -> tuple[list[int], bool]:
 def build_data(cfg: DictConfig, stage: str = "fit", **overrides):
     """(backbone or its card, audio datamodule set up, features stage or None)."""
     features = features_stage(cfg)
-    if features is not None and not trains_from_audio(cfg, overrides.get("train", True)):
+    if features is not None and not trains_from_audio(cfg, features, overrides.get("train", True)):
         bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
         backbone = features.backbone(bcfg, lambda: build_backbone(cfg))
     else:
@@ -122,15 +123,31 @@ def build_data(cfg: DictConfig, stage: str = "fit", **overrides):
     return backbone, datamodule, features
 
 
+def feature_sources(cfg: DictConfig, features: FeaturesStage, audio, train: bool = True) -> dict:
+    """What the features stage stores for this run (``stored_splits`` says which splits): each split's
+    audio dataset, and the training split as its augmented copies when ``features.augmented_copies``
+    are stored under waveform augmentation."""
+    augment_cfg = cfg.get("augment") if train else None
+    stored = stored_splits(audio.datasets, augment_cfg, features.augmented_copies)
+    sources = {s: audio.datasets[s] for s in stored}
+    if train and "train" in sources and audio.augment is not None:
+        copies = features.augmented_copies
+        sources["train"] = AugmentedCopies(audio.datasets["train"], audio.augment, audio.seed, copies)
+    return sources
+
+
 def store_features(cfg: DictConfig, features: FeaturesStage, backbone, audio, **overrides):
     """Run the features stage over ``audio``'s splits: (backbone, datamodule of stored features,
     FeatureSet). The backbone is the weightless card, unless training reads audio (waveform
-    augmentation): then training runs the real backbone every step, and val/test read stored features."""
+    augmentation): then training runs the real backbone every step, and val/test read stored features.
+    With ``features.augmented_copies`` the training split is stored as that many augmented copies."""
     layers, pooled = feature_request(cfg, backbone)
     bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
-    stored = stored_splits(audio.datasets, cfg.get("augment") if overrides.get("train", True) else None)
+    sources = feature_sources(cfg, features, audio, overrides.get("train", True))
+    stored = list(sources)
+    copies = isinstance(sources.get("train"), AugmentedCopies)
     result = features.run(
-        {s: audio.datasets[s] for s in stored},
+        sources,
         backbone,
         layers,
         pooled,
@@ -147,6 +164,16 @@ def store_features(cfg: DictConfig, features: FeaturesStage, backbone, audio, **
             "%s read stored features (never augmented)",
             ", ".join(audio.augment.names),
             "/".join(stored) or "no other split",
+        )
+    if copies:
+        overrides["augment"] = None  # the copies are augmented already: training reads them as stored
+        log.info(
+            "waveform augmentation (%s): training reads %d stored augmented copies of each of its %d clips "
+            "(%d items an epoch), encoded once; val/test read stored features (never augmented)",
+            ", ".join(audio.augment.names),
+            features.augmented_copies,
+            len(audio.datasets["train"]),
+            len(datasets["train"]),
         )
     overrides.setdefault("labels", audio.labels)
     datamodule = build_datamodule(cfg, run_backbone, features=datasets, **overrides)

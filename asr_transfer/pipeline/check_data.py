@@ -158,14 +158,14 @@ def check_data(cfg: DictConfig) -> int:
 
 def features_estimate(cfg: DictConfig) -> dict | None:
     """What the features stage of a run would encode and write, without encoding anything."""
-    from asr_transfer.pipeline.build import build_data, feature_request
+    from asr_transfer.pipeline.build import build_data, feature_request, feature_sources
 
     backbone, datamodule, features = build_data(cfg.copy())
     if features is None:
-        print("features: not stored (features.mode=off, a trainable backbone, or waveform augmentation)")
+        print("features: not stored (features.mode=off, or a trainable backbone)")
         return None
     layers, pooled = feature_request(cfg, backbone)
-    est = features.estimate(backbone, datamodule.datasets, layers, pooled)
+    est = features.estimate(backbone, feature_sources(cfg, features, datamodule), layers, pooled)
     print(
         f"features: {est['clips']} clips to encode ({est['stored']} stored already), about "
         f"{est['bytes'] / 1e6:.1f} MB on disk ({'pooled' if pooled else 'frames'}, "

@@ -7,10 +7,20 @@ same number of steps (``--epochs`` x the same clips, batch 8), and its best-by-v
 tested on all five test sets.
 
     python experiments/augmentation/run.py [--seeds 0 1 2] [--epochs 4] [--per-class 30]
+    python experiments/augmentation/run.py --head attentive --conditions none babble noise
+    python experiments/augmentation/run.py --copies 4 --conditions none babble noise
+    python experiments/augmentation/run.py --table [--head attentive] [--copies 4]
 
 Conditions: ``none``; ``noise`` (``augment=noise``, training noise folder, SNR in [-5, 10] dB: the
 backbone runs every step; ``noise_0to20``: SNR in [0, 20] dB; ``babble``: the training babble files
 alone, SNR in [-5, 10] dB); ``specaugment`` (from the cached frozen backbone's frames).
+
+Optimiser: every condition of one table trains the same way. On the fly (``--copies 0``) the training
+audio changes every epoch, so the linear head trains by minibatch (``~probe``: the preset's epochs and
+rate) also without augmentation. ``--copies K`` stores K augmented copies of the training split
+(``features.augmented_copies=K``) and every condition is the exact probe (``probe=lbfgs``, L2 chosen on
+val) fitted to convergence on the stored features: no step budget at all. ``--head attentive``: an
+attention-pooling head on the frozen frames (minibatch; no exact fit exists for it).
 """
 
 from __future__ import annotations
@@ -76,8 +86,13 @@ def main() -> None:
     ap.add_argument("--test-per-class", type=int, default=20)
     ap.add_argument("--conditions", nargs="+", default=list(CONDITIONS))
     ap.add_argument("--work", type=Path, default=Path("/tmp/aug_study"))
-    ap.add_argument("--out", type=Path, default=HERE / "results.csv")
+    ap.add_argument("--head", default="linear", help="head=<name>: linear (the preset) or attentive")
+    ap.add_argument("--copies", type=int, default=0, help="features.augmented_copies (0: augment on the fly)")
+    ap.add_argument("--out", type=Path, help="default: results[_<head>][_copies<K>].csv")
     a = ap.parse_args()
+    a.out = a.out or results_path(a.head, a.copies)
+    # one optimiser per table: the exact probe needs stored pooled features (copies, linear head)
+    optimiser = ["probe=lbfgs"] if a.copies and a.head == "linear" else ["~probe"]
     work = a.work
     work.mkdir(parents=True, exist_ok=True)
     train_m = manifest(work / "train.jsonl", per_class(clips_of(RECORDINGS, TRAIN), a.per_class))
@@ -104,6 +119,9 @@ def main() -> None:
         f"augment.noise_dir={work / 'train_noise'}",
         "callbacks.progress_bar=null",
         "trainer.enable_progress_bar=false",
+        f"head={a.head}",
+        f"features.augmented_copies={a.copies}",
+        *optimiser,
     ]
     rows = list(csv.DictReader(open(a.out))) if a.out.is_file() else []
     done = {(r["condition"], r["seed"]) for r in rows}
@@ -111,7 +129,7 @@ def main() -> None:
         for seed in a.seeds:
             if (cond, str(seed)) in done:
                 continue
-            run_dir = work / "runs" / f"{cond}-{seed}"
+            run_dir = work / "runs" / f"{a.out.stem}-{cond}-{seed}"
             extra = CONDITIONS[cond] if cond != "none" else []
             overrides = [f"paths.output_dir={run_dir}", f"seed={seed}", *common, *extra]
             if cond == "babble":
@@ -145,6 +163,11 @@ def main() -> None:
                 w.writerows(rows)
 
 
+def results_path(head: str = "linear", copies: int = 0) -> Path:
+    name = "results" + ("" if head == "linear" else f"_{head}") + (f"_copies{copies}" if copies else "")
+    return HERE / f"{name}.csv"
+
+
 def table(path: Path) -> str:
     """Mean (min-max) test accuracy per condition over seeds, as a markdown table."""
     rows = list(csv.DictReader(open(path)))
@@ -163,7 +186,12 @@ def table(path: Path) -> str:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--table"]:
-        print(table(HERE / "results.csv"))
+    if "--table" in sys.argv:
+        t = argparse.ArgumentParser()
+        t.add_argument("--table", action="store_true")
+        t.add_argument("--head", default="linear")
+        t.add_argument("--copies", type=int, default=0)
+        t = t.parse_args()
+        print(table(results_path(t.head, t.copies)))
     else:
         main()

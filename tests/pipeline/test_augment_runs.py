@@ -41,6 +41,7 @@ def test_the_cache_rule():
     assert stored_splits(splits) == splits
     assert stored_splits(splits, {"specaugment": {"mask_time_prob": 0.5}}) == splits  # after the featurizer
     assert stored_splits(splits, {"waveform": {"noise": {}}}) == ["val", "test"]  # training audio changes
+    assert stored_splits(splits, {"waveform": {"noise": {}}}, copies=3) == splits  # its augmented copies
 
 
 def test_options_combine_and_build_in_order(tone_corpus, tmp_path):
@@ -126,6 +127,76 @@ def test_specaugment_trains_from_cached_frames_without_the_backbone(
     calls.clear()
     train(compose_train(overrides(tone_corpus, tmp_path, "specaugment"), tmp_path / "run2"))
     assert calls == []
+
+
+def test_stored_augmented_copies_train_from_the_store_and_equal_on_the_fly_epochs(
+    tone_corpus, tmp_path, caplog, monkeypatch
+):
+    """features.augmented_copies=2: the training split is stored as 2 augmented copies (copy c = what
+    epoch c of on-the-fly augmentation draws), the backbone runs only in the features pass, a second
+    run encodes nothing, another augmentation is encoded again (val/test not)."""
+    import torch
+
+    import asr_transfer.pipeline.train as train_mod
+    from asr_transfer.backbones.whisper import WhisperEncoderBackbone
+    from asr_transfer.data.augment import AugmentedDataset
+    from asr_transfer.features.card import CardBackbone
+    from asr_transfer.heads import masked_mean
+    from asr_transfer.pipeline.build import build_backbone, build_datamodule
+
+    calls, seen = [], {}
+    real_forward, real_store = WhisperEncoderBackbone.forward, train_mod.store_features
+
+    def counting(self, *a, **k):
+        calls.append(1)
+        return real_forward(self, *a, **k)
+
+    def spy(*a, **k):
+        backbone, datamodule, result = real_store(*a, **k)
+        seen.update(
+            datamodule=datamodule, encoded=sum(result.encoded), before_fit=len(calls), backbone=backbone
+        )
+        return backbone, datamodule, result
+
+    monkeypatch.setattr(WhisperEncoderBackbone, "forward", counting)
+    monkeypatch.setattr(train_mod, "store_features", spy)
+    caplog.set_level(logging.INFO)
+    n, copies = 24, 2  # training clips (tone corpus), copies stored
+    args = [*overrides(tone_corpus, tmp_path, "[noise,gain]"), f"features.augmented_copies={copies}"]
+    cfg = compose_train(args, tmp_path / "run")
+    train(cfg)
+    dm = seen["datamodule"]
+    assert all(isinstance(ds, FeatureDataset) for ds in dm.datasets.values())
+    assert isinstance(seen["backbone"], CardBackbone) and dm.augment is None  # nothing augments on the fly
+    assert len(dm.datasets["train"]) == copies * n
+    assert seen["encoded"] == copies * n + len(dm.datasets["val"]) + len(dm.datasets["test"])
+    assert len(calls) == seen["before_fit"]  # the backbone ran in the features pass only
+    assert f"training reads {copies} stored augmented copies of each of its {n} clips" in caplog.text
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["augment/stored_copies"] == copies
+    assert metrics["augment/noise/clips"] == copies * n and metrics["augment/noise/fraction"] == 1.0
+
+    # stored copy c of clip i == the backbone on clip i as epoch c of on-the-fly augmentation draws it
+    backbone = build_backbone(cfg).eval()
+    audio = build_datamodule(cfg, backbone)
+    audio.setup("fit")
+    fly = AugmentedDataset(audio.datasets["train"], audio.augment, audio.seed)
+    train_ds = dm.datasets["train"]
+    for c, i in [(0, 0), (1, 0), (1, 7)]:
+        item = train_ds[c * n + i]
+        wav = fly[(c, i)]["wav"]
+        with torch.no_grad():
+            hidden, flens = real_forward(backbone, wav[None], torch.tensor([len(wav)]))
+        want = torch.stack([masked_mean(h, flens)[0] for h in hidden])  # (layers, hidden)
+        assert torch.allclose(item["features"], want, atol=1e-4), (c, i)
+        assert item["target"] == audio.datasets["train"][i]["target"]
+    assert not torch.allclose(train_ds[0]["features"], train_ds[n]["features"])  # copies differ
+
+    calls.clear()
+    train(compose_train(args, tmp_path / "again"))
+    assert seen["encoded"] == 0 and calls == []  # everything stored: the backbone never runs
+    train(compose_train([*args, "augment.snr_db=[5,5]"], tmp_path / "other"))
+    assert seen["encoded"] == copies * n  # other augmentation, other copies; val/test are reused
 
 
 @pytest.mark.parametrize("augment", ["speed", "gain"])
