@@ -39,8 +39,8 @@ AUGMENTS = {
 
 
 def timed(loader, task, optimizer, batches: int, step: bool) -> float:
-    """Mean seconds per batch over ``batches`` batches after one warm-up batch."""
-    it = iter(loader)
+    """Mean seconds per batch over ``batches`` batches after one warm-up batch (epochs repeat as needed)."""
+    it = (batch for _ in iter(int, 1) for batch in loader)
     total = 0.0
     for k in range(batches + 1):
         t = time.perf_counter()
