@@ -80,9 +80,18 @@ def features_stage(cfg: DictConfig) -> FeaturesStage | None:
     stage = instantiate(cfg.features)
     if stage.mode == "off":
         return None
+    copies = stage.augmented_copies
+    if copies and not (cfg.get("augment") or {}).get("waveform"):
+        log.warning(
+            "features.augmented_copies=%d does nothing without waveform augmentation (augment=noise|speed|reverb|gain)",
+            copies,
+        )
     reason = not_cacheable_reason(cfg.backbone)
     if reason is not None:
-        log.info("features stage off: %s", reason)
+        ignored = (
+            f"; features.augmented_copies={copies} ignored: training augments on the fly" if copies else ""
+        )
+        log.info("features stage off: %s%s", reason, ignored)
         return None
     return stage
 

@@ -207,3 +207,20 @@ def test_eval_is_never_augmented(augment, tone_corpus, tmp_path):
     backbone = build_backbone(cfg)
     assert build_datamodule(cfg, backbone).augment is not None
     assert build_datamodule(cfg, backbone, train=False).augment is None
+
+
+def test_augmented_copies_say_when_they_do_nothing(tone_corpus, tmp_path, caplog):
+    from asr_transfer.pipeline.build import features_stage
+
+    caplog.set_level(logging.INFO)
+    base = [*tone_overrides(tone_corpus, tmp_path / "cache"), *FAST, "features.augmented_copies=2"]
+    assert features_stage(compose_train(base, tmp_path / "a")) is not None
+    assert "features.augmented_copies=2 does nothing without waveform augmentation" in caplog.text
+    cfg = compose_train(
+        [*overrides(tone_corpus, tmp_path, "noise"), "features.augmented_copies=2", "backbone.freeze=none"],
+        tmp_path / "b",
+    )
+    assert features_stage(cfg) is None
+    assert "features.augmented_copies=2 ignored: training augments on the fly" in caplog.text
+    with pytest.raises(Exception, match=r"features.augmented_copies=-1: 0 \(augment on the fly\)"):
+        features_stage(compose_train([*base, "features.augmented_copies=-1"], tmp_path / "c"))
