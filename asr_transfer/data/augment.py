@@ -10,7 +10,6 @@ without touching audio.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from asr_transfer.data.audio import AUDIO_SUFFIXES, audio_files, load_audio
+from asr_transfer.utils.hashing import stable_hash
 
 log = logging.getLogger(__name__)
 MEMO_SECONDS = 60  # noise files up to this long are kept whole in memory (a few MB each at 16 kHz)
@@ -320,7 +320,7 @@ class AugmentedCopies(Dataset):
             base.min_samples,
         )
         self.entries = list(base.entries) * copies
-        tag = hashlib.sha1(json.dumps([augment.identity(), seed], sort_keys=True).encode()).hexdigest()[:16]
+        tag = stable_hash([augment.identity(), seed], 16)
         n = len(base)
         self._views = [f"augment={tag}:copy={c}" for c in range(copies) for _ in range(n)]
 
