@@ -9,7 +9,8 @@ noise + babble of the TRAINING speakers; test babble = the validation speaker's 
 Every trained method runs up to a step budget per label budget, validates every ``val_every`` steps
 and stops early after ``patience`` checks without a better val accuracy; the best-by-val checkpoint is
 tested on all five test sets. The probe is the exact L-BFGS fit (``probe=lbfgs``) on cached features;
-with waveform augmentation the cache is off for training and it trains with the minibatch optimizer.
+with waveform augmentation it is the same exact fit on ``PROBE_COPIES`` stored augmented copies of the
+training split (``features.augmented_copies``: the frozen backbone encodes each copy once).
 
     # accuracy runs (resumable: a run already in results.csv is skipped; the CSV is rewritten atomically)
     nice -n 19 python experiments/finetune_strategies/run.py --backbones tiny --budgets 5 all --aug none
@@ -56,6 +57,7 @@ BACKBONES = {"tiny": MODELS / "whisper-tiny.en", "base": MODELS / "whisper-base"
 # 'all' = 1000 clips = 125 steps per epoch at batch 8; '5' = 50 clips = 7 steps per epoch.
 SCHEDULE = {"all": (125, 25, 2, (25, 50)), "5": (100, 20, 2, (20, 40))}
 BACKBONE_LR, ADAPTER_LR, HEAD_LR = 1e-4, 1e-3, 2e-3
+PROBE_COPIES = 4  # augmented copies of the training split the augmented probe is fitted on
 
 
 def method_overrides(method: str, budget: str) -> list[str]:
@@ -116,6 +118,8 @@ def run_overrides(work: Path, backbone: str, budget: str, method: str, aug: str,
     ]
     if aug == "noise":
         common += ["augment=noise", f"augment.noise_dir={work / 'train_noise'}", "augment.snr_db=[-5,10]"]
+        if method == "probe":  # the exact fit needs stored features: store augmented copies
+            common.append(f"features.augmented_copies={PROBE_COPIES}")
     return common + method_overrides(method, budget)
 
 
