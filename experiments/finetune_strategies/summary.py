@@ -90,8 +90,12 @@ def plot(summary: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = list(dict.fromkeys((s["backbone"], s["budget"], s["aug"]) for s in summary))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), sharey=True, squeeze=False)
-    for ax, panel in zip(axes[0], panels):
+    cols = min(4, len(panels))  # one row per 4 panels: readable at page width
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), sharey=True, squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, panel in zip(axes.flat, panels):
         ss = [s for s in summary if (s["backbone"], s["budget"], s["aug"]) == panel]
         width = 0.8 / len(ss)
         for i, s in enumerate(ss):
@@ -104,7 +108,8 @@ def plot(summary: list[dict], path: Path) -> None:
         ax.set_title(f"whisper {panel[0]}, budget {panel[1]}, aug {panel[2]}", fontsize=9)
         ax.set_ylim(0, 100)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("test accuracy, yweweler (%), mean ± std over seeds")
+    for row in axes:
+        row[0].set_ylabel("test accuracy, yweweler (%)\nmean ± std over seeds")
     axes[0][0].legend(fontsize=6, loc="lower left", ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
