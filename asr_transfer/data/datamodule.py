@@ -11,7 +11,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from asr_transfer.data.augment import AugmentedDataset, EpochBatches, WaveformAugment
+from asr_transfer.data.augment import WaveformAugment
+from asr_transfer.data.augmented import AugmentedDataset, EpochBatches
 from asr_transfer.data.batching import LengthBatchSampler, pad_batch
 from asr_transfer.data.checks import ClipRules
 from asr_transfer.data.corpora.base import Corpus

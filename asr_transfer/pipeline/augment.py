@@ -5,7 +5,8 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from asr_transfer.data.augment import AugmentedCopies, WaveformAugment, WaveformAugmentation
+from asr_transfer.data.augment import WaveformAugment, WaveformAugmentation
+from asr_transfer.data.augmented import AugmentedCopies
 from asr_transfer.tasks.spec_augment import SpecAugment
 
 

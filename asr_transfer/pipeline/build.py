@@ -9,7 +9,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from asr_transfer.backbones.base import Backbone
-from asr_transfer.data.augment import AugmentedCopies
+from asr_transfer.data.augmented import AugmentedCopies
 from asr_transfer.features import FeaturesStage
 from asr_transfer.features.stage import not_cacheable_reason, stored_splits
 from asr_transfer.pipeline.augment import build_augment

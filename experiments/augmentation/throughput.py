@@ -26,7 +26,7 @@ import torch  # noqa: E402
 from materials import clips_of  # noqa: E402
 from run import RECORDINGS, TRAIN, compose_cfg, manifest, per_class  # noqa: E402
 
-from asr_transfer.data.augment import AugmentedDataset  # noqa: E402
+from asr_transfer.data.augmented import AugmentedDataset  # noqa: E402
 from asr_transfer.data.noise import write_rirs  # noqa: E402
 from asr_transfer.pipeline.build import build_backbone, build_datamodule, build_task, task_class  # noqa: E402
 

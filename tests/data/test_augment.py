@@ -13,8 +13,6 @@ from torch.utils.data import DataLoader
 
 import asr_transfer.data.augment as augment_mod
 from asr_transfer.data.augment import (
-    AugmentedDataset,
-    EpochBatches,
     Gain,
     Noise,
     Reverb,
@@ -23,6 +21,7 @@ from asr_transfer.data.augment import (
     clip_generator,
     mix_at_snr,
 )
+from asr_transfer.data.augmented import AugmentedDataset, EpochBatches
 from asr_transfer.data.batching import LengthBatchSampler, pad_batch
 from asr_transfer.data.datamodule import AudioDataModule
 from asr_transfer.data.noise import write_coloured, write_rirs

@@ -139,7 +139,7 @@ def test_stored_augmented_copies_train_from_the_store_and_equal_on_the_fly_epoch
 
     import asr_transfer.pipeline.train as train_mod
     from asr_transfer.backbones.whisper import WhisperEncoderBackbone
-    from asr_transfer.data.augment import AugmentedDataset
+    from asr_transfer.data.augmented import AugmentedDataset
     from asr_transfer.features.card import CardBackbone
     from asr_transfer.heads import masked_mean
     from asr_transfer.pipeline.build import build_backbone, build_datamodule
