@@ -22,6 +22,7 @@ import torchaudio.functional as AF
 from torch import Tensor
 
 from asr_transfer.data.audio import AUDIO_SUFFIXES, audio_files, load_audio
+from asr_transfer.utils.hashing import file_key
 
 log = logging.getLogger(__name__)
 MEMO_SECONDS = 60  # noise files up to this long are kept whole in memory (a few MB each at 16 kHz)
@@ -81,13 +82,8 @@ class WaveformAugmentation:
         mtime (stored augmented copies are keyed by it: a changed noise folder is encoded again)."""
         out: dict = {"name": self.name}
         for key, value in sorted(vars(self).items()):
-            out[key] = [_file_key(f) for f in value] if key == "files" else value
+            out[key] = [file_key(f) for f in value] if key == "files" else value
         return out
-
-
-def _file_key(path: str) -> str:
-    st = Path(path).stat()
-    return f"{path}|{st.st_size}|{st.st_mtime_ns}"
 
 
 class Speed(WaveformAugmentation):

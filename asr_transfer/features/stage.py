@@ -29,7 +29,7 @@ from asr_transfer.features.dataset import FeatureDataset
 from asr_transfer.features.encode import Clips, encode
 from asr_transfer.features.store import DTYPES, ShardIndex, ShardWriter
 from asr_transfer.utils.atomic import write_json
-from asr_transfer.utils.hashing import stable_hash
+from asr_transfer.utils.hashing import file_key, stable_hash
 
 log = logging.getLogger(__name__)
 MODES = ("auto", "off", "refresh")
@@ -73,11 +73,7 @@ def clip_ids(ds) -> list[str]:
 
 
 def clip_id(entry) -> str:
-    try:
-        st = os.stat(entry.audio_filepath)
-        return f"{entry.audio_filepath}|{st.st_size}|{st.st_mtime_ns}|{entry.offset}|{entry.duration}"
-    except OSError:
-        return f"{entry.audio_filepath}|-|-|{entry.offset}|{entry.duration}"
+    return f"{file_key(entry.audio_filepath)}|{entry.offset}|{entry.duration}"
 
 
 @dataclass
