@@ -41,6 +41,7 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports  # the import layers of pyproject.toml [tool.importlinter]
 
 bench: $(STAMP)
 	$(PY) experiments/throughput/run.py

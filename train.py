@@ -19,6 +19,8 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     from asr_transfer.pipeline.data_overrides import moved_keys_or_exit
+    from asr_transfer.pipeline.plan import ignored_or_exit
 
     moved_keys_or_exit(sys.argv[1:])  # data.root=... -> data.corpus.root=... (Hydra would not say so)
+    ignored_or_exit(sys.argv[1:])  # optimizer.lr=... under the exact probe, which never reads it
     main()

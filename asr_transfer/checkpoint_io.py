@@ -1,4 +1,5 @@
-"""Checkpoints that survive ``kill -9``: Lightning's CheckpointIO plugin with atomic writes.
+"""Checkpoints: written so they survive ``kill -9`` (Lightning's CheckpointIO plugin with atomic
+writes), read without running code (``load_checkpoint``).
 
 Lightning's own save goes through an fsspec transaction whose temporary file lives in the system
 temp folder; when that is another filesystem the final "move" is a copy, and a kill during the
@@ -8,6 +9,8 @@ and renames: a reader sees the old checkpoint or the new one, never half of one.
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,3 +28,33 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         # fsync: the bytes are on disk before the name points at them
         with atomic_open(path, "wb", fsync=True) as f:
             torch.save(checkpoint, f)
+
+
+class CheckpointError(ValueError):
+    """A ``ckpt_path`` that cannot be used; the message is one line naming it and the fix."""
+
+
+def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
+    """``weights_only=True``: a checkpoint holds tensors and plain containers only, so loading runs no code.
+    ``mmap``: tensors are mapped, not read (for a look at the config only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={str(path)!r}: no such checkpoint (see <run dir>/checkpoints/)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:  # an object outside weights_only's allow-list: never run its code
+        what = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r} holds objects that safe loading (weights_only=True) refuses ({what[:160]}). "
+            "Fix: use a checkpoint written by this project's train.py, or re-save it with tensors and plain "
+            "containers only"
+        ) from None
+    except RuntimeError as e:  # not a torch file at all (truncated, another format)
+        raise CheckpointError(f"ckpt_path={str(path)!r} is not a readable checkpoint ({e}). Fix: point "
+                              "ckpt_path at <run dir>/checkpoints/*.ckpt") from None  # fmt: skip
+    if "asr_transfer" not in state or not state["asr_transfer"].get("config"):
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r} was not written by asr_transfer (no resolved config inside). "
+            "Fix: point ckpt_path at <run dir>/checkpoints/*.ckpt of a train.py run"
+        )
+    return state

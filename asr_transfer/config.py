@@ -29,6 +29,19 @@ def register() -> None:
     ConfigStore.instance().store(group="data", name="checkpoint", node={})
 
 
+def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train"):
+    """``conf/<config_name>.yaml`` with ``overrides``, composed as the command line would (for drivers,
+    studies and tests that build a run without ``@hydra.main``). ``${hydra:...}`` is not available:
+    give ``paths.output_dir=...`` among the overrides when the run writes anything."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
 def fast_exit() -> None:
     """Call last in a single (non-multirun) job: nothing the job made is needed any more.
 

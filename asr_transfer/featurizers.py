@@ -18,11 +18,15 @@ from torch import Tensor, nn
 class Featurizer(nn.Module):
     """Base: ``forward(stack: (len(layers), *rest)) -> (*rest, output_size)``.
 
-    ``linear``: the output is a linear function of the layers, so it commutes with mean pooling over
-    frames and the features stage may store pooled vectors for a mean-pooling head (``pools_first``).
+    ``is_linear``: the output is a linear function of the layers, so it commutes with mean pooling over
+    frames and the features store may keep pooled vectors for a mean-pooling head (``pools_first``).
     """
 
-    linear = True
+    @classmethod
+    def is_linear(cls, **settings) -> bool:
+        """Whether this featurizer with these config settings is linear (the run plan asks before
+        anything is built: it decides whether pooled vectors are stored)."""
+        return True
 
     def __init__(self, num_layers: int, hidden_size: int) -> None:
         super().__init__()
@@ -82,7 +86,10 @@ class WeightedSum(Featurizer):
         super().__init__(num_layers, hidden_size)
         self.logits = nn.Parameter(torch.zeros(num_layers))
         self.layer_norm = layer_norm
-        self.linear = not layer_norm  # a per-frame layer norm does not commute with the mean over frames
+
+    @classmethod
+    def is_linear(cls, layer_norm: bool = False, **_) -> bool:
+        return not layer_norm  # a per-frame layer norm does not commute with the mean over frames
 
     def weights(self) -> Tensor:
         return torch.softmax(self.logits, dim=0)

@@ -135,3 +135,31 @@ def tone_overrides(corpus: dict[str, Path], cache_dir: Path) -> list[str]:
         "trainer.enable_progress_bar=false",
         "trainer.accelerator=cpu",
     ]
+
+
+def featurizer_for(cfg, backbone):
+    """The config's featurizer at ``backbone``'s geometry (what ``build_parts`` builds for a run)."""
+    from hydra.utils import instantiate
+
+    return instantiate(cfg.featurizer, _convert_="all")(
+        num_layers=backbone.num_layers, hidden_size=backbone.hidden_size
+    )
+
+
+def task_for(cfg, backbone, **task_kwargs):
+    """The config's task around ``backbone`` (with its featurizer and SpecAugment), as a run builds it."""
+    from asr_transfer.pipeline.build import build_task
+    from asr_transfer.pipeline.plan import make_plan
+
+    spec = make_plan(cfg, overrides=[]).spec_augment
+    return build_task(cfg, backbone, featurizer_for(cfg, backbone), spec, **task_kwargs)
+
+
+def audio_datamodule(cfg, backbone, purpose: str = "fit", **overrides):
+    """The run's datamodule serving audio only (no features store) at ``backbone``'s rate; ``purpose="test"``
+    has no waveform augmentation, as in eval."""
+    from asr_transfer.pipeline.build import build_datamodule
+    from asr_transfer.pipeline.plan import make_plan
+
+    plan = make_plan(cfg, purpose, overrides=[])
+    return build_datamodule(cfg, plan, backbone.sample_rate, backbone.min_samples, **overrides)

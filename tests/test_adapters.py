@@ -10,12 +10,20 @@ import pytest
 import torch
 
 from asr_transfer.backbones.adapters import Bottleneck, LoRA
-from asr_transfer.features import cacheable
-from asr_transfer.pipeline.build import build_backbone, build_datamodule, build_task, task_class
+from asr_transfer.checkpoint_io import load_checkpoint
+from asr_transfer.pipeline.build import build_backbone, task_class
 from asr_transfer.pipeline.evaluate import evaluate
-from asr_transfer.pipeline.restore import load_checkpoint, restore
+from asr_transfer.pipeline.plan import make_plan
+from asr_transfer.pipeline.restore import restore
 from asr_transfer.pipeline.train import train
-from tests.conftest import TINY_WHISPER, compose_train, predict_rows, tone_overrides
+from tests.conftest import (
+    TINY_WHISPER,
+    audio_datamodule,
+    compose_train,
+    predict_rows,
+    task_for,
+    tone_overrides,
+)
 from tests.pipeline.test_ctc_runs import ctc_overrides, word_corpus  # noqa: F401, F811  (fixture)
 from tests.presets import BACKBONES
 
@@ -89,10 +97,10 @@ def _fit(tmp_path, corpus, adapter: str, steps: int = 3):
     )  # fmt: skip
     L.seed_everything(0)
     backbone = build_backbone(cfg)
-    dm = build_datamodule(cfg, backbone)
+    dm = audio_datamodule(cfg, backbone)
     dm.prepare_data()
     dm.setup("fit")
-    task = build_task(cfg, backbone, **task_class(cfg).data_kwargs(dm))
+    task = task_for(cfg, backbone, **task_class(cfg).data_kwargs(dm))
     trainer = L.Trainer(
         max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
         enable_progress_bar=False, num_sanity_val_steps=0, limit_val_batches=0,
@@ -148,7 +156,7 @@ def test_probe_with_lora_trains_without_the_features_stage_and_reports_parameter
 ):
     cfg = compose_train(["experiment=fsdd_probe", "adapter=lora"], tmp_path / "x")
     assert cfg.backbone.adapter._target_.endswith("LoRA") and cfg.backbone.freeze == "all"
-    assert not cacheable(cfg.backbone)  # never stored, never served by a weightless card
+    assert make_plan(cfg, overrides=[]).store is None  # never stored, never served by a weightless card
     out = tmp_path / "run"
     cfg = compose_train(
         [*tone_overrides(tone_corpus, tmp_path / "cache"), *TINY_WHISPER, "adapter=lora", "trainer.max_epochs=1"],

@@ -15,10 +15,11 @@ import torch
 
 from asr_transfer.backbones.whisper import WhisperEncoderBackbone
 from asr_transfer.data.datamodule import AudioDataModule
-from asr_transfer.features import FeaturesStage
+from asr_transfer.features import FeatureStore
 from asr_transfer.featurizers import LastLayer, WeightedSum
-from asr_transfer.heads import AttentiveHead, LinearHead, masked_mean
+from asr_transfer.heads import AttentiveHead, LinearHead
 from asr_transfer.tasks.classification import ClassificationTask
+from asr_transfer.utils.masks import masked_mean
 from tests.conftest import TINY_WHISPER_CONFIG
 
 REFERENCE = Path(__file__).parent / "data" / "features_reference.json"
@@ -43,9 +44,12 @@ def stored(
     bb = bb if bb is not None else backbone()
     layers = featurizer(num_layers=bb.num_layers, hidden_size=bb.hidden_size).layers
     stage_kw.setdefault("dtype", "float32")
-    stage = FeaturesStage(str(tmp_path / "features"), **stage_kw)
+    stage = FeatureStore(str(tmp_path / "features"), **stage_kw)
     fs = stage.run(dm.datasets, bb, layers, pooled, build=lambda: bb, device=device)
-    fdm = AudioDataModule(features=fs.datasets, labels=dm.labels, **(dm_kw or {}))
+    fdm = AudioDataModule(
+        str(corpus["train"]), str(corpus["val"]), str(corpus["test"]), store=lambda audio: fs.datasets,
+        labels=dm.labels, **(dm_kw or {})
+    )  # fmt: skip
     fdm.setup("fit")
     return dm, fdm, fs, bb
 
@@ -54,7 +58,7 @@ def probe(bb, featurizer=WeightedSum, head=LinearHead, seed=1) -> Classification
     torch.manual_seed(seed)
     task = ClassificationTask(
         backbone=bb,
-        featurizer=partial(featurizer),
+        featurizer=featurizer(num_layers=bb.num_layers, hidden_size=bb.hidden_size),
         head=partial(head),
         optimizer=partial(torch.optim.AdamW),
         num_classes=3,
@@ -144,7 +148,7 @@ def spec_folder(
         for ds in dm.datasets.values():
             ds.max_samples = max_samples
     bb = backbone(seed)
-    stage = FeaturesStage(str(tmp_path), dtype=dtype)
+    stage = FeatureStore(str(tmp_path), dtype=dtype)
     from asr_transfer.features.card import make_card
 
     layers = featurizer(num_layers=bb.num_layers, hidden_size=bb.hidden_size).layers
@@ -244,7 +248,7 @@ def test_encoding_on_gpu_matches_cpu(tone_corpus, tmp_path):
 def test_the_estimate_is_what_the_pass_writes(tone_corpus, tmp_path, pooled):
     """check_data.py prints this estimate before a run: pooled vectors exactly, frames from durations."""
     dm, bb = audio_dm(tone_corpus), backbone()
-    stage, layers = FeaturesStage(str(tmp_path / "features"), dtype="float32"), list(range(bb.num_layers))
+    stage, layers = FeatureStore(str(tmp_path / "features"), dtype="float32"), list(range(bb.num_layers))
     before = stage.estimate(bb, dm.datasets, layers, pooled)
     fs = stage.run(dm.datasets, bb, layers, pooled, build=lambda: bb)
     written = json.loads((Path(fs.folder) / "passes.jsonl").read_text().splitlines()[0])["bytes"]

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from asr_transfer.data.audio import AudioError
-from asr_transfer.pipeline.build import build_backbone, build_datamodule
+from asr_transfer.pipeline.build import build_backbone
 from asr_transfer.pipeline.check_data import check_data, scan
 from tests.bad_inputs import bad_cases, odd_cases
-from tests.conftest import TINY_WHISPER, compose_train, tone, write_wav
+from tests.conftest import TINY_WHISPER, audio_datamodule, compose_train, tone, write_wav
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def config(manifests, tmp_path, *extra):
 def run_verdicts(cfg) -> dict:
     """What a run does with each file: header checks at setup, then every clip decoded as training would."""
     backbone = build_backbone(cfg)
-    dm = build_datamodule(cfg, backbone, run_dir=None)
+    dm = audio_datamodule(cfg, backbone, run_dir=None)
     dm.setup("fit")
     out = {}
     for split, ds in dm.datasets.items():

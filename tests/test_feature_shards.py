@@ -92,11 +92,11 @@ import os, signal, sys, torch
 sys.path.insert(0, {root!r})
 from tests.test_cache import audio_dm, backbone
 from tests.test_feature_shards import fail_at_call
-from asr_transfer.features import FeaturesStage
+from asr_transfer.features import FeatureStore
 corpus = dict(train={train!r}, val={val!r}, test={test!r})
 dm, bb = audio_dm(corpus), backbone()
 fail_at_call(bb, 5, lambda: os.kill(os.getpid(), signal.SIGKILL))  # no cleanup, no handler: a power cut
-FeaturesStage({folder!r}, dtype="float32", shard_mb={shard_mb}, max_batch_size=4).run(dm.datasets, bb, [0, 1, 2], False, build=None)
+FeatureStore({folder!r}, dtype="float32", shard_mb={shard_mb}, max_batch_size=4).run(dm.datasets, bb, [0, 1, 2], False, build=None)
 """
 
 
@@ -136,7 +136,7 @@ def test_two_loader_workers_read_what_one_process_reads(tone_corpus, tmp_path, r
 
 
 def test_a_failed_pass_leaves_no_half_written_shard(tone_corpus, tmp_path):
-    from asr_transfer.features import FeaturesStage
+    from asr_transfer.features import FeatureStore
 
     dm, bb = audio_dm(tone_corpus), backbone()
 
@@ -144,7 +144,7 @@ def test_a_failed_pass_leaves_no_half_written_shard(tone_corpus, tmp_path):
         raise KeyboardInterrupt
 
     fail_at_call(bb, 2, interrupt)
-    stage = FeaturesStage(str(tmp_path / "f"), dtype="float32", max_batch_size=4)
+    stage = FeatureStore(str(tmp_path / "f"), dtype="float32", max_batch_size=4)
     with pytest.raises(KeyboardInterrupt):
         stage.run(dm.datasets, bb, [0, 1, 2], False, build=None)
     assert not list((tmp_path / "f").rglob(".*.tmp"))

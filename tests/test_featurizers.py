@@ -21,7 +21,7 @@ def test_single_layer_reads_the_chosen_state_through_the_task():
     backbone = BACKBONES["whisper"]().eval()
     task = ClassificationTask(
         backbone=backbone,
-        featurizer=lambda num_layers, hidden_size: SingleLayer(num_layers, hidden_size, layer=1),
+        featurizer=SingleLayer(backbone.num_layers, backbone.hidden_size, layer=1),
         head=LinearHead,
         optimizer=torch.optim.AdamW,
         num_classes=2,
@@ -54,7 +54,9 @@ def test_weighted_sum_is_the_softmax_weighted_sum(layer_norm):
     )
     expected = sum(wi * s for wi, s in zip(w, layers))
     torch.testing.assert_close(f(stack), expected, atol=1e-5, rtol=0)
-    assert f.linear is not layer_norm  # only a linear featurizer lets the cache store pooled vectors
+    assert (
+        WeightedSum.is_linear(layer_norm=layer_norm) is not layer_norm
+    )  # only a linear one lets the store pool
     with pytest.raises(ValueError, match="expects 3 hidden states, got 2"):
         f(stack[:2])
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from asr_transfer.pipeline.build import build_backbone, build_datamodule
-from tests.conftest import CONF, TINY_WHISPER, compose_train
+from asr_transfer.pipeline.build import build_backbone
+from tests.conftest import CONF, TINY_WHISPER, audio_datamodule, compose_train
 
 
 def test_tones_corpus_yaml_is_short_and_extends_the_base():
@@ -19,7 +19,7 @@ def test_tones_corpus_feeds_the_one_datamodule(tmp_path):
     over = ["data=tones", f"paths.cache_dir={tmp_path / 'cache'}", "data.corpus.per_class=2", *TINY_WHISPER]
     cfg = compose_train(over, tmp_path / "run")
     backbone = build_backbone(cfg)
-    dm = build_datamodule(cfg, backbone)
+    dm = audio_datamodule(cfg, backbone)
     dm.prepare_data()
     dm.setup("fit")
     assert dm.labels == ["high", "low", "mid"]  # sorted labels of the training split
@@ -34,7 +34,7 @@ def test_tones_corpus_feeds_the_one_datamodule(tmp_path):
     )
     # prepared once: the same settings find the same manifests and audio without writing again
     mtimes = {e.audio_filepath: Path(e.audio_filepath).stat().st_mtime_ns for e in dm.entries["test"]}
-    again = build_datamodule(cfg, backbone)
+    again = audio_datamodule(cfg, backbone)
     assert again.manifests() == dm.manifests()
     again.setup("fit")
     assert {

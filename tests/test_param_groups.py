@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from asr_transfer.pipeline.build import build_backbone, build_task
+from asr_transfer.pipeline.build import build_backbone
 from asr_transfer.schedulers import cosine_with_warmup
 from asr_transfer.tasks.param_groups import with_backbone_warmup
-from tests.conftest import TINY_WHISPER, compose_train
+from tests.conftest import TINY_WHISPER, compose_train, task_for
 
 
 def _task(tmp_path, extra=()):
@@ -19,7 +19,7 @@ def _task(tmp_path, extra=()):
         tmp_path,
     )  # fmt: skip
     backbone = build_backbone(cfg)
-    return build_task(cfg, backbone, num_classes=3, labels=["a", "b", "c"])
+    return task_for(cfg, backbone, num_classes=3, labels=["a", "b", "c"])
 
 
 def test_layer_lr_decay_from_the_top_layer_down_feature_encoder_lowest(tmp_path):

@@ -88,10 +88,11 @@ def test_stage_switch_mid_run_and_its_exact_resume(tmp_path, tone_corpus):
 def test_staged_unfreezing_refuses_ddp(tmp_path):
     from types import SimpleNamespace
 
-    from asr_transfer.pipeline.build import build_backbone, build_task
+    from asr_transfer.pipeline.build import build_backbone
+    from tests.conftest import task_for
 
     cfg = compose_train([*TINY_WHISPER, SCHEDULE], tmp_path)
-    task = build_task(cfg, build_backbone(cfg), num_classes=2, labels=["a", "b"])
+    task = task_for(cfg, build_backbone(cfg), num_classes=2, labels=["a", "b"])
     task._trainer = SimpleNamespace(world_size=2)
     with pytest.raises(ValueError, match=r"backbone.unfreeze \(staged unfreezing\) runs on one device"):
         task.on_fit_start()
@@ -103,10 +104,11 @@ def test_an_early_stage_checkpoint_restores_the_layers_a_later_stage_trained(tmp
     """The best checkpoint can come from an earlier stage than the last one; testing it after
     training must give the model as saved, not keep the later stage's lower layers (nor stop with
     missing keys, as it did when checkpoints held only the parameters of the stage they were saved in)."""
-    from asr_transfer.pipeline.build import build_backbone, build_task
+    from asr_transfer.pipeline.build import build_backbone
+    from tests.conftest import task_for
 
     cfg = compose_train([*TINY_WHISPER, SCHEDULE], tmp_path)
-    task = build_task(cfg, build_backbone(cfg), num_classes=2, labels=["a", "b"])
+    task = task_for(cfg, build_backbone(cfg), num_classes=2, labels=["a", "b"])
     task.backbone.set_stage(3, 0)  # the top layer trains, everything below is frozen
     checkpoint = {"state_dict": {k: v.clone() for k, v in task.state_dict().items()}}  # as if written
     task.on_save_checkpoint(checkpoint)

@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor, nn
 
+from asr_transfer.utils.masks import lengths_to_mask
+
 FREEZE_POLICIES = ("all", "none", "feature_encoder", "top_k")
 
 
@@ -24,6 +26,8 @@ class Backbone(nn.Module, ABC):
       hidden_size      feature size D of each hidden state
       downsample_rate  input samples per output frame
       normalize_waveform  whether clips are zero-mean/unit-variance normalised before padding
+      min_samples      shortest input it takes: shorter clips are zero-padded to it (400 samples, 25 ms
+                       at 16 kHz: the receptive field of a wav2vec2 conv front end, one Whisper window)
 
     Freezing (``freeze``):
       all              nothing trains; the backbone runs in eval mode under ``torch.no_grad`` and
@@ -42,6 +46,7 @@ class Backbone(nn.Module, ABC):
     hidden_size: int
     downsample_rate: int
     normalize_waveform: bool = True
+    min_samples: int = 400
 
     # Adapter target paths inside one transformer layer, per adapter kind (backbones/adapters.py).
     adapter_targets: dict[str, tuple[str, ...]] = {}
@@ -83,6 +88,12 @@ class Backbone(nn.Module, ABC):
     def frame_lengths(self, lengths: Tensor) -> Tensor:
         """Valid output frames for valid input samples."""
 
+    @classmethod
+    def input_rate(cls, **settings) -> int:
+        """The sample rate this class with these config settings reads audio at, without building the
+        model (``check_data.py`` needs no weights); an instance's ``sample_rate`` equals it."""
+        return int(cls.sample_rate)
+
     def identity(self) -> str:
         """A string naming these weights (hub id or path, variant); part of the feature-cache key."""
         return type(self).__name__
@@ -119,18 +130,12 @@ class Backbone(nn.Module, ABC):
 
     @property
     def fully_frozen(self) -> bool:
-        """Nothing in the backbone ever trains: its outputs can be cached (see ``not_frozen_reason``)."""
+        """Nothing in the backbone ever trains: its outputs can be stored (see ``not_frozen_reason``)."""
         return self.not_frozen_reason() is None
 
     def not_frozen_reason(self) -> str | None:
-        """Why this backbone's outputs cannot be cached, or None when nothing in it ever trains."""
-        if self.adapter is not None:
-            return f"backbone.adapter={self.adapter!r} trains inside the backbone"
-        if len(self.stages) > 1:
-            return "backbone.unfreeze unfreezes layers during training"
-        if self.freeze != "all":
-            return f"backbone.freeze={self.freeze}"
-        return None
+        """Why this backbone's outputs change while training, or None when nothing in it ever trains."""
+        return trains_reason(self.freeze, self.adapter, self.stages[1:])
 
     def set_stage(self, step: int, epoch: int) -> bool:
         """Apply the ``unfreeze`` stage for this point of training; True when it changed the policy."""
@@ -207,9 +212,18 @@ class Backbone(nn.Module, ABC):
         return h.hexdigest()[:16]
 
 
-def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
-    """(batch,) lengths -> (batch, max_len) bool mask, True on valid positions."""
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+def trains_reason(freeze: str, adapter=None, unfreeze=None) -> str | None:
+    """The one rule for "does the backbone ever change while training" (then its outputs cannot be
+    stored): why it does, or None when it is fully frozen. ``adapter``: a config node or a built spec;
+    ``unfreeze``: the staged-unfreezing entries after the start."""
+    if str(freeze) != "all":
+        return f"backbone.freeze={freeze} trains the backbone"
+    if adapter:
+        name = adapter.get("_target_", "adapter") if hasattr(adapter, "get") else type(adapter).__name__
+        return f"backbone.adapter={str(name).rsplit('.', 1)[-1]} trains inside the backbone"
+    if unfreeze:
+        return "backbone.unfreeze (staged unfreezing) trains the backbone"
+    return None
 
 
 def _check_policy(freeze: str, top_k: int, where: str) -> None:

@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from asr_transfer.backbones.base import Backbone, lengths_to_mask
+from asr_transfer.backbones.base import Backbone
 from asr_transfer.backbones.hub import load_pretrained, resolve_pretrained
+from asr_transfer.utils.masks import lengths_to_mask
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,20 @@ class HFBackbone(Backbone):
     """
 
     adapter_targets = WAV2VEC2_ADAPTER_TARGETS
+
+    @classmethod
+    def input_rate(
+        cls,
+        name_or_path: str,
+        pretrained: bool = True,
+        model_type: str | None = None,
+        trust_remote_code=False,
+        **_,
+    ) -> int:
+        """The feature extractor's rate, read from its config alone (no weights)."""
+        return _preprocessing(name_or_path, pretrained, model_type, {"trust_remote_code": trust_remote_code})[
+            0
+        ]
 
     def __init__(
         self,
@@ -96,7 +111,7 @@ class HFBackbone(Backbone):
         self.use_attention_mask = getattr(config, "feat_extract_norm", "layer") == "layer"
         self.sample_rate, self.normalize_waveform = _preprocessing(
             name_or_path, pretrained, model_type, remote
-        )
+        )  # the same reading as input_rate
         self.num_layers = config.num_hidden_layers + 1
         self.hidden_size = config.hidden_size
         self.downsample_rate = math.prod(config.conv_stride)

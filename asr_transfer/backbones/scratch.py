@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asr_transfer.backbones.base import Backbone, lengths_to_mask
+from asr_transfer.backbones.base import Backbone
+from asr_transfer.utils.masks import lengths_to_mask
 
 SAMPLE_RATE = 16000  # the default input rate: the STFT below has 25 ms windows and a 10 ms hop at it
 N_FFT = 400
@@ -31,6 +32,10 @@ class ScratchBackbone(Backbone):
     """
 
     normalize_waveform = True  # fixes the log-mel scale; nothing else normalises the input
+
+    @classmethod
+    def input_rate(cls, sample_rate: int = SAMPLE_RATE, **_) -> int:
+        return int(sample_rate)
 
     def __init__(
         self,

@@ -20,8 +20,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from asr_transfer.backbones.base import Backbone, lengths_to_mask
+from asr_transfer.backbones.base import Backbone
 from asr_transfer.backbones.hf import WAV2VEC2_ADAPTER_TARGETS
+from asr_transfer.utils.masks import lengths_to_mask
 
 # lowercase backbone.variant -> torchaudio.pipelines bundle name
 VARIANTS = {
@@ -56,6 +57,13 @@ class TorchaudioBackbone(Backbone):
         "lora": (*WAV2VEC2_ADAPTER_TARGETS["lora"], "attention.attention"),
         "bottleneck": WAV2VEC2_ADAPTER_TARGETS["bottleneck"],
     }
+
+    @classmethod
+    def input_rate(cls, variant: str = "wav2vec2_base", **_) -> int:
+        """The bundle's rate (no weights read)."""
+        import torchaudio.pipelines
+
+        return int(getattr(torchaudio.pipelines, VARIANTS[variant]).sample_rate)
 
     def __init__(
         self,

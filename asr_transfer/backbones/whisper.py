@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asr_transfer.backbones.base import Backbone, lengths_to_mask
+from asr_transfer.backbones.base import Backbone
 from asr_transfer.backbones.hub import load_pretrained
+from asr_transfer.utils.masks import lengths_to_mask
 
 N_FFT = 400
 HOP = 160

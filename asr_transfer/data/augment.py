@@ -10,7 +10,6 @@ without touching audio.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from functools import lru_cache
 from pathlib import Path
@@ -23,16 +22,10 @@ from torch import Tensor
 
 from asr_transfer.data.audio import AUDIO_SUFFIXES, audio_files, load_audio
 from asr_transfer.utils.hashing import file_key
+from asr_transfer.utils.rng import clip_generator
 
 log = logging.getLogger(__name__)
 MEMO_SECONDS = 60  # noise files up to this long are kept whole in memory (a few MB each at 16 kHz)
-
-
-def clip_generator(seed: int, epoch: int, index: int, name: str) -> torch.Generator:
-    """A generator for one (clip, epoch, augmentation): independent streams whatever the worker or order."""
-    salt = int.from_bytes(hashlib.sha1(name.encode()).digest()[:4], "little")
-    state = np.random.SeedSequence([seed, epoch, index, salt]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:

@@ -28,10 +28,11 @@ class Finding:
 class ClipRules:
     """``on_bad_audio``: error | skip. ``max_duration`` (s) with ``long_audio``: crop | skip; clips whose
     targets a crop would cut (``crop_ok=False``: transcripts) are skipped whatever ``long_audio`` says.
-    ``min_samples`` at ``sample_rate``: shorter clips are zero-padded to it."""
+    ``min_samples`` at ``sample_rate``: shorter clips are zero-padded to it (the backbone's
+    ``min_samples``; 0: no minimum). The datamodule is the one place that builds these from a data config."""
 
     sample_rate: int
-    min_samples: int = 400
+    min_samples: int = 0
     max_duration: float | None = None
     long_audio: str = "crop"
     on_bad_audio: str = "error"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -36,9 +37,10 @@ class AudioDataModule(L.LightningDataModule):
     ``max_per_class`` with ``subset_seed``: keep that many random training clips per target value
     (label-scarcity studies).
     ``on_bad_audio``, ``max_duration``, ``long_audio``, ``min_samples``: see ``ClipRules``; the
-    pipeline passes the backbone's ``sample_rate`` and ``min_samples``.
-    ``features``: per-split datasets of stored features (the features stage's output, built from
-    this config's audio first); given, ``setup`` serves them instead of reading the manifests.
+    pipeline passes the backbone's ``sample_rate`` and ``min_samples`` (0 here: no minimum).
+    ``store``: ``{split: audio dataset} -> {split: dataset}`` for the splits whose stored features
+    this run reads (the pipeline's features store; None: every split is served as audio). ``setup``
+    calls it once, after reading and checking the manifests, and serves what it returns in their place.
     ``augment``: waveform augmentation of the training split only (``augment=`` config group),
     applied where clips are decoded (in the DataLoader workers when ``num_workers > 0``).
     """
@@ -63,11 +65,11 @@ class AudioDataModule(L.LightningDataModule):
         labels: list[str] | None = None,
         seed: int = 0,
         run_dir: str | None = None,
-        min_samples: int = 400,
+        min_samples: int = 0,
         targets: Targets | None = None,
         max_per_class: int | None = None,
         subset_seed: int = 0,
-        features: dict[str, Dataset] | None = None,
+        store: Callable[[dict[str, Dataset]], dict[str, Dataset]] | None = None,
         augment: WaveformAugment | None = None,
     ) -> None:
         super().__init__()
@@ -81,7 +83,7 @@ class AudioDataModule(L.LightningDataModule):
         self.max_batch_seconds, self.bucket = max_batch_seconds, bucket
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.persistent_workers = persistent_workers
-        self.features = features
+        self.store = store
         self.seed, self.max_per_class, self.subset_seed = seed, max_per_class, subset_seed
         self.fixed_labels = list(labels) if labels else (corpus.labels() if corpus is not None else None)
         self.augment = augment
@@ -113,17 +115,6 @@ class AudioDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self._ready:
-            return
-        if self.features is not None:
-            self.datasets = dict(self.features)
-            self.entries = {split: ds.entries for split, ds in self.datasets.items()}
-            faults = self.targets.fit(self.entries, self.fixed_labels)
-            if faults:
-                raise faults[0]
-            self._ready = True
-            log.info(
-                "data: %s (stored features)", ", ".join(f"{s}={len(e)}" for s, e in self.entries.items())
-            )
             return
         paths = self.manifests()
         if not paths.get("train") and not paths.get("test"):
@@ -161,18 +152,20 @@ class AudioDataModule(L.LightningDataModule):
             )
         self._ready = True
         log.info("data: %s", ", ".join(f"{s}={len(e)}" for s, e in self.entries.items()))
+        if self.store is not None:
+            stored = self.store(dict(self.datasets))
+            self.datasets.update(stored)
+            self.entries.update({split: ds.entries for split, ds in stored.items()})
+            if stored:
+                log.info(
+                    "data: %s (stored features)", ", ".join(f"{s}={len(ds)}" for s, ds in stored.items())
+                )
 
     # ----- properties the task reads ------------------------------------------------------------
     @property
     def labels(self) -> list[str] | None:
         """The label set, when the targets have one (class labels)."""
         return getattr(self.targets, "labels", None)
-
-    @property
-    def num_classes(self) -> int:
-        if self.labels is None:
-            raise RuntimeError("call setup() before reading num_classes (and use class-label targets)")
-        return len(self.labels)
 
     # ----- loaders --------------------------------------------------------------------------------
     def sampler(self, split: str) -> LengthBatchSampler:

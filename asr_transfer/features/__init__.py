@@ -1,5 +1,5 @@
-"""The frozen-features stage: shards, index, backbone cards, distributed encoding (``stage.py``)."""
+"""The frozen-features store: shards, index, backbone cards, distributed encoding (``stage.py``)."""
 
-from asr_transfer.features.stage import FeatureSet, FeaturesStage, cacheable
+from asr_transfer.features.stage import FeatureSet, FeatureStore
 
-__all__ = ["FeatureSet", "FeaturesStage", "cacheable"]
+__all__ = ["FeatureSet", "FeatureStore"]

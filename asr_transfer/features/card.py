@@ -1,7 +1,7 @@
 """Run a frozen probe on stored features without loading the backbone at all.
 
 A *card* records what the pipeline reads from a backbone (sizes, sample rate, identity and weight
-fingerprint, which key the feature shards). The features stage writes it under
+fingerprint, which key the feature shards). The features store writes it under
 ``<features.dir>/backbones/`` the first time a frozen, pretrained backbone is loaded from a local
 folder, keyed by its config and the name, size and mtime of every file in that folder. A later run
 with the same key builds a ``CardBackbone`` (no weights, no model code) and loads the real one only
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from asr_transfer.backbones.base import Backbone
+from asr_transfer.backbones.base import Backbone, trains_reason
 from asr_transfer.utils.atomic import write_json
 from asr_transfer.utils.hashing import stable_hash
 
@@ -33,9 +33,10 @@ VERSION = 2  # 2: cards record the parameters they stand in for
 
 def card_key(backbone_cfg: dict) -> str | None:
     """The card's key, or None when this backbone is not carded (trainable, random, or not a local folder)."""
-    if backbone_cfg.get("freeze", "all") != "all" or not backbone_cfg.get("pretrained", True):
-        return None
-    if backbone_cfg.get("adapter") or backbone_cfg.get("unfreeze"):  # trains inside the backbone
+    trains = trains_reason(
+        backbone_cfg.get("freeze", "all"), backbone_cfg.get("adapter"), backbone_cfg.get("unfreeze")
+    )
+    if trains is not None or not backbone_cfg.get("pretrained", True):
         return None
     name = backbone_cfg.get("name_or_path")
     if not name:  # torchaudio bundles and scratch models name no folder

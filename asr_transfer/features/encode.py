@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from asr_transfer.data.batching import LengthBatchSampler, pad_batch
 from asr_transfer.features.store import DTYPES, ShardWriter
-from asr_transfer.heads import masked_mean
+from asr_transfer.utils.masks import masked_mean
 
 log = logging.getLogger(__name__)
 ESTIMATE_AFTER = 5  # batches measured before the size and time of the whole pass are extrapolated

@@ -1,9 +1,10 @@
-"""The features stage: a frozen backbone's features, encoded once into shards, before the task is built.
+"""The features store: a frozen backbone's features, encoded once into shards, before the task is built.
 
 Input: the backbone (or its weightless card), the layers the featurizer reads, pooled or frames
 (what the head declares), and the splits' audio datasets. Output: a ``FeatureSet``: one
 ``FeatureDataset`` per split and the ``CardBackbone`` whose sizes the task is built with. The
-stage knows no head and no task.
+store knows no head and no task; which splits it stores, pooled or frames, is the run plan's
+decision (``pipeline/plan.py``).
 
 Shards live in ``<dir>/<spec>/`` where ``spec`` hashes what makes a clip's features (backbone
 identity and weights, layers stored, pooled, dtype, sample rate, cropping); a clip is keyed by its
@@ -18,13 +19,13 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from asr_transfer.features import distributed
-from asr_transfer.features.card import CardBackbone, make_card, read_card, write_card
+from asr_transfer.features.card import CardBackbone, make_card, write_card
 from asr_transfer.features.dataset import FeatureDataset
 from asr_transfer.features.encode import Clips, encode
 from asr_transfer.features.store import DTYPES, ShardIndex, ShardWriter
@@ -34,34 +35,6 @@ from asr_transfer.utils.hashing import file_key, stable_hash
 log = logging.getLogger(__name__)
 MODES = ("auto", "off", "refresh")
 VERSION = 3
-
-
-def not_cacheable_reason(backbone_cfg: Mapping) -> str | None:
-    """The one rule for storing a backbone's features: it never changes while training. None when
-    it is fully frozen (``freeze=all``, no ``adapter`` training inside it, no staged ``unfreeze``);
-    else why not."""
-    freeze = str(backbone_cfg.get("freeze", "all"))
-    if freeze != "all":
-        return f"backbone.freeze={freeze} trains the backbone"
-    if backbone_cfg.get("adapter"):
-        name = str(backbone_cfg["adapter"].get("_target_", "adapter")).rsplit(".", 1)[-1]
-        return f"backbone.adapter={name} trains inside the backbone"
-    if backbone_cfg.get("unfreeze"):
-        return "backbone.unfreeze (staged unfreezing) trains the backbone"
-    return None
-
-
-def cacheable(backbone_cfg: Mapping) -> bool:
-    return not_cacheable_reason(backbone_cfg) is None
-
-
-def stored_splits(splits, augment_cfg: Mapping | None = None, copies: int = 0) -> list[str]:
-    """The splits a cacheable run stores: all of them, except training under waveform augmentation
-    (``augment.waveform``: its audio changes every epoch, so the backbone runs on it every step;
-    val and test stay stored and clean) unless ``copies`` (``features.augmented_copies``) augmented
-    copies of it are stored instead. SpecAugment acts after the featurizer: it stores everything."""
-    augmented = bool(augment_cfg and augment_cfg.get("waveform"))
-    return [s for s in splits if not (s == "train" and augmented and not copies)]
 
 
 def clip_ids(ds) -> list[str]:
@@ -84,7 +57,7 @@ class FeatureSet:
     folder: str = ""
 
 
-class FeaturesStage:
+class FeatureStore:
     """Config group ``features``: ``dir`` (shards and cards), ``mode`` (auto: encode what is missing;
     off: never store, the backbone runs every step; refresh: encode everything again), ``dtype``
     (auto: float16 for frames, float32 for pooled vectors), ``shard_mb`` (shard size),
@@ -119,11 +92,6 @@ class FeaturesStage:
                 f"features.augmented_copies={augmented_copies!r}: 0 (augment on the fly) or a count"
             )
         self.augmented_copies = int(augmented_copies)
-
-    def backbone(self, backbone_cfg: dict, build: Callable):
-        """A weightless ``CardBackbone`` when this backbone's card is stored, else ``build()``."""
-        card = None if self.mode == "refresh" else read_card(self.dir, backbone_cfg)
-        return CardBackbone(card) if card is not None else build()
 
     def storage_dtype(self, pooled: bool) -> str:
         return self.dtype if self.dtype != "auto" else ("float32" if pooled else "float16")
@@ -234,7 +202,7 @@ class FeaturesStage:
         if world > 1 and rank == 0:
             log.info("features: clips encoded per rank: %s", counts)
         index.refresh()
-        if rank == 0 and backbone_cfg is not None and not isinstance(backbone, CardBackbone):
+        if rank == 0 and backbone_cfg is not None:  # a no-op when this backbone's card is stored
             write_card(self.dir, backbone_cfg, card)
         take = [stored.index(layer) for layer in layers]
         out = {s: self._dataset(folder, index, ds, stored, take, pooled, card) for s, ds in datasets.items()}

@@ -2,7 +2,7 @@
 
 from asr_transfer.heads.base import Head
 from asr_transfer.heads.frames import CTCBLSTMHead, CTCLinearHead, FrameHead
-from asr_transfer.heads.utterance import AttentiveHead, LinearHead, MLPHead, UtteranceHead, masked_mean
+from asr_transfer.heads.utterance import AttentiveHead, LinearHead, MLPHead, UtteranceHead
 
 __all__ = [
     "AttentiveHead",
@@ -13,5 +13,4 @@ __all__ = [
     "LinearHead",
     "MLPHead",
     "UtteranceHead",
-    "masked_mean",
 ]

@@ -10,14 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from asr_transfer.backbones.base import lengths_to_mask
 from asr_transfer.heads.base import Head
-
-
-def masked_mean(frames: Tensor, lengths: Tensor) -> Tensor:
-    """frames: (batch, time, dim), lengths: (batch,) -> (batch, dim), padding ignored."""
-    mask = lengths_to_mask(lengths, frames.shape[1]).to(frames.dtype).unsqueeze(-1)
-    return (frames * mask).sum(1) / lengths.clamp(min=1).to(frames.dtype).unsqueeze(-1)
+from asr_transfer.utils.masks import lengths_to_mask, masked_mean
 
 
 class UtteranceHead(Head):

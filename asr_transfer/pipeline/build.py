@@ -1,8 +1,17 @@
-"""Build the run's objects from a composed config: one ``instantiate`` per swappable part."""
+"""Build a run's parts once each, from its plan, in one direction: backbone -> one datamodule -> task.
+
+``build_parts(cfg, plan)`` gives the backbone the task is built with (the real one, or the weightless
+card of stored features), the featurizer (built once from that backbone's geometry: it owns which
+layers are read and stored) and the one datamodule, which serves audio or stored features per split
+(its ``store`` runs the features store inside ``setup``). The caller sets the datamodule up once
+(after starting DDP ranks, which share the encoding), then ``build_task``. Nothing is swapped later.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from hydra.utils import get_class, instantiate
@@ -10,47 +19,103 @@ from omegaconf import DictConfig, OmegaConf
 
 from asr_transfer.backbones.base import Backbone
 from asr_transfer.data.augmented import AugmentedCopies
-from asr_transfer.features import FeaturesStage
-from asr_transfer.features.stage import not_cacheable_reason, stored_splits
-from asr_transfer.pipeline.augment import build_augment
-from asr_transfer.tasks.base import pools_first
+from asr_transfer.features.card import CardBackbone, make_card
+from asr_transfer.featurizers import Featurizer
+from asr_transfer.pipeline.plan import RunPlan
 from asr_transfer.utils.devices import cache_device
 
 log = logging.getLogger(__name__)
 
 
 def build_backbone(cfg: DictConfig) -> Backbone:
-    """The real backbone (weights loaded). ``features_stage(...).backbone`` returns a weightless
-    card instead when its features are stored."""
-    bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
+    """The real backbone (weights loaded).
+
+    Seeded with the run's seed inside fork_rng: a random-init backbone (pretrained=false, whose frozen
+    weights checkpoints do not store) comes out the same in train, eval and predict, and whatever
+    loading draws (transformers initialises weights a checkpoint lacks) does not shift the stream the
+    head and dropout draw from, so a run on the card reproduces one that loaded the backbone.
+    """
     # _convert_="all": list-valued config_overrides reach the model config as lists, not ListConfig
     # (transformers validates config fields strictly).
-    # Seeded with the run's seed inside fork_rng: a random-init backbone (pretrained=false, whose frozen
-    # weights checkpoints do not store) comes out the same in train, eval and predict, and whatever
-    # loading draws (transformers initialises weights a checkpoint lacks) does not shift the stream the
-    # head and dropout draw from, so a run that skips the backbone (a card) reproduces one that loaded it.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(cfg.get("seed", 0)))
-        return instantiate(bcfg, _convert_="all")
-
-
-def build_datamodule(cfg: DictConfig, backbone: Backbone, train: bool = True, **overrides):
-    """The datamodule, reading the task's targets at the backbone's rate; shorter clips are zero-padded
-    to the backbone's ``min_samples`` (its receptive field). ``train=False`` (eval, predict): no
-    waveform augmentation, whatever the run trained with."""
-    overrides.setdefault("min_samples", getattr(backbone, "min_samples", 400))
-    overrides.setdefault("targets", task_class(cfg).make_targets())
-    if train:
-        overrides.setdefault("augment", build_augment(cfg)[0])
-    return instantiate(cfg.data, sample_rate=backbone.sample_rate, **overrides)
+        return instantiate(cfg.backbone, _convert_="all")
 
 
 def task_class(cfg: DictConfig):
     return get_class(cfg.task._target_)
 
 
-def build_task(cfg: DictConfig, backbone: Backbone, **data_kwargs):
-    """The LightningModule; sizes (hidden size, layers, classes / vocabulary) come from the parts."""
+class BackboneSource:
+    """The real backbone, loaded at most once and only when something needs its weights."""
+
+    def __init__(self, build: Callable[[], Backbone]) -> None:
+        self._build, self._real = build, None
+
+    def get(self) -> Backbone:
+        if self._real is None:
+            self._real = self._build()
+        return self._real
+
+    def release(self) -> None:
+        self._real = None  # the task runs on the card: the weights are not needed any more
+
+
+@dataclass
+class Parts:
+    """A run's parts before its task: each built once, from ``plan``."""
+
+    plan: RunPlan
+    backbone: Backbone  # what the task is built with: the real backbone, or the card of stored features
+    featurizer: Featurizer
+    datamodule: object  # the data config's LightningDataModule, not set up yet
+    stored: StoredSplits | None  # the datamodule's store (what it encoded), None when nothing is stored
+
+
+def build_parts(cfg: DictConfig, plan: RunPlan, **data_overrides) -> Parts:
+    """Backbone (or its card), featurizer, the one datamodule. ``data_overrides``: datamodule arguments
+    the entry point fixes (eval: ``run_dir`` and the trained label order)."""
+    source = BackboneSource(lambda: build_backbone(cfg))
+    if plan.reads_audio:
+        backbone = source.get()
+    else:  # every split is served from the store: the task needs sizes, not weights
+        backbone = CardBackbone(plan.card if plan.card is not None else make_card(source.get()))
+    featurizer = plan.featurizer(num_layers=backbone.num_layers, hidden_size=backbone.hidden_size)
+    stored = None
+    if plan.store is not None:
+        seed = int(cfg.data.get("seed", 0))
+        bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
+        stored = StoredSplits(
+            plan, backbone, source, featurizer.layers, seed, cache_device(cfg.trainer), bcfg
+        )
+    datamodule = build_datamodule(
+        cfg, plan, backbone.sample_rate, backbone.min_samples, store=stored, **data_overrides
+    )
+    return Parts(plan, backbone, featurizer, datamodule, stored)
+
+
+def build_run_task(cfg: DictConfig, parts: Parts, **task_kwargs):
+    """The task of a run, around its parts."""
+    return build_task(cfg, parts.backbone, parts.featurizer, parts.plan.spec_augment, **task_kwargs)
+
+
+def build_datamodule(cfg: DictConfig, plan: RunPlan, sample_rate: int, min_samples: int, **overrides):
+    """The datamodule at the backbone's rate and minimum length, reading the task's targets; waveform
+    augmentation only where the plan applies it while loading (training audio)."""
+    return instantiate(
+        cfg.data,
+        sample_rate=sample_rate,
+        min_samples=min_samples,
+        targets=task_class(cfg).make_targets(),
+        augment=plan.augment_on_the_fly,
+        **overrides,
+    )
+
+
+def build_task(cfg: DictConfig, backbone: Backbone, featurizer: Featurizer, spec_augment=None, **task_kwargs):
+    """The LightningModule around a built backbone and featurizer (a run passes its ``Parts`` and its
+    plan's ``spec_augment``); sizes (classes, vocabulary) come from ``task_kwargs`` (the task class's
+    ``data_kwargs`` or ``checkpoint_kwargs``)."""
 
     # _convert_="all": plain lists/dicts, so checkpoints load with torch.load(weights_only=True)
     def part(node):
@@ -59,13 +124,13 @@ def build_task(cfg: DictConfig, backbone: Backbone, **data_kwargs):
     task = instantiate(
         cfg.task,
         backbone=backbone,
-        featurizer=part(cfg.featurizer),
+        featurizer=featurizer,
         head=part(cfg.head),
         optimizer=part(cfg.optimizer),
         scheduler=part(cfg.get("scheduler")),
-        spec_augment=build_augment(cfg)[1],
+        spec_augment=spec_augment,
         _convert_="all",
-        **data_kwargs,
+        **task_kwargs,
     )
     task.run_config = OmegaConf.to_container(cfg, resolve=True)
     if cfg.get("compile"):
@@ -73,118 +138,56 @@ def build_task(cfg: DictConfig, backbone: Backbone, **data_kwargs):
     return task
 
 
-def features_stage(cfg: DictConfig) -> FeaturesStage | None:
-    """The features stage when this run stores features (``features.mode`` not off, and ``cacheable``)."""
-    if not cfg.get("features"):
-        return None
-    stage = instantiate(cfg.features)
-    if stage.mode == "off":
-        return None
-    copies = stage.augmented_copies
-    if copies and not (cfg.get("augment") or {}).get("waveform"):
-        log.warning(
-            "features.augmented_copies=%d does nothing without waveform augmentation (augment=noise|speed|reverb|gain)",
-            copies,
-        )
-    reason = not_cacheable_reason(cfg.backbone)
-    if reason is not None:
-        ignored = (
-            f"; features.augmented_copies={copies} ignored: training augments on the fly" if copies else ""
-        )
-        log.info("features stage off: %s%s", reason, ignored)
-        return None
-    return stage
-
-
-def trains_from_audio(cfg: DictConfig, features: FeaturesStage, train: bool = True) -> bool:
-    """A stored run whose training split still reads audio (waveform augmentation without stored
-    augmented copies): it needs the real backbone, not its card."""
-    return train and "train" not in stored_splits(["train"], cfg.get("augment"), features.augmented_copies)
-
-
-def feature_request(cfg: DictConfig, backbone) -> tuple[list[int], bool]:
-    """(the layers the featurizer reads, pooled?) — what the stage stores. Pooled follows the task's
-    rule (``pools_first``: a pooling head, a linear featurizer, no SpecAugment); the featurizer is
-    built only to ask it (outside the run's random stream)."""
-    with torch.random.fork_rng(devices=[]):
-        featurizer = instantiate(cfg.featurizer, _convert_="all")(
-            num_layers=backbone.num_layers, hidden_size=backbone.hidden_size
-        )
-    head_pools = bool(getattr(get_class(cfg.head._target_), "pools_first", False))
-    spec_augment = (cfg.get("augment") or {}).get("specaugment")
-    pooled = pools_first(head_pools, featurizer, spec_augment)
-    if head_pools and spec_augment:
-        log.info("specaugment with a pooling head: the features stage stores frames, not pooled vectors")
-    return featurizer.layers, pooled
-
-
-def build_data(cfg: DictConfig, stage: str = "fit", **overrides):
-    """(backbone or its card, audio datamodule set up, features stage or None)."""
-    features = features_stage(cfg)
-    if features is not None and not trains_from_audio(cfg, features, overrides.get("train", True)):
-        bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
-        backbone = features.backbone(bcfg, lambda: build_backbone(cfg))
-    else:
-        backbone = build_backbone(cfg)
-    datamodule = build_datamodule(cfg, backbone, **overrides)
-    datamodule.prepare_data()
-    datamodule.setup(stage)
-    return backbone, datamodule, features
-
-
-def feature_sources(cfg: DictConfig, features: FeaturesStage, audio, train: bool = True) -> dict:
-    """What the features stage stores for this run (``stored_splits`` says which splits): each split's
-    audio dataset, and the training split as its augmented copies when ``features.augmented_copies``
-    are stored under waveform augmentation."""
-    augment_cfg = cfg.get("augment") if train else None
-    stored = stored_splits(audio.datasets, augment_cfg, features.augmented_copies)
-    sources = {s: audio.datasets[s] for s in stored}
-    if train and "train" in sources and audio.augment is not None:
-        copies = features.augmented_copies
-        sources["train"] = AugmentedCopies(audio.datasets["train"], audio.augment, audio.seed, copies)
+def stored_sources(plan: RunPlan, audio: dict, seed: int) -> dict:
+    """What the store encodes for this run: each stored split's audio dataset, and the training split
+    as its augmented copies when the plan stores ``augmented_copies`` of it."""
+    sources = {s: ds for s, ds in audio.items() if s in plan.stored_splits}
+    if plan.augmented_copies and "train" in sources:
+        sources["train"] = AugmentedCopies(audio["train"], plan.waveform_augment, seed, plan.augmented_copies)
     return sources
 
 
-def store_features(cfg: DictConfig, features: FeaturesStage, backbone, audio, **overrides):
-    """Run the features stage over ``audio``'s splits: (backbone, datamodule of stored features,
-    FeatureSet). The backbone is the weightless card, unless training reads audio (waveform
-    augmentation): then training runs the real backbone every step, and val/test read stored features.
-    With ``features.augmented_copies`` the training split is stored as that many augmented copies."""
-    layers, pooled = feature_request(cfg, backbone)
-    bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
-    sources = feature_sources(cfg, features, audio, overrides.get("train", True))
-    stored = list(sources)
-    copies = isinstance(sources.get("train"), AugmentedCopies)
-    result = features.run(
-        sources,
-        backbone,
-        layers,
-        pooled,
-        build=lambda: build_backbone(cfg),
-        device=cache_device(cfg.trainer),
-        backbone_cfg=bcfg,
-    )
-    datasets = {s: result.datasets.get(s, ds) for s, ds in audio.datasets.items()}
-    run_backbone = result.backbone
-    if len(stored) < len(audio.datasets):  # training needs the real backbone's weights
-        run_backbone = backbone
-        log.info(
-            "waveform augmentation (%s): training reads audio through the backbone every step; "
-            "%s read stored features (never augmented)",
-            ", ".join(audio.augment.names),
-            "/".join(stored) or "no other split",
+class StoredSplits:
+    """The datamodule's ``store``: runs the features store once over the splits the plan stores and
+    returns their datasets of stored features (``result``: the store's ``FeatureSet``)."""
+
+    def __init__(self, plan: RunPlan, backbone, source: BackboneSource, layers, seed, device, backbone_cfg):
+        self.plan, self.backbone, self.source, self.layers = plan, backbone, source, list(layers)
+        self.seed, self.device, self.backbone_cfg = seed, device, backbone_cfg
+        self.result = None
+
+    def __call__(self, audio: dict) -> dict:
+        plan = self.plan
+        sources = stored_sources(plan, audio, self.seed)
+        self.result = plan.store.run(
+            sources,
+            self.backbone,
+            self.layers,
+            plan.pooled,
+            build=self.source.get,
+            device=self.device,
+            backbone_cfg=self.backbone_cfg,
         )
-    if copies:
-        overrides["augment"] = None  # the copies are augmented already: training reads them as stored
-        log.info(
-            "waveform augmentation (%s): training reads %d stored augmented copies of each of its %d clips "
-            "(%d items an epoch), encoded once; val/test read stored features (never augmented)",
-            ", ".join(audio.augment.names),
-            features.augmented_copies,
-            len(audio.datasets["train"]),
-            len(datasets["train"]),
-        )
-    overrides.setdefault("labels", audio.labels)
-    datamodule = build_datamodule(cfg, run_backbone, features=datasets, **overrides)
-    datamodule.setup("fit")
-    return run_backbone, datamodule, result
+        if isinstance(self.backbone, CardBackbone):
+            self.source.release()
+        if plan.waveform_augment is not None and "train" not in sources:
+            log.info(
+                "waveform augmentation (%s): training reads audio through the backbone every step; "
+                "%s read stored features (never augmented)",
+                ", ".join(plan.waveform_augment.names),
+                "/".join(sources) or "no other split",
+            )
+        if plan.augmented_copies and "train" in sources:
+            log.info(
+                "waveform augmentation (%s): training reads %d stored augmented copies of each of its %d clips "
+                "(%d items an epoch), encoded once; val/test read stored features (never augmented)",
+                ", ".join(plan.waveform_augment.names),
+                plan.augmented_copies,
+                len(audio["train"]),
+                len(self.result.datasets["train"]),
+            )
+        return self.result.datasets
+
+    @property
+    def encoded(self) -> list[int] | None:
+        return None if self.result is None else self.result.encoded

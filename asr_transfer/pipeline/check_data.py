@@ -4,24 +4,25 @@ Unlike a run, which stops at the first fault (``data.on_bad_audio=error``), this
 manifest line, checks every header and decodes every file (content faults: NaN/Inf, a stream
 that breaks off), then prints counts per reason and writes the full list to
 ``<run dir>/data_check.jsonl``. It builds the run's own datamodule (the backbone's sample rate and
-minimum length, the task's targets) and applies the run's own rules (``data/checks.py``,
-``Targets.fit``), so what it reports is what a run does.
+minimum length, read from its class and config without loading weights; the task's targets) and
+applies the run's own rules (``data/checks.py``, ``Targets.fit``), so what it reports is what a run does.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
 
 from asr_transfer.data.audio import REASONS, AudioError, check_content
 from asr_transfer.data.datamodule import SPLITS
 from asr_transfer.data.manifest import Entry, ManifestError
-from asr_transfer.pipeline.build import build_backbone, build_datamodule
+from asr_transfer.pipeline.build import build_datamodule
+from asr_transfer.pipeline.plan import make_plan
 from asr_transfer.pipeline.run_dir import output_dir
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,19 @@ class Problem:
     detail: str = ""
 
 
-def scan(cfg: DictConfig) -> tuple[list[Problem], dict[str, int]]:
+def check_datamodule(cfg: DictConfig):
+    """The run's datamodule at the backbone's input rate and minimum length, without its weights."""
+    settings = OmegaConf.to_container(cfg.backbone, resolve=True)
+    backbone_cls = get_class(settings.pop("_target_"))
+    plan = make_plan(cfg, "check")
+    return build_datamodule(
+        cfg, plan, backbone_cls.input_rate(**settings), backbone_cls.min_samples, run_dir=None
+    )
+
+
+def scan(cfg: DictConfig, dm=None) -> tuple[list[Problem], dict[str, int]]:
     """Every problem of every split, and the number of manifest entries per split."""
-    backbone = build_backbone(cfg)  # its sample rate and minimum length are per instance
-    dm = build_datamodule(cfg, backbone, train=False, run_dir=None)
+    dm = dm if dm is not None else check_datamodule(cfg)
     dm.prepare_data()
     paths = dm.manifests()
     problems: list[Problem] = []
@@ -142,7 +152,8 @@ def report(problems: list[Problem], counts: dict[str, int], jsonl: Path | None, 
 
 def check_data(cfg: DictConfig) -> int:
     """Scan, report; the exit status is 1 when a ``train.py`` run with this config would stop."""
-    problems, counts = scan(cfg)
+    dm = check_datamodule(cfg)
+    problems, counts = scan(cfg, dm)
     errors = sum(p.severity == "error" for p in problems)
     try:
         jsonl = output_dir(cfg) / "data_check.jsonl"
@@ -152,28 +163,30 @@ def check_data(cfg: DictConfig) -> int:
     if errors:
         log.error("%d problem(s) would stop a train.py run with this config (see the table above)", errors)
     elif cfg.get("features"):
-        features_estimate(cfg)
+        features_estimate(cfg, dm)
     return 1 if errors else 0
 
 
-def features_estimate(cfg: DictConfig) -> dict | None:
-    """What the features stage of a run would encode and write, without encoding anything."""
-    from asr_transfer.pipeline.build import build_data, feature_request, feature_sources
+def features_estimate(cfg: DictConfig, dm) -> dict | None:
+    """What the features store of a train.py run would encode and write, without encoding anything.
+    ``dm``: the checked datamodule (the run's rate and rules); the backbone is its stored card when
+    there is one, else it is loaded (the store's folder is keyed by its weights)."""
+    from asr_transfer.features.card import CardBackbone
+    from asr_transfer.pipeline.build import build_backbone, stored_sources
 
-    backbone, datamodule, features = build_data(cfg.copy())
-    if features is None:
-        print("features: not stored (features.mode=off, or a trainable backbone)")
+    plan = make_plan(cfg, "fit", overrides=[])
+    if plan.store is None:
+        print(f"features: not stored ({plan.not_stored})")
         return None
-    layers, pooled = feature_request(cfg, backbone)
-    est = features.estimate(backbone, feature_sources(cfg, features, datamodule), layers, pooled)
+    backbone = CardBackbone(plan.card) if plan.card is not None else build_backbone(cfg)
+    layers = plan.featurizer(num_layers=backbone.num_layers, hidden_size=backbone.hidden_size).layers
+    dm.setup("fit")
+    sources = stored_sources(plan, dm.datasets, int(cfg.data.get("seed", 0)))
+    est = plan.store.estimate(backbone, sources, layers, plan.pooled)
     print(
         f"features: {est['clips']} clips to encode ({est['stored']} stored already), about "
-        f"{est['bytes'] / 1e6:.1f} MB on disk ({'pooled' if pooled else 'frames'}, "
-        f"{features.storage_dtype(pooled)}, {len(layers)} layer(s)) in {features.dir}; the pass's time is "
-        "printed from its first batches"
+        f"{est['bytes'] / 1e6:.1f} MB on disk ({'pooled' if plan.pooled else 'frames'}, "
+        f"{plan.store.storage_dtype(plan.pooled)}, {len(layers)} layer(s)) in {plan.store.dir}; the pass's "
+        "time is printed from its first batches"
     )
     return est
-
-
-def load_report(path: str | Path) -> list[dict]:
-    return [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]

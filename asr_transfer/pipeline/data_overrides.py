@@ -46,7 +46,7 @@ def checkpoint_data(overrides: list[str]) -> dict:
                 "config; evaluate them one at a time, or name the corpus (data=fsdd data.corpus.root=...)"
             )
     elif ckpt is not None:
-        from asr_transfer.pipeline.restore import load_checkpoint  # torch and the model code: only here
+        from asr_transfer.checkpoint_io import load_checkpoint  # torch: only here
 
         data = load_checkpoint(ckpt.value(), mmap=True)["asr_transfer"]["config"]["data"]
     ConfigStore.instance().store(group="data", name=CHECKPOINT, node=data)
@@ -77,12 +77,9 @@ def moved_key(key: str, data: dict) -> str | None:
 
 def corpus_config(name: str) -> dict:
     """``conf/data/<name>.yaml`` as Hydra composes it (its own defaults included), unresolved."""
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(config_dir=str(asr_transfer.config.PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"data={name}"])
-    return OmegaConf.to_container(cfg.data, resolve=False)
+    return OmegaConf.to_container(asr_transfer.config.compose([f"data={name}"]).data, resolve=False)
 
 
 def check_key(override: Override, data: dict, where: str) -> None:
@@ -119,11 +116,9 @@ def moved_keys_or_exit(argv: list[str]) -> None:
     its new key (``data.corpus.root=...``), where Hydra alone would say only that the key is not in
     struct. The config is composed only for a ``data.<key>`` that is no generic data setting
     (conf/data/base.yaml); anything else, and any failure here, is left to Hydra's own checks."""
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    conf = asr_transfer.config.PROJECT_ROOT / "conf"
-    generic = OmegaConf.load(conf / "data" / "base.yaml")
+    generic = OmegaConf.load(asr_transfer.config.PROJECT_ROOT / "conf" / "data" / "base.yaml")
     try:
         parsed = parse(argv)
     except HydraException:
@@ -137,8 +132,7 @@ def moved_keys_or_exit(argv: list[str]) -> None:
         return
     rest = [o.input_line for o in parsed if not o.key_or_group.startswith(("data.", "hydra."))]
     try:
-        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-            data = OmegaConf.to_container(compose(config_name="train", overrides=rest).data, resolve=False)
+        data = OmegaConf.to_container(asr_transfer.config.compose(rest).data, resolve=False)
     except Exception:  # noqa: BLE001  (a wrong option elsewhere: Hydra names it when the run composes)
         return
     for o in suspects:

@@ -8,8 +8,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from asr_transfer.pipeline.build import build_data, store_features
-from asr_transfer.pipeline.restore import load_checkpoint, restore_config, restore_task, task_overrides
+from asr_transfer.checkpoint_io import load_checkpoint
+from asr_transfer.pipeline.build import build_parts, task_class
+from asr_transfer.pipeline.plan import make_plan
+from asr_transfer.pipeline.restore import restore_config, restore_task, task_overrides
 from asr_transfer.pipeline.run_dir import flat_metrics, output_dir, write_results
 
 log = logging.getLogger(__name__)
@@ -22,13 +24,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     train_cfg = restore_config(state, data_cfg, task_overrides(cfg))
     if not cfg.get("use_cache", True) and train_cfg.get("features"):
         train_cfg.features.mode = "off"
-    overrides = {"run_dir": str(run_dir), "train": False}  # no waveform augmentation in eval
-    if "labels" in state["asr_transfer"]:
-        overrides["labels"] = state["asr_transfer"]["labels"]  # the trained class order, whatever the data
-    backbone, datamodule, features = build_data(train_cfg, "test", **overrides)
-    if features is not None:
-        backbone, datamodule, _ = store_features(train_cfg, features, backbone, datamodule, **overrides)
-    task = restore_task(train_cfg, backbone, state)
+    plan = make_plan(train_cfg, "test")  # no waveform augmentation in eval
+    # the checkpoint fixes what the data must agree with (the trained class order, whatever the data)
+    data_kwargs = task_class(train_cfg).checkpoint_data_kwargs(state)
+    parts = build_parts(train_cfg, plan, run_dir=str(run_dir), **data_kwargs)
+    parts.datamodule.prepare_data()
+    parts.datamodule.setup("test")
+    datamodule, task = parts.datamodule, restore_task(train_cfg, parts, state)
     trainer_cfg = OmegaConf.merge(train_cfg.trainer, cfg.get("trainer") or {})
     bar = [RichProgressBar()] if trainer_cfg.get("enable_progress_bar", True) else []
     trainer = instantiate(trainer_cfg, logger=False, callbacks=bar, devices=1, default_root_dir=str(run_dir))

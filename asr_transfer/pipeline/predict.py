@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 from pathlib import Path
 
@@ -11,13 +9,15 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from asr_transfer.checkpoint_io import load_checkpoint
 from asr_transfer.data.audio import audio_files
 from asr_transfer.data.batching import LengthBatchSampler, pad_batch
 from asr_transfer.data.checks import ClipRules
 from asr_transfer.data.dataset import AudioDataset, BadAudioLog
 from asr_transfer.data.manifest import Entry
-from asr_transfer.pipeline.restore import load_checkpoint, restore, task_overrides
+from asr_transfer.pipeline.restore import restore, task_overrides
 from asr_transfer.pipeline.run_dir import output_dir
+from asr_transfer.utils.atomic import write_csv, write_json
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +48,15 @@ def predict(cfg: DictConfig, bad_log: BadAudioLog | None = None) -> list[dict]:
     """One row per input file that was read (skipped ones are in ``bad_log``), in input order."""
     state = load_checkpoint(cfg.ckpt_path)
     # data=checkpoint (with any data.* overrides) or data=<corpus>: how audio is read, as in training
-    train_cfg, backbone, task = restore(state, cfg.get("data") or None, task_overrides(cfg))
+    # the datamodule gives the run's clip rules: the backbone's rate and minimum length, the data
+    # config's bad/long-audio policy
+    _, parts, task = restore(state, cfg.get("data") or None, task_overrides(cfg))
+    backbone = parts.backbone
     if cfg.get("adapter", {}).get("merge"):
         if backbone.adapter is None:
             raise ValueError(f"adapter.merge=true: {cfg.ckpt_path} was trained without an adapter")
         backbone.adapter.merge(backbone)  # same outputs, without the adapter's extra matmuls
-    data, bad_log = train_cfg.data, bad_log or BadAudioLog(None)
-    # the run's rules: the backbone's rate and minimum length, the data config's bad/long-audio policy
-    rules = ClipRules(
-        backbone.sample_rate,
-        getattr(backbone, "min_samples", 400),
-        data.get("max_duration"),
-        data.get("long_audio", "crop"),
-        data.get("on_bad_audio", "error"),
-    )
+    rules, bad_log = parts.datamodule.rules, bad_log or BadAudioLog(None)
     entries = read_entries(collect_inputs(cfg.inputs), rules, bad_log)
     ds = AudioDataset(entries, "predict", rules, bad_log)
     loader = DataLoader(
@@ -81,14 +76,10 @@ def predict(cfg: DictConfig, bad_log: BadAudioLog | None = None) -> list[dict]:
 
 
 def write_predictions(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(rows, indent=1))
-        return
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        write_json(path, rows, indent=1, sort_keys=False)
+    else:
+        write_csv(path, rows)
 
 
 def run(cfg: DictConfig) -> Path:

@@ -1,36 +1,16 @@
-"""``probe=lbfgs`` in a training run: fit the head exactly on the cached features, then write a normal
-checkpoint (so ``eval.py`` / ``predict.py`` and the test below it work unchanged)."""
+"""``probe=lbfgs`` in a training run (when the run plan says ``fit_with == "probe"``): fit the head
+exactly on the stored features, then write a normal checkpoint (so ``eval.py`` / ``predict.py`` and
+the test below it work unchanged)."""
 
 from __future__ import annotations
 
-import csv
-import logging
 from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from asr_transfer.probe.lbfgs import Features
-
-log = logging.getLogger(__name__)
-
-
-def probe_applies(cfg: DictConfig, task, datamodule, trainer) -> bool:
-    """A probe is a fit of the head alone on stored pooled vectors, in one process; anything else
-    (a trainable backbone, frames, CTC, DDP) trains by minibatch with the optimizer."""
-    if not cfg.get("probe"):
-        return False
-    first = next(iter(datamodule.train_dataloader()), None)
-    pooled = first is not None and first.get("features") is not None and first["features"].dim() == 3
-    ok = pooled and hasattr(task, "labels") and trainer.world_size == 1
-    if not ok:
-        log.info(
-            "probe=%s applies to classification on stored pooled features (frozen backbone, head=linear|mlp) "
-            "in one process; this run trains with optimizer=%s instead",
-            cfg.probe._target_.rsplit(".", 1)[-1],
-            (cfg.get("optimizer") or {}).get("_target_", "?"),
-        )
-    return ok
+from asr_transfer.utils.atomic import write_csv
 
 
 def fit_probe(cfg: DictConfig, trainer, task, datamodule, run_dir: Path) -> tuple[str, float]:
@@ -40,7 +20,7 @@ def fit_probe(cfg: DictConfig, trainer, task, datamodule, run_dir: Path) -> tupl
     train = Features.from_loader(datamodule.train_dataloader(), "train")
     val = Features.from_loader(datamodule.val_dataloader(), "val") if "val" in datamodule.datasets else None
     result = probe.fit(task.featurizer, task.head, train, val)
-    write_table(run_dir / "probe.csv", result.table)
+    write_csv(run_dir / "probe.csv", result.table)
     if val is not None:
         trainer.validate(task, datamodule=datamodule, verbose=False)
     else:  # nothing to validate: attach the model so it can be checkpointed
@@ -50,11 +30,3 @@ def fit_probe(cfg: DictConfig, trainer, task, datamodule, run_dir: Path) -> tupl
     ckpt = path / f"best-lbfgs-l2_{result.l2:g}.ckpt"  # no "=": the path must survive ckpt_path=...
     trainer.save_checkpoint(ckpt)
     return str(ckpt), result.l2
-
-
-def write_table(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)

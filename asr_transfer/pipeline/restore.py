@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from asr_transfer.pipeline.build import build_backbone, build_task, task_class
-
-
-def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
-    """``weights_only=True``: a checkpoint holds tensors and plain containers only, so loading runs no code.
-    ``mmap``: tensors are mapped, not read (for a look at the config only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={str(path)!r}: no such checkpoint (see <run dir>/checkpoints/)")
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    if "asr_transfer" not in state or not state["asr_transfer"].get("config"):
-        raise ValueError(
-            f"ckpt_path={str(path)!r} was not written by asr_transfer (no resolved config inside)"
-        )
-    return state
+from asr_transfer.pipeline.build import Parts, build_parts, build_run_task, task_class
+from asr_transfer.pipeline.plan import make_plan
 
 
 def restore_config(state: dict, data_cfg: DictConfig | None = None, task_overrides: dict | None = None):
@@ -35,19 +19,20 @@ def restore_config(state: dict, data_cfg: DictConfig | None = None, task_overrid
     return cfg
 
 
-def restore_task(cfg: DictConfig, backbone, state: dict):
-    """The trained task around ``backbone`` (the real one, or the card of stored features)."""
-    task = build_task(cfg, backbone, **task_class(cfg).checkpoint_kwargs(state))
+def restore_task(cfg: DictConfig, parts: Parts, state: dict):
+    """The trained task around ``parts`` (the real backbone, or the card of stored features)."""
+    task = build_run_task(cfg, parts, **task_class(cfg).checkpoint_kwargs(state))
     task.load_state_dict(state["state_dict"])
     task.eval()
     return task
 
 
 def restore(state: dict, data_cfg: DictConfig | None = None, task_overrides: dict | None = None):
-    """(config, real backbone, task) from a checkpoint state: for raw audio (predict)."""
+    """(config, parts, task) for raw audio (predict): the real backbone, and the datamodule built for
+    its clip rules only (``corpus=None``: no corpus is read; the inputs are the clips)."""
     cfg = restore_config(state, data_cfg, task_overrides)
-    backbone = build_backbone(cfg)
-    return cfg, backbone, restore_task(cfg, backbone, state)
+    parts = build_parts(cfg, make_plan(cfg, "predict"), corpus=None, run_dir=None)
+    return cfg, parts, restore_task(cfg, parts, state)
 
 
 def task_overrides(cfg: DictConfig) -> dict:

@@ -47,7 +47,7 @@ class Features:
                     f"probe=lbfgs fits stored pooled features, but the {split} batches hold "
                     f"{'audio' if feats is None else 'frames'}: use a frozen backbone (backbone.freeze=all, "
                     "features.mode=auto) with a pooling head (head=linear|mlp), or train with the "
-                    "minibatch optimizer (~probe)"
+                    "minibatch optimizer (probe=none)"
                 )
             xs.append(feats)
             ys.append(batch["labels"])

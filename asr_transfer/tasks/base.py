@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import lightning as L
 import torch
@@ -17,6 +18,7 @@ from torch import Tensor
 
 from asr_transfer.backbones.base import Backbone
 from asr_transfer.data.targets import Targets
+from asr_transfer.featurizers import Featurizer
 from asr_transfer.tasks.param_groups import param_groups, with_backbone_warmup
 from asr_transfer.tasks.spec_augment import SpecAugment
 from asr_transfer.utils.jsonl import write_jsonl
@@ -25,18 +27,11 @@ from asr_transfer.utils.rng import rng_state, set_rng_state
 log = logging.getLogger(__name__)
 
 
-def pools_first(head_pools_first: bool, featurizer, spec_augment) -> bool:
-    """The one rule for reading only the mean over frames (then stored features are pooled vectors).
-    SpecAugment masks frames, and a non-linear featurizer (layer-normed weighted sum) does not commute
-    with the mean over frames: either way frames are kept even for a pooling head."""
-    return bool(head_pools_first) and featurizer.linear and not spec_augment
-
-
 class TransferTask(L.LightningModule):
     """Args (declared here once; a subclass takes its own and passes ``**parts`` on):
-    backbone: a built ``Backbone``.
-    featurizer: partial taking ``num_layers`` and ``hidden_size``; it owns layer selection and
-      ``output_size`` (the head's input size).
+    backbone: a built ``Backbone`` (or the weightless card of stored features).
+    featurizer: a built ``Featurizer`` (the pipeline builds it once, from the backbone's geometry); it
+      owns layer selection and ``output_size`` (the head's input size).
     head: partial taking ``input_size`` (the featurizer's ``output_size``) and ``head_sizes``.
     head_sizes: the head's output sizes, from the subclass (``num_classes``, ``vocab_size``).
     optimizer: partial taking param groups (e.g. ``torch.optim.AdamW``); its ``lr`` is the head's rate.
@@ -51,7 +46,7 @@ class TransferTask(L.LightningModule):
     def __init__(
         self,
         backbone: Backbone,
-        featurizer: Callable,
+        featurizer: Featurizer,
         head: Callable,
         optimizer: Callable,
         head_sizes: dict,
@@ -65,7 +60,7 @@ class TransferTask(L.LightningModule):
         super().__init__()
         self.backbone = backbone
         self.spec_augment = spec_augment
-        self.featurizer = featurizer(num_layers=backbone.num_layers, hidden_size=backbone.hidden_size)
+        self.featurizer = featurizer
         self.head = head(input_size=self.featurizer.output_size, **head_sizes)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.backbone_lr = backbone_lr
@@ -80,6 +75,10 @@ class TransferTask(L.LightningModule):
         self.strict_loading = False
 
     # ----- the protocol the pipeline calls -------------------------------------------------------
+    # The exact probe (probe=lbfgs: full-batch cross-entropy on class labels) solves this task's loss on
+    # stored pooled features; the run plan asks this before anything is built.
+    exact_probe: ClassVar[bool] = False
+
     @classmethod
     def make_targets(cls) -> Targets:
         """What this task learns from each manifest row (field, per-row target, batch collation)."""
@@ -93,6 +92,11 @@ class TransferTask(L.LightningModule):
     @staticmethod
     def checkpoint_kwargs(state: dict) -> dict:
         """The same arguments, read back from a checkpoint (what ``extra_checkpoint_state`` stored)."""
+        return {}
+
+    @staticmethod
+    def checkpoint_data_kwargs(state: dict) -> dict:
+        """Datamodule arguments a checkpoint fixes for eval (e.g. the trained label order)."""
         return {}
 
     def extra_checkpoint_state(self) -> dict:
@@ -124,11 +128,6 @@ class TransferTask(L.LightningModule):
         if entries is not None:
             rows = [{"audio_filepath": entries[r["index"]].audio_filepath, **r} for r in rows]
         write_jsonl(Path(self.trainer.default_root_dir) / name, rows)
-
-    @property
-    def pools_first(self) -> bool:
-        """True when the head reads only the mean over frames (then the features stage stores pooled vectors)."""
-        return pools_first(self.head.pools_first, self.featurizer, self.spec_augment)
 
     # ----- features ----------------------------------------------------------------------------
 

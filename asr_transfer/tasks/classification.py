@@ -18,6 +18,8 @@ class ClassificationTask(TransferTask):
     confusion matrix. ``parts``: ``TransferTask``'s arguments (backbone, featurizer, head: a partial
     taking ``input_size`` and ``num_classes``, optimizer, ...)."""
 
+    exact_probe = True  # cross-entropy over class labels: what probe=lbfgs solves exactly
+
     def __init__(
         self, num_classes: int, labels: list[str] | None = None, label_smoothing: float = 0.0, **parts
     ) -> None:
@@ -52,6 +54,10 @@ class ClassificationTask(TransferTask):
     def checkpoint_kwargs(state: dict) -> dict:
         labels = state["asr_transfer"]["labels"]
         return {"num_classes": len(labels), "labels": labels}
+
+    @staticmethod
+    def checkpoint_data_kwargs(state: dict) -> dict:
+        return {"labels": state["asr_transfer"]["labels"]}  # the trained class order, whatever the data
 
     def forward(self, batch: dict) -> torch.Tensor:
         rep, frame_lengths = self.encode(batch)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from asr_transfer.data.augment import clip_generator
+from asr_transfer.utils.rng import clip_generator
 
 
 def span_starts(n: int, mask_prob: float, mask_length: int, gen: torch.Generator) -> Tensor:

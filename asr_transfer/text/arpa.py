@@ -6,18 +6,17 @@ binaries. For real LMs use KenLM's ``lmplz`` (the ARPA/binary files load the sam
 Estimation: add-one unigrams (``<unk>`` and ``</s>`` included); bigrams by absolute discounting
 with backoff to the unigrams, each history's backoff weight normalising its distribution.
 
-CLI: ``python -m asr_transfer.text.arpa --manifest train.jsonl --ckpt best.ckpt --out lm/`` writes
-``lm/lm.arpa`` and, given a checkpoint (its tokenizer spells the words), ``lm/lexicon.txt``.
+CLI (it reads manifests and checkpoints, so it sits in the pipeline): ``python -m asr_transfer.pipeline.lm``.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from asr_transfer.utils.atomic import write_text
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 
@@ -80,41 +79,4 @@ def write_arpa(
         lines += [f"{_log10(p):.6f}\t{h} {w}" for (h, w), p in sorted(p_bi.items())]
     lines += ["", "\\end\\", ""]
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        f.write("\n".join(lines))
-    Path(f.name).replace(path)
-    return path
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--manifest", required=True, help="JSONL/CSV manifest whose 'text' fields train the LM"
-    )
-    parser.add_argument("--out", required=True, help="output folder (lm.arpa, lexicon.txt)")
-    parser.add_argument("--ckpt", help="CTC checkpoint: normalise like its tokenizer and write a lexicon")
-    parser.add_argument("--order", type=int, default=2)
-    args = parser.parse_args(argv)
-
-    from asr_transfer.data.manifest import read_manifest
-
-    texts = [e.text for e in read_manifest(args.manifest, ("audio_filepath", "text"))]
-    out = Path(args.out)
-    normalize, tokenizer = str, None
-    if args.ckpt:
-        from asr_transfer.pipeline.restore import load_checkpoint
-        from asr_transfer.text.tokenizer import tokenizer_from_state
-
-        tokenizer = tokenizer_from_state(load_checkpoint(args.ckpt)["asr_transfer"]["tokenizer"])
-        normalize = tokenizer.normalize
-    print(write_arpa(texts, out / "lm.arpa", args.order, normalize=normalize))
-    if tokenizer is not None:
-        from asr_transfer.text.decoding import write_lexicon
-
-        print(write_lexicon(texts, tokenizer, out / "lexicon.txt"))
-
-
-if __name__ == "__main__":
-    main()
+    return write_text(path, "\n".join(lines))

@@ -8,13 +8,13 @@ Beam search is torchaudio's ``ctc_decoder`` (flashlight-text underneath, an opti
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from asr_transfer.text.tokenizer import UNK, Tokenizer
+from asr_transfer.utils.atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,6 @@ class BeamSearchDecoder:
 
 def write_lexicon(words, tokenizer: Tokenizer, path: str | Path) -> Path:
     """One ``word t o k e n s`` line per distinct word (normalised), in the tokenizer's spelling."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     seen = sorted({w for text in words for w in tokenizer.normalize(text).split()})
     known = set(tokenizer.tokens)
     lines = []
@@ -126,7 +124,4 @@ def write_lexicon(words, tokenizer: Tokenizer, path: str | Path) -> Path:
             lines.append(f"{w}\t{' '.join(spelling)}\n")
         else:
             log.warning("lexicon: %r has tokens outside the vocabulary; left out", w)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        f.writelines(lines)
-    Path(f.name).replace(path)
-    return path
+    return write_text(path, "".join(lines))

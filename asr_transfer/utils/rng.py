@@ -1,11 +1,20 @@
-"""Every random generator's state as checkpointable values, so a resumed run continues the same streams."""
+"""Seeded generators, and every random generator's state as checkpointable values (a resumed run
+continues the same streams)."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 import numpy as np
 import torch
+
+
+def clip_generator(seed: int, epoch: int, index: int, name: str) -> torch.Generator:
+    """A generator for one (clip, epoch, augmentation): independent streams whatever the worker or order."""
+    salt = int.from_bytes(hashlib.sha1(name.encode()).digest()[:4], "little")
+    state = np.random.SeedSequence([seed, epoch, index, salt]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 def rng_state() -> dict:

@@ -15,8 +15,9 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-from asr_transfer.data.augment import clip_generator, mix_at_snr, noise_segment
+from asr_transfer.data.augment import mix_at_snr, noise_segment
 from asr_transfer.data.noise import babble, coloured_noise, write, write_coloured
+from asr_transfer.utils.rng import clip_generator
 
 SR = 8000  # FSDD's rate: noise is mixed at the corpus's own rate
 

@@ -105,7 +105,7 @@ def overrides(backbone: str, method: str, seed: int, paths: dict[str, Path], hea
 
 
 def run_one(backbone: str, method: str, k: int, seed: int, paths: dict[str, Path], head_lr=None) -> dict:
-    from asr_transfer.fewshot import compose_draw
+    from asr_transfer.pipeline.fewshot import compose_draw
     from asr_transfer.pipeline.train import train
 
     run_dir = (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from asr_transfer.backbones.base import lengths_to_mask
+from asr_transfer.utils.masks import lengths_to_mask
 from tests.presets import BACKBONES, audio_batch
 
 # Padding invariance (README: "a clip alone and inside a padded batch agree to 1e-5"): the largest

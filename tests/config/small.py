@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from hydra.utils import get_class, instantiate
 
-from asr_transfer.pipeline.build import build_backbone, build_datamodule, build_task, task_class
+from asr_transfer.pipeline.build import build_backbone, task_class
 from asr_transfer.pipeline.train import callbacks_for, loggers_for
-from tests.conftest import CONF, compose_train
+from tests.conftest import CONF, audio_datamodule, compose_train, task_for
 from tests.presets import TINY_OVERRIDES
 
 # Groups whose option picks the class of one built object: the test checks that class.
@@ -152,10 +152,10 @@ def augment_folders(option: str, tmp_path: Path) -> tuple:
 def build_all(cfg) -> dict:
     """Every object a training run builds, short of fitting."""
     backbone = build_backbone(cfg)
-    datamodule = build_datamodule(cfg, backbone)
+    datamodule = audio_datamodule(cfg, backbone)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    task = build_task(cfg, backbone, **task_class(cfg).data_kwargs(datamodule))
+    task = task_for(cfg, backbone, **task_class(cfg).data_kwargs(datamodule))
     optimizer = task.optimizer_factory(task.param_groups())
     scheduler = task.scheduler_factory(optimizer, total_steps=10) if task.scheduler_factory else None
     callbacks, loggers = callbacks_for(cfg, has_val=True), loggers_for(cfg)

@@ -18,13 +18,13 @@ from asr_transfer.data.augment import (
     Reverb,
     Speed,
     WaveformAugment,
-    clip_generator,
     mix_at_snr,
 )
 from asr_transfer.data.augmented import AugmentedDataset, EpochBatches
 from asr_transfer.data.batching import LengthBatchSampler, pad_batch
 from asr_transfer.data.datamodule import AudioDataModule
 from asr_transfer.data.noise import write_coloured, write_rirs
+from asr_transfer.utils.rng import clip_generator
 from tests.conftest import tone
 
 SR = 16000

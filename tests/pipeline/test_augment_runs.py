@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from asr_transfer.backbones.base import trains_reason
 from asr_transfer.data.dataset import AudioDataset
 from asr_transfer.data.noise import write_coloured
-from asr_transfer.features import cacheable
 from asr_transfer.features.dataset import FeatureDataset
-from asr_transfer.features.stage import stored_splits
 from asr_transfer.pipeline.augment import build_augment
+from asr_transfer.pipeline.plan import make_plan, stored_splits
 from asr_transfer.pipeline.train import train
-from tests.conftest import TINY_WHISPER, compose_train, tone_overrides
+from tests.conftest import TINY_WHISPER, audio_datamodule, compose_train, tone_overrides
 
 FAST = ["trainer.max_epochs=2", "head=linear", "featurizer=weighted_sum", *TINY_WHISPER]
 
@@ -32,16 +32,40 @@ def overrides(corpus, tmp_path: Path, augment: str) -> list[str]:
     ]
 
 
+def spy_runs(monkeypatch, calls: list | None = None) -> list[dict]:
+    """Each ``train()`` run's parts, and how many backbone ``calls`` had happened when its store finished."""
+    import asr_transfer.pipeline.train as train_mod
+    from asr_transfer.pipeline.build import StoredSplits
+
+    runs: list[dict] = []
+    real_build, real_store = train_mod.build_parts, StoredSplits.__call__
+
+    def build(*a, **k):
+        runs.append({"parts": real_build(*a, **k)})
+        return runs[-1]["parts"]
+
+    def store(self, audio):
+        out = real_store(self, audio)
+        runs[-1]["before_fit"] = (
+            None if calls is None else len(calls)
+        )  # what the backbone computes is done here
+        return out
+
+    monkeypatch.setattr(train_mod, "build_parts", build)
+    monkeypatch.setattr(StoredSplits, "__call__", store)
+    return runs
+
+
 def test_the_cache_rule():
-    assert cacheable({"freeze": "all"})
-    assert not cacheable({"freeze": "none"}) and not cacheable({"freeze": "top_k", "top_k": 1})
-    assert not cacheable({"freeze": "all", "adapter": {"rank": 8}})  # trains inside the backbone
-    assert not cacheable({"freeze": "all", "unfreeze": [{"step": 1, "freeze": "none"}]})
-    splits = ["train", "val", "test"]
-    assert stored_splits(splits) == splits
-    assert stored_splits(splits, {"specaugment": {"mask_time_prob": 0.5}}) == splits  # after the featurizer
-    assert stored_splits(splits, {"waveform": {"noise": {}}}) == ["val", "test"]  # training audio changes
-    assert stored_splits(splits, {"waveform": {"noise": {}}}, copies=3) == splits  # its augmented copies
+    assert trains_reason("all") is None
+    assert trains_reason("none") and trains_reason("top_k")
+    assert trains_reason("all", {"rank": 8})  # trains inside the backbone
+    assert trains_reason("all", None, [{"step": 1, "freeze": "none"}])
+    splits = ("train", "val", "test")
+    assert stored_splits(False, 0, "fit") == splits  # SpecAugment (after the featurizer) stores everything
+    assert stored_splits(True, 0, "fit") == ("val", "test")  # training audio changes
+    assert stored_splits(True, 3, "fit") == splits  # its augmented copies
+    assert stored_splits(True, 0, "test") == splits  # eval never augments
 
 
 def test_options_combine_and_build_in_order(tone_corpus, tmp_path):
@@ -56,24 +80,16 @@ def test_options_combine_and_build_in_order(tone_corpus, tmp_path):
 
 
 def test_waveform_augmentation_trains_from_audio_val_test_stored(tone_corpus, tmp_path, caplog, monkeypatch):
-    import asr_transfer.pipeline.train as train_mod
     from asr_transfer.backbones.whisper import WhisperEncoderBackbone
 
-    seen, encoded = {}, []
-    real_store = train_mod.store_features
-
-    def spy(*a, **k):
-        backbone, datamodule, result = real_store(*a, **k)
-        seen.update({s: type(ds) for s, ds in datamodule.datasets.items()}, backbone=type(backbone))
-        encoded.append(
-            (sum(result.encoded), len(datamodule.datasets["val"]) + len(datamodule.datasets["test"]))
-        )
-        return backbone, datamodule, result
-
-    monkeypatch.setattr(train_mod, "store_features", spy)
+    runs = spy_runs(monkeypatch)
     caplog.set_level(logging.INFO)
     out = tmp_path / "run"
     train(compose_train(overrides(tone_corpus, tmp_path, "[noise,speed]"), out))
+    parts = runs[-1]["parts"]
+    datasets = parts.datamodule.datasets
+    seen = {**{s: type(ds) for s, ds in datasets.items()}, "backbone": type(parts.backbone)}
+    encoded = [(sum(parts.stored.encoded), len(datasets["val"]) + len(datasets["test"]))]
     assert seen == {
         "train": AudioDataset,  # augmented audio through the backbone every step
         "val": FeatureDataset,  # stored and clean
@@ -89,36 +105,31 @@ def test_waveform_augmentation_trains_from_audio_val_test_stored(tone_corpus, tm
     assert "augmented: noise/clips 48" in caplog.text
     # the same run again finds val/test stored: nothing is encoded a second time
     train(compose_train(overrides(tone_corpus, tmp_path, "[noise,speed]"), tmp_path / "again"))
-    assert encoded[-1][0] == 0
+    assert sum(runs[-1]["parts"].stored.encoded) == 0
 
 
 def test_specaugment_trains_from_cached_frames_without_the_backbone(
     tone_corpus, tmp_path, caplog, monkeypatch
 ):
-    import asr_transfer.pipeline.train as train_mod
     from asr_transfer.backbones.whisper import WhisperEncoderBackbone
 
-    calls, before_fit = [], []
-    real_forward, real_store = WhisperEncoderBackbone.forward, train_mod.store_features
+    calls = []
+    real_forward = WhisperEncoderBackbone.forward
 
     def counting(self, *a, **k):
         calls.append(1)
         return real_forward(self, *a, **k)
 
-    def store(*a, **k):
-        out = real_store(*a, **k)
-        before_fit.append(len(calls))  # everything the backbone computes happens up to here
-        return out
-
     monkeypatch.setattr(WhisperEncoderBackbone, "forward", counting)
-    monkeypatch.setattr(train_mod, "store_features", store)
+    runs = spy_runs(monkeypatch, calls)
     caplog.set_level(logging.INFO)
     out = tmp_path / "run"
     cfg = compose_train(
         [*overrides(tone_corpus, tmp_path, "specaugment"), "augment.specaugment.mask_time_prob=0.5"], out
     )
     train(cfg)
-    assert before_fit[0] > 0 and len(calls) == before_fit[0]  # stored once; nothing during fit or test
+    before_fit = runs[-1]["before_fit"]
+    assert before_fit > 0 and len(calls) == before_fit  # stored once; nothing during fit or test
     assert "stores frames, not pooled vectors" in caplog.text
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["augment/specaugment/batches"] == 2 * 2  # 2 epochs x (24 clips / batch 16)
@@ -137,34 +148,33 @@ def test_stored_augmented_copies_train_from_the_store_and_equal_on_the_fly_epoch
     run encodes nothing, another augmentation is encoded again (val/test not)."""
     import torch
 
-    import asr_transfer.pipeline.train as train_mod
     from asr_transfer.backbones.whisper import WhisperEncoderBackbone
     from asr_transfer.data.augmented import AugmentedDataset
     from asr_transfer.features.card import CardBackbone
-    from asr_transfer.heads import masked_mean
-    from asr_transfer.pipeline.build import build_backbone, build_datamodule
+    from asr_transfer.pipeline.build import build_backbone
+    from asr_transfer.utils.masks import masked_mean
 
-    calls, seen = [], {}
-    real_forward, real_store = WhisperEncoderBackbone.forward, train_mod.store_features
+    calls = []
+    real_forward = WhisperEncoderBackbone.forward
 
     def counting(self, *a, **k):
         calls.append(1)
         return real_forward(self, *a, **k)
 
-    def spy(*a, **k):
-        backbone, datamodule, result = real_store(*a, **k)
-        seen.update(
-            datamodule=datamodule, encoded=sum(result.encoded), before_fit=len(calls), backbone=backbone
-        )
-        return backbone, datamodule, result
-
     monkeypatch.setattr(WhisperEncoderBackbone, "forward", counting)
-    monkeypatch.setattr(train_mod, "store_features", spy)
+    runs = spy_runs(monkeypatch, calls)
+
+    def seen() -> dict:
+        parts = runs[-1]["parts"]
+        return dict(datamodule=parts.datamodule, encoded=sum(parts.stored.encoded),
+                    before_fit=runs[-1]["before_fit"], backbone=parts.backbone)  # fmt: skip
+
     caplog.set_level(logging.INFO)
     n, copies = 24, 2  # training clips (tone corpus), copies stored
     args = [*overrides(tone_corpus, tmp_path, "[noise,gain]"), f"features.augmented_copies={copies}"]
     cfg = compose_train(args, tmp_path / "run")
     train(cfg)
+    seen = seen()
     dm = seen["datamodule"]
     assert all(isinstance(ds, FeatureDataset) for ds in dm.datasets.values())
     assert isinstance(seen["backbone"], CardBackbone) and dm.augment is None  # nothing augments on the fly
@@ -178,9 +188,10 @@ def test_stored_augmented_copies_train_from_the_store_and_equal_on_the_fly_epoch
 
     # stored copy c of clip i == the backbone on clip i as epoch c of on-the-fly augmentation draws it
     backbone = build_backbone(cfg).eval()
-    audio = build_datamodule(cfg, backbone)
+    audio = audio_datamodule(cfg, backbone)
     audio.setup("fit")
-    fly = AugmentedDataset(audio.datasets["train"], audio.augment, audio.seed)
+    chain = make_plan(cfg, overrides=[]).waveform_augment  # what on-the-fly epochs would apply
+    fly = AugmentedDataset(audio.datasets["train"], chain, audio.seed)
     train_ds = dm.datasets["train"]
     for c, i in [(0, 0), (1, 0), (1, 7)]:
         item = train_ds[c * n + i]
@@ -194,23 +205,28 @@ def test_stored_augmented_copies_train_from_the_store_and_equal_on_the_fly_epoch
 
     calls.clear()
     train(compose_train(args, tmp_path / "again"))
-    assert seen["encoded"] == 0 and calls == []  # everything stored: the backbone never runs
+    assert (
+        sum(runs[-1]["parts"].stored.encoded) == 0 and calls == []
+    )  # everything stored: the backbone never runs
     train(compose_train([*args, "augment.snr_db=[5,5]"], tmp_path / "other"))
-    assert seen["encoded"] == copies * n  # other augmentation, other copies; val/test are reused
+    assert (
+        sum(runs[-1]["parts"].stored.encoded) == copies * n
+    )  # other augmentation, other copies; val/test reused
 
 
 @pytest.mark.parametrize("augment", ["speed", "gain"])
 def test_eval_is_never_augmented(augment, tone_corpus, tmp_path):
-    from asr_transfer.pipeline.build import build_backbone, build_datamodule
+    from asr_transfer.pipeline.build import build_backbone
 
     cfg = compose_train(overrides(tone_corpus, tmp_path, augment), tmp_path / "run")
     backbone = build_backbone(cfg)
-    assert build_datamodule(cfg, backbone).augment is not None
-    assert build_datamodule(cfg, backbone, train=False).augment is None
+    assert audio_datamodule(cfg, backbone).augment is not None
+    assert audio_datamodule(cfg, backbone, "test").augment is None
 
 
 def test_augmented_copies_say_when_they_do_nothing(tone_corpus, tmp_path, caplog):
-    from asr_transfer.pipeline.build import features_stage
+    def features_stage(cfg):
+        return make_plan(cfg, overrides=[]).store
 
     caplog.set_level(logging.INFO)
     base = [*tone_overrides(tone_corpus, tmp_path / "cache"), *FAST, "features.augmented_copies=2"]

@@ -15,8 +15,9 @@ import pytest
 import soundfile as sf
 
 from asr_transfer.data.audio import AudioError
-from asr_transfer.pipeline.check_data import check_data, load_report
+from asr_transfer.pipeline.check_data import check_data
 from asr_transfer.pipeline.train import train
+from asr_transfer.utils.jsonl import read_jsonl as load_report
 from tests.bad_inputs import bad_cases, odd_cases
 from tests.conftest import (
     FSDD_DIR,

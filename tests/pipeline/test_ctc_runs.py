@@ -93,7 +93,7 @@ def test_train_eval_predict_agree(tmp_path, word_corpus):
 
 def test_beam_search_eval_with_lexicon_lm_and_bf16_sentencepiece(tmp_path, word_corpus):
     pytest.importorskip("flashlight.lib.text")
-    from asr_transfer.text.arpa import main as make_lm
+    from asr_transfer.pipeline.lm import main as make_lm
 
     out = tmp_path / "run"
     cfg = compose_train([*ctc_overrides(word_corpus, tmp_path / "cache"), "trainer.max_epochs=1"], out)

@@ -55,7 +55,7 @@ def test_fsdd_probe_on_whisper_tiny_and_eval_reproduces_it(tmp_path):
 def test_fsdd_digits_blstm_wer_and_beam_search_with_digit_lm(tmp_path):
     """The issue's target: test WER <= 10 % on yweweler; a digit-word LM + lexicon is no worse than greedy."""
     pytest.importorskip("flashlight.lib.text")
-    from asr_transfer.text.arpa import main as make_lm
+    from asr_transfer.pipeline.lm import main as make_lm
 
     out = tmp_path / "run"
     cfg = compose_train(

@@ -27,9 +27,10 @@ def test_guard_loss_skips_counts_and_stops():
     from asr_transfer.heads import LinearHead
     from asr_transfer.tasks.classification import ClassificationTask
 
+    backbone = WhisperEncoderBackbone(pretrained=False, config_overrides=TINY_WHISPER_CONFIG)
     task = ClassificationTask(
-        backbone=WhisperEncoderBackbone(pretrained=False, config_overrides=TINY_WHISPER_CONFIG),
-        featurizer=LastLayer,
+        backbone=backbone,
+        featurizer=LastLayer(backbone.num_layers, backbone.hidden_size),
         head=LinearHead,
         optimizer=torch.optim.AdamW,
         num_classes=2,
@@ -183,14 +184,20 @@ class _RunsCode:
 def test_checkpoints_and_caches_load_without_running_code(tmp_path, tone_corpus):
     import pickle
 
-    from asr_transfer.pipeline.restore import load_checkpoint
+    from asr_transfer.checkpoint_io import CheckpointError, load_checkpoint
     from tests.conftest import tone_overrides
 
     marker = tmp_path / "code-ran"
     evil = tmp_path / "evil.ckpt"
     torch.save({"asr_transfer": {"config": {"x": _RunsCode(marker)}}}, evil)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(
+        CheckpointError, match=r"holds objects that safe loading \(weights_only=True\) refuses"
+    ) as e:
         load_checkpoint(evil)
+    assert "\n" not in str(e.value) and "Fix:" in str(e.value)  # one line, with the way on
+    assert isinstance(
+        e.value.__context__, pickle.UnpicklingError
+    )  # what torch said, kept for HYDRA_FULL_ERROR
     assert not marker.exists()
     # a feature shard replaced by a pickle that would run code: shards are raw numbers read with
     # numpy.frombuffer, never unpickled; its size and checksum no longer match, so it is re-encoded

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from asr_transfer.featurizers import Concat
-from asr_transfer.pipeline.build import build_backbone, build_task
-from tests.conftest import TINY_WHISPER, compose_train
+from asr_transfer.pipeline.build import build_backbone
+from tests.conftest import TINY_WHISPER, compose_train, task_for
 
 
 def test_concat_sizes_and_order():
@@ -25,6 +25,6 @@ def test_concat_sizes_and_order():
 def test_concat_config_builds_a_head_of_num_layers_times_hidden(tmp_path):
     cfg = compose_train([*TINY_WHISPER, "featurizer=concat", "data=manifest"], tmp_path)
     backbone = build_backbone(cfg)
-    task = build_task(cfg, backbone, num_classes=3, labels=["a", "b", "c"])
+    task = task_for(cfg, backbone, num_classes=3, labels=["a", "b", "c"])
     assert backbone.num_layers == 3 and backbone.hidden_size == 32  # the tiny Whisper: 2 layers + input
     assert task.head.linear.in_features == 3 * 32

@@ -7,9 +7,8 @@ import statistics
 
 import pytest
 
-from asr_transfer.fewshot import compose_draw, run
-from asr_transfer.pipeline.build import build_datamodule
-from tests.conftest import TINY_WHISPER, tone, write_wav
+from asr_transfer.pipeline.fewshot import compose_draw, run
+from tests.conftest import TINY_WHISPER, audio_datamodule, tone, write_wav
 
 
 @pytest.fixture
@@ -36,7 +35,7 @@ class _Rate:
 
 
 def train_clips(cfg) -> list[str]:
-    dm = build_datamodule(cfg, _Rate())
+    dm = audio_datamodule(cfg, _Rate())
     dm.setup("fit")
     return sorted(e.audio_filepath for e in dm.entries["train"])
 

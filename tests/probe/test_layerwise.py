@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from asr_transfer.data.corpora.fsdd import FSDD
-from asr_transfer.layerwise import run
+from asr_transfer.pipeline.layerwise import run
 from asr_transfer.report.render import write_report
 from tests.conftest import TINY_WHISPER, tone, tone_overrides, write_wav
 
