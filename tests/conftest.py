@@ -13,10 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-import asr_transfer.config  # noqa: F401  (resolvers)
+from asr_transfer.config import compose
 from tests.presets import TINY_WHISPER, TINY_WHISPER_CONFIG  # noqa: F401  (re-exported: tests import them from here)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,10 +107,7 @@ def compose_train(overrides: list[str], output_dir: Path, config_name: str = "tr
         from asr_transfer.pipeline.data_overrides import checkpoint_data
 
         checkpoint_data(overrides)
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=[f"paths.output_dir={output_dir}", *overrides])
-    return cfg
+    return compose([f"paths.output_dir={output_dir}", *overrides], config_name)
 
 
 def predict_rows(ckpt: Path, inputs, output: Path, *extra: str) -> list[dict]:

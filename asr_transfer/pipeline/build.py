@@ -99,6 +99,15 @@ def build_run_task(cfg: DictConfig, parts: Parts, **task_kwargs):
     return build_task(cfg, parts.backbone, parts.featurizer, parts.plan.spec_augment, **task_kwargs)
 
 
+def build_run(cfg: DictConfig, plan: RunPlan):
+    """(parts with the datamodule set up, task): a one-process training run's objects short of fitting,
+    for studies and benchmarks that drive the loop themselves (``train`` starts DDP ranks in between)."""
+    parts = build_parts(cfg, plan)
+    parts.datamodule.prepare_data()
+    parts.datamodule.setup("fit")
+    return parts, build_run_task(cfg, parts, **task_class(cfg).data_kwargs(parts.datamodule))
+
+
 def build_datamodule(cfg: DictConfig, plan: RunPlan, sample_rate: int, min_samples: int, **overrides):
     """The datamodule at the backbone's rate and minimum length, reading the task's targets; waveform
     augmentation only where the plan applies it while loading (training audio)."""

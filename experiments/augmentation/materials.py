@@ -67,16 +67,9 @@ def prepare(recordings: Path, work: Path, train: list[str], val: str, test: str,
 
 def compose_cfg(name: str, overrides: list[str]):
     """``conf/<name>.yaml`` composed with ``overrides`` (train, eval), as the CLIs do."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from asr_transfer.config import compose
 
-    import asr_transfer.config  # noqa: F401  (registers the config resolvers)
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(
-        config_dir=str(Path(__file__).resolve().parents[2] / "conf"), version_base="1.3"
-    ):
-        return compose(name, overrides=overrides)
+    return compose(overrides, name)
 
 
 def test_accuracy(ckpt: Path, manifest: Path, cache_dir: Path, out_dir: Path) -> float:

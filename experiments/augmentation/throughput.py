@@ -28,7 +28,8 @@ from run import RECORDINGS, TRAIN, compose_cfg, manifest, per_class  # noqa: E40
 
 from asr_transfer.data.augmented import AugmentedDataset  # noqa: E402
 from asr_transfer.data.noise import write_rirs  # noqa: E402
-from asr_transfer.pipeline.build import build_backbone, build_datamodule, build_task, task_class  # noqa: E402
+from asr_transfer.pipeline.build import build_run  # noqa: E402
+from asr_transfer.pipeline.plan import make_plan  # noqa: E402
 
 AUGMENTS = {
     "none": [],
@@ -88,21 +89,21 @@ def main() -> None:
                     f"data.num_workers={workers}",
                     f"paths.cache_dir={a.work / 'cache'}",
                     f"paths.output_dir={a.work / 'bench_run'}",
+                    "features.mode=off",  # audio through the backbone every step: what is timed
+                    "probe=none",
                     *aug,
                     *([f"augment.noise_dir={a.work / 'train_noise'}"] if name == "noise" else []),
                     *([f"augment.rir_dir={rirs}"] if name == "reverb" else []),
                 ],
             )
-            backbone = build_backbone(cfg)
-            dm = build_datamodule(cfg, backbone)
-            dm.setup("fit")
+            parts, task = build_run(cfg, make_plan(cfg, overrides=[]))
+            dm = parts.datamodule
             ds = dm.train_dataloader().dataset
             cpu = cpu_per_clip(ds, 64)
             if a.cpu_only:
                 rows.append({"augment": name, "cpu_ms_per_clip": round(cpu, 2)})
                 print(rows[-1], flush=True)
                 break
-            task = build_task(cfg, backbone, **task_class(cfg).data_kwargs(dm))
             task.train()
             opt = torch.optim.AdamW(task.param_groups(), lr=1e-3)
             load = timed(dm.train_dataloader(), task, opt, a.batches, step=False)

@@ -1,6 +1,6 @@
 """One ``ctc_blstm`` epoch over stored frames vs the head's bare forward+backward over the same batches.
 
-    python experiments/cache_scale/ctc_epoch.py [--train-per-speaker 40 --eval-per-speaker 20]
+    python -m experiments.cache_scale.ctc_epoch [--train-per-speaker 40 --eval-per-speaker 20]
 
 ``experiment=fsdd_digits_ctc`` (frozen Whisper tiny.en, ``featurizer=last``, ``head=ctc_blstm``).
 Lightning: ``Trainer.fit`` for one epoch, no validation, no checkpoints or loggers, timed from
@@ -15,22 +15,19 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import sys
 import time
 from pathlib import Path
 
 import lightning as L
 import torch
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-WORK = Path(os.environ.get("CACHE_SCALE_WORK", "/tmp/cache_scale"))
+from asr_transfer.config import compose
+from asr_transfer.pipeline.build import build_run, build_task, task_class
+from asr_transfer.pipeline.plan import make_plan
+from asr_transfer.tasks.ctc import ctc_loss_fp32
+from experiments.cache_scale.run import record
 
-from asr_transfer.pipeline.build import build_data, build_task, store_features, task_class  # noqa: E402
-from asr_transfer.tasks.ctc import ctc_loss_fp32  # noqa: E402
-from experiments.cache_scale.run import record  # noqa: E402
-from tests.conftest import compose_train  # noqa: E402
+WORK = Path(os.environ.get("CACHE_SCALE_WORK", "/tmp/cache_scale"))
 
 
 class EpochTimer(L.Callback):
@@ -60,27 +57,27 @@ def main() -> None:
     ap.add_argument("--train-per-speaker", type=int, default=40)
     ap.add_argument("--eval-per-speaker", type=int, default=20)
     a = ap.parse_args()
-    cfg = compose_train(
+    cfg = compose(
         [
             "experiment=fsdd_digits_ctc",
             f"data.corpus.train_per_speaker={a.train_per_speaker}",
             f"data.corpus.eval_per_speaker={a.eval_per_speaker}",
             f"features.dir={WORK}/features-ctc",
             f"paths.cache_dir={WORK}/cache",
+            f"paths.output_dir={WORK / 'run-ctc'}",
             "trainer.accelerator=cpu",
-        ],
-        WORK / "run-ctc",
+        ]
     )
-    backbone, audio, features = build_data(cfg)
-    backbone, dm, _ = store_features(cfg, features, backbone, audio)
     L.seed_everything(0, verbose=False)
-    task = build_task(cfg, backbone, **task_class(cfg).data_kwargs(dm))
+    parts, task = build_run(cfg, make_plan(cfg, overrides=[]))
+    dm = parts.datamodule
     start = copy.deepcopy(task.state_dict())
     batches = list(dm.loader("train"))  # epoch 0 of the training sampler: what fit's first epoch sees
     lr = float(cfg.optimizer.lr)
 
     def fresh():
-        t = build_task(cfg, backbone, **task_class(cfg).data_kwargs(dm))
+        featurizer = copy.deepcopy(parts.featurizer)  # each task its own: training changes it
+        t = build_task(cfg, parts.backbone, featurizer, None, **task_class(cfg).data_kwargs(dm))
         t.load_state_dict(start)
         return t
 

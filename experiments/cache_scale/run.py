@@ -264,7 +264,7 @@ def main() -> None:
     if a.ddp_size:
         ddp(a.ddp_size, a.ddp_warm)
     if a.ctc:
-        subprocess.run([sys.executable, str(HERE / "ctc_epoch.py")], cwd=ROOT, check=True)
+        subprocess.run([sys.executable, "-m", "experiments.cache_scale.ctc_epoch"], cwd=ROOT, check=True)
 
 
 if __name__ == "__main__":

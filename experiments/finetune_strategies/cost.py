@@ -26,17 +26,20 @@ def cost_one(work: Path, backbone: str, method: str, steps: int) -> dict:
 
     import torch
 
-    from asr_transfer.pipeline.build import build_backbone, build_datamodule, build_task, task_class
+    from asr_transfer.pipeline.build import build_run
+    from asr_transfer.pipeline.plan import make_plan
 
     over = run_overrides(work, backbone, "all", method, "none", 0)
-    over = [o for o in over if not o.startswith(("probe=", "backbone.unfreeze"))] + ["~probe"]
+    # audio through the backbone every step (features.mode=off): what a step costs
+    over = [o for o in over if not o.startswith(("probe=", "backbone.unfreeze"))] + [
+        "probe=none",
+        "features.mode=off",
+    ]
     if method == "staged":
         over.append("backbone.freeze=none")
     cfg = compose_cfg("train", [f"paths.output_dir={work / 'cost_run'}", *over])
-    backbone_m = build_backbone(cfg)
-    dm = build_datamodule(cfg, backbone_m)
-    dm.setup("fit")
-    task = build_task(cfg, backbone_m, **task_class(cfg).data_kwargs(dm))
+    parts, task = build_run(cfg, make_plan(cfg, overrides=[]))
+    dm = parts.datamodule
     task.train()
     opt = torch.optim.AdamW(task.param_groups(), lr=1e-4)
     it = iter(dm.train_dataloader())

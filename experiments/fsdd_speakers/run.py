@@ -19,10 +19,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-
-import asr_transfer.config  # noqa: E402, F401
+from asr_transfer.config import compose  # noqa: E402
 from asr_transfer.pipeline.train import train  # noqa: E402
 from asr_transfer.utils.atomic import write_csv  # noqa: E402
 
@@ -30,9 +27,7 @@ SPEAKERS = ["george", "jackson", "nicolas", "yweweler"]
 
 
 def run(overrides: list[str], out: Path) -> dict:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"paths.output_dir={out}", *overrides])
+    cfg = compose([f"paths.output_dir={out}", *overrides])
     t = time.perf_counter()
     train(cfg)
     metrics = json.loads((out / "metrics.json").read_text())

@@ -73,10 +73,8 @@ def manifests(task: str) -> tuple[Path, Path]:
 
 def run_one(task: str, featurizer: str, seed: int) -> dict:
     import torch
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
 
-    import asr_transfer.config  # noqa: F401
+    from asr_transfer.config import compose
     from asr_transfer.pipeline.train import train
 
     train_m, test_m = manifests(task)
@@ -93,9 +91,7 @@ def run_one(task: str, featurizer: str, seed: int) -> dict:
     ]
     if keep_ckpt:  # callbacks=none + enable_checkpointing=false would leave nothing to read
         overrides = [o for o in overrides if "enable_checkpointing" not in o]
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+    cfg = compose(overrides)
     t0 = time.perf_counter()
     train(cfg)
     m = json.loads((run_dir / "metrics.json").read_text())
