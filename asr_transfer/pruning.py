@@ -15,7 +15,7 @@ import lightning as L
 import optuna
 from hydra.core.hydra_config import HydraConfig
 
-from asr_transfer.studies import make_pruner, open_storage
+from asr_transfer.optuna_storage import make_pruner, open_storage
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from asr_transfer.studies import Heartbeat, open_storage
+from asr_transfer.optuna_storage import Heartbeat, open_storage
 from hydra_plugins.asr_optuna_sweeper._space import format_value, parse_space
 from tests.conftest import ROOT
 

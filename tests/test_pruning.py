@@ -8,8 +8,8 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from asr_transfer.optuna_storage import open_storage
 from asr_transfer.pruning import OptunaPruning, optuna_pruning
-from asr_transfer.studies import open_storage
 
 
 class Constant(L.LightningModule):

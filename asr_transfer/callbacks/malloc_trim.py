@@ -25,9 +25,8 @@ class MallocTrim(Callback):
     other sizes. glibc raises its mmap threshold after each large free, so later buffers come from
     the heap, which fragments and keeps the freed pages: resident memory grows step after step.
     ``malloc_trim(0)`` releases those free pages. Trimming costs time (the freed pages are faulted
-    in again next step), so it runs every few steps: peak RSS and s/step per setting are measured in
-    experiments/throughput/README.md. A fixed ``M_MMAP_THRESHOLD`` instead slowed the frozen-feature
-    pass (every activation became a fresh mapping to fault in). Does nothing for GPU memory.
+    in again next step), so it runs every few steps (experiments/throughput/README.md measures the
+    trade-off and the alternatives). Does nothing for GPU memory.
     """
 
     def __init__(self, every_n_steps: int = 3) -> None:

@@ -23,7 +23,7 @@ from asr_transfer.data.datamodule import SPLITS
 from asr_transfer.data.manifest import Entry, ManifestError
 from asr_transfer.pipeline.build import build_datamodule
 from asr_transfer.pipeline.plan import make_plan
-from asr_transfer.pipeline.run_dir import output_dir
+from asr_transfer.pipeline.results import output_dir
 
 log = logging.getLogger(__name__)
 

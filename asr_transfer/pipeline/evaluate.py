@@ -12,7 +12,7 @@ from asr_transfer.checkpoint_io import load_checkpoint
 from asr_transfer.pipeline.build import build_parts, task_class
 from asr_transfer.pipeline.plan import make_plan
 from asr_transfer.pipeline.restore import restore_config, restore_task, task_overrides
-from asr_transfer.pipeline.run_dir import flat_metrics, output_dir, write_results
+from asr_transfer.pipeline.results import flat_metrics, output_dir, write_results
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from asr_transfer.data.checks import ClipRules
 from asr_transfer.data.dataset import AudioDataset, BadAudioLog
 from asr_transfer.data.manifest import Entry
 from asr_transfer.pipeline.restore import restore, task_overrides
-from asr_transfer.pipeline.run_dir import output_dir
+from asr_transfer.pipeline.results import output_dir
 from asr_transfer.utils.atomic import write_csv, write_json
 
 log = logging.getLogger(__name__)

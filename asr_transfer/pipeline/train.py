@@ -16,7 +16,7 @@ from asr_transfer.pipeline.augment import augment_summary
 from asr_transfer.pipeline.build import build_parts, build_run_task, task_class
 from asr_transfer.pipeline.plan import PlanError, make_plan
 from asr_transfer.pipeline.probe import fit_probe
-from asr_transfer.pipeline.run_dir import flat_metrics, output_dir, write_results
+from asr_transfer.pipeline.results import flat_metrics, output_dir, write_results
 
 log = logging.getLogger(__name__)
 

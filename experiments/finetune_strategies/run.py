@@ -23,12 +23,7 @@ training split (``features.augmented_copies``: the frozen backbone encodes each 
     nice -n 19 python experiments/finetune_strategies/run.py --budgets 5 --methods full_lr3e-5 lora_lr3e-4 lora_r32
     nice -n 19 python experiments/finetune_strategies/run.py --budgets all --methods lora_lr3e-4
 
-What was run (results.csv, 2026-12-02, 2-core AMD EPYC VM, no GPU, shared: load average 4-9, two niced
-processes with --shard 0 2 / 1 2 and OMP_NUM_THREADS=1): priority 1 complete (tiny.en, 7 methods x
-2 budgets x 3 seeds) plus the val-chosen settings; priority 2 (noise augmentation, budget all) 18 of 21
-runs; priority 3 (Whisper base) cut to one run for compute; cost.csv has tiny.en only. The step caps
-(SCHEDULE), the val/test subsets (--val-per-class 10, --test-per-class 20) and patience 2 were chosen so
-priority 1 fit the time; README.md says what each cut costs.
+What was run, what was cut, and on which machines: README.md.
 """
 
 from __future__ import annotations

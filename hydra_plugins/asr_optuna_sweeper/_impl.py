@@ -31,7 +31,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from asr_transfer.studies import Heartbeat, ask_lock, make_pruner, open_storage
+from asr_transfer.optuna_storage import Heartbeat, ask_lock, make_pruner, open_storage
 from asr_transfer.sweeps import TRIAL_STATE_FILE
 
 from ._space import parse_space, trial_overrides

@@ -34,7 +34,7 @@ class OptunaSweeperConf:
     sampler: Any = MISSING
     direction: str = "minimize"  # minimize | maximize
     # null: in memory, lost at exit. sqlite:///<path>.db: one machine. journal:///<path>.log: several
-    # processes or nodes on a shared file system. postgresql://...: many nodes (asr_transfer/studies.py)
+    # processes or nodes on a shared file system. postgresql://...: many nodes (asr_transfer/optuna_storage.py)
     storage: str | None = None
     study_name: str | None = None  # the same name + storage resumes a study (load_if_exists)
     n_trials: int = 20  # trials in the study in all, whatever their state: a rerun tops the study up to it
