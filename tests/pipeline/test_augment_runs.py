@@ -56,6 +56,20 @@ def spy_runs(monkeypatch, calls: list | None = None) -> list[dict]:
     return runs
 
 
+def count_forward(monkeypatch):
+    """(a list that grows by one per Whisper backbone forward, the real forward)."""
+    from asr_transfer.backbones.whisper import WhisperEncoderBackbone
+
+    calls, real_forward = [], WhisperEncoderBackbone.forward
+
+    def counting(self, *a, **k):
+        calls.append(1)
+        return real_forward(self, *a, **k)
+
+    monkeypatch.setattr(WhisperEncoderBackbone, "forward", counting)
+    return calls, real_forward
+
+
 def test_the_cache_rule():
     assert trains_reason("all") is None
     assert trains_reason("none") and trains_reason("top_k")
@@ -111,16 +125,7 @@ def test_waveform_augmentation_trains_from_audio_val_test_stored(tone_corpus, tm
 def test_specaugment_trains_from_cached_frames_without_the_backbone(
     tone_corpus, tmp_path, caplog, monkeypatch
 ):
-    from asr_transfer.backbones.whisper import WhisperEncoderBackbone
-
-    calls = []
-    real_forward = WhisperEncoderBackbone.forward
-
-    def counting(self, *a, **k):
-        calls.append(1)
-        return real_forward(self, *a, **k)
-
-    monkeypatch.setattr(WhisperEncoderBackbone, "forward", counting)
+    calls, _ = count_forward(monkeypatch)
     runs = spy_runs(monkeypatch, calls)
     caplog.set_level(logging.INFO)
     out = tmp_path / "run"
@@ -148,20 +153,12 @@ def test_stored_augmented_copies_train_from_the_store_and_equal_on_the_fly_epoch
     run encodes nothing, another augmentation is encoded again (val/test not)."""
     import torch
 
-    from asr_transfer.backbones.whisper import WhisperEncoderBackbone
     from asr_transfer.data.augmented import AugmentedDataset
     from asr_transfer.features.card import CardBackbone
     from asr_transfer.pipeline.build import build_backbone
     from asr_transfer.utils.masks import masked_mean
 
-    calls = []
-    real_forward = WhisperEncoderBackbone.forward
-
-    def counting(self, *a, **k):
-        calls.append(1)
-        return real_forward(self, *a, **k)
-
-    monkeypatch.setattr(WhisperEncoderBackbone, "forward", counting)
+    calls, real_forward = count_forward(monkeypatch)
     runs = spy_runs(monkeypatch, calls)
 
     def seen() -> dict:
