@@ -2,14 +2,14 @@
 
 Split: train george + jackson (``--per-class`` clips per digit: a few hundred labelled clips),
 validate on nicolas (clean), test on yweweler: clean, and mixed with white and babble noise at
-10 and 0 dB (``materials.py`` says where each noise comes from). Every condition trains the
+10 and 0 dB (``experiments/fsdd.py`` says where each noise comes from). Every condition trains the
 same number of steps (``--epochs`` x the same clips, batch 8), and its best-by-val checkpoint is
 tested on all five test sets.
 
-    python experiments/augmentation/run.py [--seeds 0 1 2] [--epochs 4] [--per-class 30]
-    python experiments/augmentation/run.py --head attentive --conditions none babble noise
-    python experiments/augmentation/run.py --copies 4 --conditions none babble noise
-    python experiments/augmentation/run.py --table [--head attentive] [--copies 4]
+    python -m experiments.augmentation.run [--seeds 0 1 2] [--epochs 4] [--per-class 30]
+    python -m experiments.augmentation.run --head attentive --conditions none babble noise
+    python -m experiments.augmentation.run --copies 4 --conditions none babble noise
+    python -m experiments.augmentation.run --table [--head attentive] [--copies 4]
 
 Conditions: ``none``; ``noise`` (``augment=noise``, training noise folder, SNR in [-5, 10] dB: the
 backbone runs every step; ``noise_0to20``: SNR in [0, 20] dB; ``babble``: the training babble files
@@ -34,17 +34,13 @@ import sys
 import time
 from pathlib import Path
 
+import soundfile as sf
+
+from asr_transfer.pipeline.train import train
+from asr_transfer.utils.atomic import write_csv
+from experiments.fsdd import SR, clips_of, compose_cfg, prepare, test_accuracy
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path[:0] = [str(ROOT), str(HERE)]
-
-import soundfile as sf  # noqa: E402
-from materials import SR, clips_of, compose_cfg, prepare, test_accuracy  # noqa: E402
-
-import asr_transfer.config  # noqa: E402, F401
-from asr_transfer.pipeline.train import train  # noqa: E402
-
-RECORDINGS = ROOT.parent / "shared" / "data" / "fsdd" / "recordings"
 TRAIN, VAL, TEST = ["george", "jackson"], "nicolas", "yweweler"
 CONDITIONS = {
     "none": [],
@@ -95,12 +91,12 @@ def main() -> None:
     optimiser = ["probe=lbfgs"] if a.copies and a.head == "linear" else ["~probe"]
     work = a.work
     work.mkdir(parents=True, exist_ok=True)
-    train_m = manifest(work / "train.jsonl", per_class(clips_of(RECORDINGS, TRAIN), a.per_class))
-    val_m = manifest(work / "val.jsonl", per_class(clips_of(RECORDINGS, [VAL]), 10))
-    test_clips = per_class(clips_of(RECORDINGS, [TEST]), a.test_per_class)
+    train_m = manifest(work / "train.jsonl", per_class(clips_of(TRAIN), a.per_class))
+    val_m = manifest(work / "val.jsonl", per_class(clips_of([VAL]), 10))
+    test_clips = per_class(clips_of([TEST]), a.test_per_class)
     tests = {"clean": manifest(work / "test_clean.jsonl", test_clips)}
     if not (work / "tests").is_dir():
-        prepare(RECORDINGS, work, TRAIN, VAL, TEST, [10, 0])
+        prepare(work, TRAIN, VAL, TEST, [10, 0])
     keep = {str(c.name) for c in test_clips}
     for name in ("white_10dB", "white_0dB", "babble_10dB", "babble_0dB"):
         rows = [json.loads(x) for x in (work / "tests" / f"{name}.jsonl").read_text().splitlines()]
@@ -157,10 +153,7 @@ def main() -> None:
             row["augmented"] = json.dumps({k: v for k, v in metrics.items() if k.startswith("augment/")})
             rows.append(row)
             print(row, flush=True)
-            with open(a.out, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(rows)
+            write_csv(a.out, rows)
 
 
 def results_path(head: str = "linear", copies: int = 0) -> Path:

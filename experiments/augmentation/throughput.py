@@ -7,29 +7,26 @@ With workers, loading overlaps the step. Also the CPU time per clip of decode + 
 process (``time.process_time``: what the augmentation itself costs, whatever else the machine runs).
 Prints a markdown table (and writes throughput.csv); ``--cpu-only`` prints only the CPU column.
 
-    python experiments/augmentation/throughput.py [--batches 12] [--work /tmp/aug_study]
+    python -m experiments.augmentation.throughput [--batches 12] [--work /tmp/aug_study]
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import sys
 import time
 from pathlib import Path
 
+import torch
+
+from asr_transfer.data.augmented import AugmentedDataset
+from asr_transfer.data.noise import write_rirs
+from asr_transfer.pipeline.build import build_run
+from asr_transfer.pipeline.plan import make_plan
+from asr_transfer.utils.atomic import write_csv
+from experiments.augmentation.run import TRAIN, compose_cfg, manifest, per_class
+from experiments.fsdd import clips_of
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path[:0] = [str(ROOT), str(HERE)]
-
-import torch  # noqa: E402
-from materials import clips_of  # noqa: E402
-from run import RECORDINGS, TRAIN, compose_cfg, manifest, per_class  # noqa: E402
-
-from asr_transfer.data.augmented import AugmentedDataset  # noqa: E402
-from asr_transfer.data.noise import write_rirs  # noqa: E402
-from asr_transfer.pipeline.build import build_run  # noqa: E402
-from asr_transfer.pipeline.plan import make_plan  # noqa: E402
 
 AUGMENTS = {
     "none": [],
@@ -76,7 +73,7 @@ def main() -> None:
     rirs = a.work / "rirs"
     if not rirs.is_dir():
         write_rirs(rirs, 16000)
-    m = manifest(a.work / "bench.jsonl", per_class(clips_of(RECORDINGS, TRAIN), 40))
+    m = manifest(a.work / "bench.jsonl", per_class(clips_of(TRAIN), 40))
     rows = []
     for name, aug in AUGMENTS.items():
         for workers in (0, 2):
@@ -126,10 +123,10 @@ def main() -> None:
         print(
             f"| {r['augment']} | {r['num_workers']} | {r['load_ms']:.0f} | {r['step_ms']:.0f} | {ratio:.2f}x |"
         )
-    with open(HERE / "throughput.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows({k: (round(v, 1) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+    write_csv(
+        HERE / "throughput.csv",
+        [{k: (round(v, 1) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """On paper: disk size and encoding time of the features stage for SUPERB KS and LibriSpeech train-clean-100.
 
-    python experiments/cache_scale/paper.py [--measure]
+    python -m experiments.cache_scale.paper [--measure]
 
 Disk: corpus audio seconds x 50 frames/s (all three encoders emit 50 frames per second) x hidden
 states stored x hidden size x bytes (float16 frames, float32 pooled vectors, the stage's

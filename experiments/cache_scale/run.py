@@ -1,7 +1,7 @@
 """Features stage at scale: memory, time per clip, disk vs estimate, a SIGKILLed pass, DDP, CTC epoch cost.
 
-    python experiments/cache_scale/run.py                       # 2k and 16k clips, kill at 16k, DDP at 2k, CTC
-    python experiments/cache_scale/run.py --sizes 2000 16000 64000 --kill-size 64000
+    python -m experiments.cache_scale.run                       # 2k and 16k clips, kill at 16k, DDP at 2k, CTC
+    python -m experiments.cache_scale.run --sizes 2000 16000 64000 --kill-size 64000
 
 Corpora are distinct-file copies of the shared FSDD clips (``../shared/data/fsdd``, 2000 clips)
 under new names, split 80/10/10. Every run is ``train.py head=attentive`` (a frames cache) with

@@ -11,9 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-from run import HERE, compose_cfg, csv_write, materials, run_overrides
+from asr_transfer.config import PROJECT_ROOT
+from asr_transfer.utils.atomic import write_csv
+from experiments.finetune_strategies.methods import run_overrides
+from experiments.finetune_strategies.splits import materials
+from experiments.fsdd import compose_cfg
 
-RUN = HERE / "run.py"
+HERE = Path(__file__).resolve().parent
 
 
 def cost_one(work: Path, backbone: str, method: str, steps: int) -> dict:
@@ -74,7 +78,8 @@ def cost(a, work: Path) -> None:
                 continue
             cmd = [
                 sys.executable,
-                str(RUN),
+                "-m",
+                "experiments.finetune_strategies.run",
                 "--cost-one",
                 backbone,
                 method,
@@ -83,9 +88,9 @@ def cost(a, work: Path) -> None:
                 "--work",
                 str(work),
             ]
-            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            res = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=PROJECT_ROOT)
             row = json.loads(res.stdout.strip().splitlines()[-1])
             row["load_1min"] = round(os.getloadavg()[0], 2)
             rows.append(row)
             print(row, flush=True)
-            csv_write(out, rows)
+            write_csv(out, rows, list(dict.fromkeys(k for r in rows for k in r)))

@@ -4,7 +4,7 @@ LoRA, bottleneck adapters, layer-wise decay and staged unfreezing, clean and noi
 Split: train george + jackson (``5`` clips per digit, the subset drawn per seed, or ``all`` 1000 clips),
 validate on a fixed 10-per-digit subset of nicolas (early stopping and checkpoint choice only), test on a
 fixed 20-per-digit subset of yweweler: clean, white and babble noise at 10 and 0 dB (the noisy test sets
-and the training noise come from ``experiments/augmentation/materials.py``: training noise = coloured
+and the training noise come from ``experiments/fsdd.py``: training noise = coloured
 noise + babble of the TRAINING speakers; test babble = the validation speaker's voice).
 Every trained method runs up to a step budget per label budget, validates every ``val_every`` steps
 and stops early after ``patience`` checks without a better val accuracy; the best-by-val checkpoint is
@@ -13,15 +13,15 @@ with waveform augmentation it is the same exact fit on ``PROBE_COPIES`` stored a
 training split (``features.augmented_copies``: the frozen backbone encodes each copy once).
 
     # accuracy runs (resumable: a run already in results.csv is skipped; the CSV is rewritten atomically)
-    nice -n 19 python experiments/finetune_strategies/run.py --backbones tiny --budgets 5 all --aug none
-    nice -n 19 python experiments/finetune_strategies/run.py --backbones tiny --budgets all --aug noise
-    nice -n 19 python experiments/finetune_strategies/run.py --backbones base --budgets all --aug none
+    nice -n 19 python -m experiments.finetune_strategies.run --backbones tiny --budgets 5 all --aug none
+    nice -n 19 python -m experiments.finetune_strategies.run --backbones tiny --budgets all --aug noise
+    nice -n 19 python -m experiments.finetune_strategies.run --backbones base --budgets all --aug none
     # s/step and peak RSS: one subprocess per (backbone, method), a fixed number of steps -> cost.csv
-    nice -n 19 python experiments/finetune_strategies/run.py --cost --backbones tiny base
-    python experiments/finetune_strategies/run.py --table      # summary.csv + markdown table + results.png
+    nice -n 19 python -m experiments.finetune_strategies.run --cost --backbones tiny base
+    python -m experiments.finetune_strategies.run --table      # summary.csv + markdown table + results.png
     # the val-chosen settings of the within-1-point check (run as in README.md):
-    nice -n 19 python experiments/finetune_strategies/run.py --budgets 5 --methods full_lr3e-5 lora_lr3e-4 lora_r32
-    nice -n 19 python experiments/finetune_strategies/run.py --budgets all --methods lora_lr3e-4
+    nice -n 19 python -m experiments.finetune_strategies.run --budgets 5 --methods full_lr3e-5 lora_lr3e-4 lora_r32
+    nice -n 19 python -m experiments.finetune_strategies.run --budgets all --methods lora_lr3e-4
 
 What was run, what was cut, and on which machines: README.md.
 """
@@ -35,98 +35,15 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
+from asr_transfer.utils.atomic import write_csv
+from experiments.finetune_strategies.methods import BACKBONES, METHODS, SCHEDULE, TUNING, run_overrides
+from experiments.finetune_strategies.splits import TESTS, materials
+from experiments.fsdd import compose_cfg, test_accuracy
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path[:0] = [str(ROOT), str(HERE), str(ROOT / "experiments" / "augmentation")]
-
-from materials import clips_of, compose_cfg, test_accuracy  # noqa: E402
-from splits import RECORDINGS, TESTS, TRAIN, manifest, materials, per_class, rows_of  # noqa: E402
-
-MODELS = ROOT.parent / "shared" / "models"
-BACKBONES = {"tiny": MODELS / "whisper-tiny.en", "base": MODELS / "whisper-base"}
-# Step budget per label budget: (max_steps, val_every, patience in val checks, staged stage starts).
-# 'all' = 1000 clips = 125 steps per epoch at batch 8; '5' = 50 clips = 7 steps per epoch.
-SCHEDULE = {"all": (125, 25, 2, (25, 50)), "5": (100, 20, 2, (20, 40))}
-BACKBONE_LR, ADAPTER_LR, HEAD_LR = 1e-4, 1e-3, 2e-3
-PROBE_COPIES = 4  # augmented copies of the training split the augmented probe is fitted on
-
-
-def method_overrides(method: str, budget: str) -> list[str]:
-    """Hydra overrides of one method; the adapters' rate is their layer group's (task.backbone_lr)."""
-    s1, s2 = SCHEDULE[budget][3]
-    return {
-        "probe": ["probe=lbfgs"],
-        "top2": ["backbone.freeze=top_k", "backbone.top_k=2"],
-        "full": ["backbone.freeze=none"],
-        "lora": ["adapter=lora", f"task.backbone_lr={ADAPTER_LR}"],
-        "bottleneck": ["adapter=bottleneck", f"task.backbone_lr={ADAPTER_LR}"],
-        "lld": ["backbone.freeze=none", "task.layer_lr_decay=0.8"],
-        "staged": [f"backbone.unfreeze=[{{step:{s1},freeze:top_k,top_k:2}},{{step:{s2},freeze:none}}]"],
-        # --tuning: other rates / rank for the methods the within-1-point check compares, chosen on val
-        "full_lr3e-5": ["backbone.freeze=none", "task.backbone_lr=3e-5"],
-        "lora_lr3e-4": ["adapter=lora", "task.backbone_lr=3e-4"],
-        "lora_r32": [
-            "adapter=lora",
-            "backbone.adapter.rank=32",
-            "backbone.adapter.alpha=64",
-            f"task.backbone_lr={ADAPTER_LR}",
-        ],
-        "bottleneck_lr3e-4": ["adapter=bottleneck", "task.backbone_lr=3e-4"],
-    }[method]
-
-
-METHODS = ["probe", "top2", "full", "lora", "bottleneck", "lld", "staged"]
-TUNING = ["full_lr3e-5", "lora_lr3e-4", "lora_r32", "bottleneck_lr3e-4"]
-
-
-def run_overrides(work: Path, backbone: str, budget: str, method: str, aug: str, seed: int) -> list[str]:
-    max_steps, val_every, patience, _ = SCHEDULE[budget]
-    k = None if budget == "all" else int(budget)
-    train_m = manifest(
-        work / f"train_{budget}_{seed}.jsonl", rows_of(per_class(clips_of(RECORDINGS, TRAIN), k, seed))
-    )
-    common = [
-        "experiment=fsdd_probe",
-        f"backbone.name_or_path={BACKBONES[backbone]}",
-        "data=manifest",
-        f"data.train_manifest={train_m}",
-        f"data.val_manifest={work / 'val.jsonl'}",
-        f"data.test_manifest={work / 'test_clean.jsonl'}",
-        "data.batch_size=8",
-        f"optimizer.lr={HEAD_LR}",
-        f"task.backbone_lr={BACKBONE_LR}",
-        f"+trainer.max_steps={max_steps}",
-        "trainer.max_epochs=-1",
-        "trainer.check_val_every_n_epoch=null",
-        f"+trainer.val_check_interval={val_every}",
-        f"callbacks.early_stopping.patience={patience}",
-        "callbacks.model_checkpoint.save_last=false",
-        "~callbacks.last_every_n_steps",
-        "callbacks.progress_bar=null",
-        "trainer.enable_progress_bar=false",
-        f"paths.cache_dir={work / 'cache'}",
-        f"seed={seed}",
-    ]
-    if aug == "noise":
-        common += ["augment=noise", f"augment.noise_dir={work / 'train_noise'}", "augment.snr_db=[-5,10]"]
-        if method == "probe":  # the exact fit needs stored features: store augmented copies
-            common.append(f"features.augmented_copies={PROBE_COPIES}")
-    return common + method_overrides(method, budget)
-
-
-def csv_write(path: Path, rows: list[dict]) -> None:
-    """Rewrites the CSV atomically (temp file + rename): a kill never leaves half a file."""
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def steps_trained(run_dir: Path) -> int:
@@ -192,7 +109,7 @@ def append_row(path: Path, row: dict) -> None:
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         rows = list(csv.DictReader(open(path))) if path.is_file() else []
-        csv_write(path, [*rows, row])
+        write_csv(path, [*rows, row], list(dict.fromkeys(k for r in [*rows, row] for k in r)))
 
 
 def accuracy(a, work: Path) -> None:
@@ -236,16 +153,16 @@ def main() -> None:
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     if a.cost_one:
-        from cost import cost_one
+        from experiments.finetune_strategies.cost import cost_one
 
         logging.disable(logging.WARNING)
         print(json.dumps(cost_one(a.work, *a.cost_one, a.steps)))
     elif a.cost:
-        from cost import cost
+        from experiments.finetune_strategies.cost import cost
 
         cost(a, a.work)
     elif a.table:
-        from summary import write_summary
+        from experiments.finetune_strategies.summary import write_summary
 
         print(write_summary(HERE))
     else:

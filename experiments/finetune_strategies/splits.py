@@ -7,9 +7,9 @@ import random
 from pathlib import Path
 
 import soundfile as sf
-from materials import SR, clips_of, prepare
 
-RECORDINGS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fsdd" / "recordings"
+from experiments.fsdd import SR, clips_of, prepare
+
 TRAIN, VAL, TEST = ["george", "jackson"], "nicolas", "yweweler"
 TESTS = ["clean", "white_10dB", "white_0dB", "babble_10dB", "babble_0dB"]
 
@@ -39,10 +39,10 @@ def per_class(clips: list[Path], k: int | None, seed: int) -> list[Path]:
 def materials(work: Path, test_per_class: int, val_per_class: int) -> tuple[Path, dict[str, Path]]:
     """The fixed val manifest and the five test manifests (subsets of yweweler, same clips in each)."""
     if not (work / "tests").is_dir():
-        prepare(RECORDINGS, work, TRAIN, VAL, TEST, [10, 0])
-    val = manifest(work / "val.jsonl", rows_of(per_class(clips_of(RECORDINGS, [VAL]), val_per_class, 0)))
-    keep = {c.name for c in per_class(clips_of(RECORDINGS, [TEST]), test_per_class, 0)}
-    clean = [c for c in clips_of(RECORDINGS, [TEST]) if c.name in keep]
+        prepare(work, TRAIN, VAL, TEST, [10, 0])
+    val = manifest(work / "val.jsonl", rows_of(per_class(clips_of([VAL]), val_per_class, 0)))
+    keep = {c.name for c in per_class(clips_of([TEST]), test_per_class, 0)}
+    clean = [c for c in clips_of([TEST]) if c.name in keep]
     tests = {"clean": manifest(work / "test_clean.jsonl", rows_of(clean))}
     for name in TESTS[1:]:
         rows = [json.loads(x) for x in (work / "tests" / f"{name}.jsonl").read_text().splitlines()]

@@ -4,24 +4,21 @@ Each of the four speakers is the test speaker once (the next one validates, the 
 the same split is also trained with ``backbone=scratch``. Runs in one process so imports and the
 model load happen once; features are cached, so only the first run pays for the backbone.
 
-    python experiments/fsdd_speakers/run.py        # writes results.csv next to this file
+    python -m experiments.fsdd_speakers.run        # writes results.csv next to this file
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
+from asr_transfer.config import compose
+from asr_transfer.pipeline.train import train
+from asr_transfer.utils.atomic import write_csv
 
-from asr_transfer.config import compose  # noqa: E402
-from asr_transfer.pipeline.train import train  # noqa: E402
-from asr_transfer.utils.atomic import write_csv  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 SPEAKERS = ["george", "jackson", "nicolas", "yweweler"]
 

@@ -1,7 +1,7 @@
 """Which Whisper tiny.en layers does the weighted sum pick, per task, against the best single layer?
 
-    python experiments/layer_weights/run.py          # runs what results.csv lacks, then plots
-    python experiments/layer_weights/run.py --plot   # only rebuild results.png
+    python -m experiments.layer_weights.run          # runs what results.csv lacks, then plots
+    python -m experiments.layer_weights.run --plot   # only rebuild results.png
 
 Two FSDD tasks on the same audio: digit recognition (unseen test speaker) and speaker identification
 (4 speakers, unseen utterances). For each: a frozen probe with ``featurizer=weighted_sum`` (its final
@@ -17,16 +17,14 @@ import csv
 import json
 import logging
 import shutil
-import sys
 import time
 from pathlib import Path
 
+from asr_transfer.utils.atomic import atomic_path, write_csv
+from experiments.fsdd import recordings
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-from asr_transfer.utils.atomic import atomic_path, write_csv  # noqa: E402
-
-FSDD = ROOT.parent / "shared" / "data" / "fsdd" / "recordings"
 WORK = ROOT / ".cache" / "experiments" / "layer_weights"
 NUM_LAYERS = 5  # Whisper tiny.en: conv/positional input + 4 transformer layers
 SEEDS = [0, 1, 2]
@@ -54,10 +52,9 @@ FIELDS = ["task", "featurizer", "seed", "test_acc", *[f"w{k}" for k in range(NUM
 def manifests(task: str) -> tuple[Path, Path]:
     """digits: train 30 clips per digit from george/jackson/nicolas, test 20 per digit from yweweler.
     speaker: label = speaker; utterances 0-9 of every digit train, 40-49 test (no utterance in both)."""
-    from asr_transfer.data.corpora.fsdd import scan
     from asr_transfer.data.manifest import write_manifest
 
-    rows = scan(FSDD)
+    rows = recordings()
     if task == "digits":
         train = [r for r in rows if r["speaker"] != "yweweler" and r["utt_index"] < 10]
         test = [r for r in rows if r["speaker"] == "yweweler" and r["utt_index"] < 20]

@@ -5,7 +5,7 @@ batch, and run ``WhisperEncoderBackbone`` on the real clip lengths (``--min-wind
 window: stricter than the probe, which encodes sub-second clips in a 1 s window) under ``inference_mode``.
 A frozen probe has to do at least this much once, so its end-to-end time can only approach it.
 
-    python experiments/throughput/floor.py --recordings ../shared/data/fsdd/recordings \
+    python -m experiments.throughput.floor --recordings ../shared/data/fsdd/recordings \
         --model ../shared/models/whisper-tiny.en --out /tmp/floor.json
 """
 

@@ -14,7 +14,7 @@ resampling instead of ``datasets.Audio``), ``report_to=[]``, no evaluation or ch
 training (there is no validation split), and the held-out speaker is scored with
 ``trainer.evaluate(test_set)``.
 
-    python experiments/throughput/hf_trainer_recipe.py --job A --out /tmp/a.json \
+    python -m experiments.throughput.hf_trainer_recipe --job A --out /tmp/a.json \
         --recordings ../shared/data/fsdd/recordings --model ../shared/models/whisper-tiny.en
 """
 

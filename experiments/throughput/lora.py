@@ -7,8 +7,8 @@ q/k/v/out and both feed-forward linears). Reported per side: trainable parameter
 from metrics.json), s/step (mean after 2 warm-up steps), peak RSS (the kernel's high-water mark),
 last.ckpt size; then the ratios against the issue's targets.
 
-    python experiments/throughput/lora.py              # 60 steps each (the lead's command, on a quiet machine)
-    python experiments/throughput/lora.py --steps 12   # shorter, for a loaded machine
+    python -m experiments.throughput.lora              # 60 steps each (the lead's command, on a quiet machine)
+    python -m experiments.throughput.lora --steps 12   # shorter, for a loaded machine
 """
 
 from __future__ import annotations

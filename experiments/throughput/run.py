@@ -7,8 +7,8 @@ Every job is a separate process, run one after another (never concurrently) and 
   B  full fine-tuning of a random base-size wav2vec2 for a fixed number of steps: both systems
 Writes results.csv and results.md next to this file (results-quick.* with --quick).
 
-    python experiments/throughput/run.py            # the full benchmark (~50 min on 2 cores, ~42 of them the recipe of job A)
-    python experiments/throughput/run.py --quick    # a few clips and steps: checks the harness
+    python -m experiments.throughput.run            # the full benchmark (~50 min on 2 cores, ~42 of them the recipe of job A)
+    python -m experiments.throughput.run --quick    # a few clips and steps: checks the harness
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Transfer vs. scratch on FSDD: unseen-speaker digit accuracy against labelled clips per digit.
 
-    python experiments/transfer_vs_scratch/run.py                 # runs what results.csv lacks, then plots
-    python experiments/transfer_vs_scratch/run.py --shard 0 2     # one of two processes sharing the queue
-    python experiments/transfer_vs_scratch/run.py --plot          # only rebuild summary.csv and results.png
-    python experiments/transfer_vs_scratch/run.py --pilot         # one run per method at k=5 and all
+    python -m experiments.transfer_vs_scratch.run                 # runs what results.csv lacks, then plots
+    python -m experiments.transfer_vs_scratch.run --shard 0 2     # one of two processes sharing the queue
+    python -m experiments.transfer_vs_scratch.run --plot          # only rebuild summary.csv and results.png
+    python -m experiments.transfer_vs_scratch.run --pilot         # one run per method at k=5 and all
 
 Split: train pool george + jackson (100 clips per digit), val a fixed 10 clips per digit of nicolas (it
 early-stops the trained methods and chooses the probe's L2), test the unseen yweweler (all 500 clips).
@@ -23,15 +23,13 @@ import logging
 import random
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 
+from experiments.fsdd import SHARED, recordings
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-
-SHARED = ROOT.parent / "shared"
 WORK = ROOT / ".cache" / "experiments" / "transfer_vs_scratch"  # manifests, features, run dirs
 TRAIN_SPEAKERS, VAL_SPEAKER, TEST_SPEAKER = ("george", "jackson"), "nicolas", "yweweler"
 VAL_PER_DIGIT = 10  # a fixed subset of the val speaker keeps the many validations of a run cheap
@@ -82,10 +80,9 @@ FIELDS = ["backbone", "method", "k", "n_train", "seed", "val_loss", "val_acc", "
 
 
 def manifests() -> dict[str, Path]:
-    from asr_transfer.data.corpora.fsdd import scan
     from asr_transfer.data.manifest import write_manifest
 
-    rows = scan(SHARED / "data" / "fsdd" / "recordings")
+    rows = recordings()
     keep = set(random.Random(0).sample(range(50), VAL_PER_DIGIT))  # the same utterances of every digit
     splits = {
         "train": [r for r in rows if r["speaker"] in TRAIN_SPEAKERS],

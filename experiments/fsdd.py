@@ -1,29 +1,50 @@
-"""Noise material and noisy test sets for the augmentation study (FSDD, 8 kHz).
+"""FSDD as every study here reads it: the recordings listed by the corpus module itself (its file naming
+and folder layout stay in ``asr_transfer/data/corpora/fsdd.py``), from ../shared when present; the noise
+material and noisy test sets (``prepare``) and the composition / eval helpers the studies share.
 
-Training noise (``train_noise/``): white, pink and brown noise (seed 0) and babble of 4 talkers
-mixed from the TRAINING speakers' clips only. Test noise: white noise of another seed (1000) and
-babble mixed from the VALIDATION speaker's clips (a voice never in training; validation itself
-stays clean), so no test noise sample was ever seen in training. Noisy test sets mix every clip
-of the test speaker with a stretch of test noise at a fixed SNR (``mix_at_snr``, exact).
+Noise (``prepare``): training noise (``train_noise/``) is white, pink and brown noise (seed 0) and babble
+of 4 talkers mixed from the TRAINING speakers' clips only. Test noise: white noise of another seed (1000)
+and babble mixed from the VALIDATION speaker's clips (a voice never in training; validation itself stays
+clean), so no test noise sample was ever seen in training. Noisy test sets mix every clip of the test
+speaker with a stretch of test noise at a fixed SNR (``mix_at_snr``, exact).
+
+Studies import this as ``experiments.fsdd``: run them from the repository root as modules
+(``python -m experiments.<study>.run``), so no study edits ``sys.path`` or imports another's script.
 """
 
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 
 import soundfile as sf
 import torch
 
+from asr_transfer.config import PROJECT_ROOT
 from asr_transfer.data.augment import mix_at_snr, noise_segment
+from asr_transfer.data.corpora.fsdd import find_recordings, scan
 from asr_transfer.data.noise import babble, coloured_noise, write, write_coloured
 from asr_transfer.utils.rng import clip_generator
 
+SHARED = PROJECT_ROOT.parent / "shared"
+MODELS = SHARED / "models"
+
+
+@cache
+def recordings() -> list[dict]:
+    """Every FSDD recording as the corpus lists it: ``audio_filepath``, ``label`` (the digit), ``speaker``,
+    ``utt_index``, ``duration``."""
+    folder = find_recordings(str(SHARED / "data" / "fsdd"), str(PROJECT_ROOT / ".cache" / "data" / "fsdd"))
+    return scan(folder)
+
+
+def clips_of(speakers: list[str]) -> list[Path]:
+    """The recordings of these speakers, sorted by path."""
+    return sorted(Path(r["audio_filepath"]) for r in recordings() if r["speaker"] in speakers)
+
+
 SR = 8000  # FSDD's rate: noise is mixed at the corpus's own rate
-
-
-def clips_of(recordings: Path, speakers: list[str]) -> list[Path]:
-    return sorted(f for f in recordings.glob("*.wav") if f.stem.split("_")[1] in speakers)
 
 
 def load(path: Path) -> torch.Tensor:
@@ -40,16 +61,16 @@ def make_babble(clips: list[Path], out: Path, files: int, seconds: float, seed: 
     ]
 
 
-def prepare(recordings: Path, work: Path, train: list[str], val: str, test: str, snrs: list[int]) -> dict:
+def prepare(work: Path, train: list[str], val: str, test: str, snrs: list[int]) -> dict:
     """Writes the noise folders and test manifests under ``work``; returns {test set name: manifest}."""
     write_coloured(work / "train_noise", seconds=20.0, sample_rate=SR, seed=0)
-    make_babble(clips_of(recordings, train), work / "train_noise", files=4, seconds=20.0, seed=0)
+    make_babble(clips_of(train), work / "train_noise", files=4, seconds=20.0, seed=0)
     test_noise = {
         "white": coloured_noise(60 * SR, "white", torch.Generator().manual_seed(1000)),
-        "babble": load(make_babble(clips_of(recordings, [val]), work / "test_noise", 1, 60.0, 1000)[0]),
+        "babble": load(make_babble(clips_of([val]), work / "test_noise", 1, 60.0, 1000)[0]),
     }
     manifests = {}
-    test_clips = clips_of(recordings, [test])
+    test_clips = clips_of([test])
     for kind, noise in test_noise.items():
         for snr in snrs:
             name, rows = f"{kind}_{snr}dB", []
