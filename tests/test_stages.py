@@ -6,7 +6,7 @@ import lightning as L
 import pytest
 import torch
 
-from asr_transfer.backbones.base import stage_at, unfreeze_stages
+from asr_transfer.backbones.base import phase_at, unfreeze_phases
 from asr_transfer.pipeline.train import train
 from tests.conftest import TINY_WHISPER, compose_train, tone_overrides
 
@@ -27,19 +27,19 @@ class KillAt(L.Callback):
 
 
 def test_stage_at_steps_and_epochs():
-    stages = unfreeze_stages(
+    phases = unfreeze_phases(
         "all", 0, [{"epoch": 1, "freeze": "top_k", "top_k": 2}, {"epoch": 3, "freeze": "none"}]
     )
-    assert [stage_at(stages, 10**6, e) for e in (0, 1, 2, 3)] == [
+    assert [phase_at(phases, 10**6, e) for e in (0, 1, 2, 3)] == [
         ("all", 0),
         ("top_k", 2),
         ("top_k", 2),
         ("none", 0),
     ]
     with pytest.raises(ValueError, match=r"backbone.unfreeze\[1\].*one unit"):
-        unfreeze_stages("all", 0, [{"epoch": 1, "freeze": "none"}, {"step": 5, "freeze": "none"}])
+        unfreeze_phases("all", 0, [{"epoch": 1, "freeze": "none"}, {"step": 5, "freeze": "none"}])
     with pytest.raises(ValueError, match=r"backbone.unfreeze\[0\].freeze=top_k needs"):
-        unfreeze_stages("all", 0, [{"step": 1, "freeze": "top_k"}])
+        unfreeze_phases("all", 0, [{"step": 1, "freeze": "top_k"}])
 
 
 def _run(tmp_path, corpus, name, extra=()):
@@ -109,12 +109,12 @@ def test_an_early_stage_checkpoint_restores_the_layers_a_later_stage_trained(tmp
 
     cfg = compose_train([*TINY_WHISPER, SCHEDULE], tmp_path)
     task = task_for(cfg, build_backbone(cfg), num_classes=2, labels=["a", "b"])
-    task.backbone.set_stage(3, 0)  # the top layer trains, everything below is frozen
+    task.backbone.set_phase(3, 0)  # the top layer trains, everything below is frozen
     checkpoint = {"state_dict": {k: v.clone() for k, v in task.state_dict().items()}}  # as if written
     task.on_save_checkpoint(checkpoint)
     assert not task.backbone.model.layers[0].fc1.weight.requires_grad  # saving left the stage as it was
     saved = checkpoint["state_dict"]["backbone.model.layers.0.fc1.weight"].clone()
-    task.backbone.set_stage(8, 0)  # everything trains; move a lower layer as training would
+    task.backbone.set_phase(8, 0)  # everything trains; move a lower layer as training would
     with torch.no_grad():
         task.backbone.model.layers[0].fc1.weight.add_(1.0)
     task.load_state_dict(checkpoint["state_dict"])

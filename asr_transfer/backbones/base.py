@@ -66,7 +66,7 @@ class Backbone(nn.Module, ABC):
         self.layer_drop = layer_drop
         self.adapter = adapter  # a spec (LoRA, Bottleneck) or None; attached by apply_freeze
         self._adapter_params: set[str] = set()
-        self.stages = unfreeze_stages(freeze, top_k, unfreeze)
+        self.phases = unfreeze_phases(freeze, top_k, unfreeze)
 
     # ----- what subclasses provide -------------------------------------------------------------
     @abstractmethod
@@ -101,7 +101,7 @@ class Backbone(nn.Module, ABC):
     # ----- shared behaviour ----------------------------------------------------------------------
     def apply_freeze(self) -> None:
         """Attach the adapter (first call only), then set ``requires_grad`` by the freeze policy; adapter
-        parameters always train. Called by subclasses after building the model, and at stage switches."""
+        parameters always train. Called by subclasses after building the model, and at phase switches."""
         if self.adapter is not None and not self._adapter_params:
             # Hold the old parameters while attaching: an adapter that replaces a module frees its
             # parameters, and a new adapter parameter could reuse a freed id (then it would not train).
@@ -135,11 +135,11 @@ class Backbone(nn.Module, ABC):
 
     def not_frozen_reason(self) -> str | None:
         """Why this backbone's outputs change while training, or None when nothing in it ever trains."""
-        return trains_reason(self.freeze, self.adapter, self.stages[1:])
+        return trains_reason(self.freeze, self.adapter, self.phases[1:])
 
-    def set_stage(self, step: int, epoch: int) -> bool:
-        """Apply the ``unfreeze`` stage for this point of training; True when it changed the policy."""
-        freeze, top_k = stage_at(self.stages, step, epoch)
+    def set_phase(self, step: int, epoch: int) -> bool:
+        """Apply the ``unfreeze`` phase for this point of training; True when it changed the policy."""
+        freeze, top_k = phase_at(self.phases, step, epoch)
         if (freeze, top_k) == (self.freeze, self.top_k):
             return False
         self.freeze, self.top_k = freeze, top_k
@@ -148,11 +148,11 @@ class Backbone(nn.Module, ABC):
         return True
 
     def ever_trainable(self) -> list[nn.Parameter]:
-        """Parameters that train in some stage (the optimizer holds these from the start; each gets
-        its state at its first gradient, i.e. when its stage unfreezes it)."""
+        """Parameters that train in some phase (the optimizer holds these from the start; each gets
+        its state at its first gradient, i.e. when its phase unfreezes it)."""
         current, ids, out = (self.freeze, self.top_k), set(), []
-        for stage in self.stages:
-            self.freeze, self.top_k = stage["freeze"], stage["top_k"]
+        for phase in self.phases:
+            self.freeze, self.top_k = phase["freeze"], phase["top_k"]
             self.apply_freeze()
             for p in self.parameters():
                 if p.requires_grad and id(p) not in ids:
@@ -233,11 +233,11 @@ def _check_policy(freeze: str, top_k: int, where: str) -> None:
         raise ValueError(f"{where}.freeze=top_k needs {where}.top_k >= 1 (how many top layers train)")
 
 
-def unfreeze_stages(freeze: str, top_k: int, unfreeze: list[dict] | None) -> list[dict]:
+def unfreeze_phases(freeze: str, top_k: int, unfreeze: list[dict] | None) -> list[dict]:
     """Staged unfreezing: the constructor's policy from the start, then each ``unfreeze`` entry from
     its ``step`` (optimizer steps) or ``epoch`` on, e.g. ``[{step: 100, freeze: top_k, top_k: 2},
     {step: 300, freeze: none}]``. One unit per schedule; starts strictly increasing."""
-    stages = [{"at": 0, "unit": "step", "freeze": freeze, "top_k": int(top_k)}]
+    phases = [{"at": 0, "unit": "step", "freeze": freeze, "top_k": int(top_k)}]
     units = set()
     for i, entry in enumerate(unfreeze or []):
         where = f"backbone.unfreeze[{i}]"
@@ -246,18 +246,18 @@ def unfreeze_stages(freeze: str, top_k: int, unfreeze: list[dict] | None) -> lis
             raise ValueError(f"{where}={entry}: give freeze and exactly one of step or epoch")
         _check_policy(entry["freeze"], entry.get("top_k", 0), where)
         units.add(keys[0])
-        stage = {"at": int(entry[keys[0]]), "unit": keys[0], "freeze": entry["freeze"]}
-        stage["top_k"] = int(entry.get("top_k", 0))
-        if len(units) > 1 or stage["at"] <= stages[-1]["at"]:
+        phase = {"at": int(entry[keys[0]]), "unit": keys[0], "freeze": entry["freeze"]}
+        phase["top_k"] = int(entry.get("top_k", 0))
+        if len(units) > 1 or phase["at"] <= phases[-1]["at"]:
             raise ValueError(f"{where}={entry}: use one unit (step or epoch) and increasing starts > 0")
-        stages.append(stage)
-    return stages
+        phases.append(phase)
+    return phases
 
 
-def stage_at(stages: list[dict], step: int, epoch: int) -> tuple[str, int]:
-    """(freeze, top_k) of the last stage that has started at this optimizer step / epoch."""
-    current = stages[0]
-    for stage in stages[1:]:
-        if (step if stage["unit"] == "step" else epoch) >= stage["at"]:
-            current = stage
+def phase_at(phases: list[dict], step: int, epoch: int) -> tuple[str, int]:
+    """(freeze, top_k) of the last phase that has started at this optimizer step / epoch."""
+    current = phases[0]
+    for phase in phases[1:]:
+        if (step if phase["unit"] == "step" else epoch) >= phase["at"]:
+            current = phase
     return current["freeze"], current["top_k"]

@@ -195,9 +195,9 @@ class TransferTask(L.LightningModule):
             del state[k]
 
     def untrained_keys(self) -> set[str]:
-        """State-dict keys of backbone entries that no stage trains: frozen parameters (all buffers
+        """State-dict keys of backbone entries that no phase trains: frozen parameters (all buffers
         too when nothing in the backbone trains). Checkpoints leave them out. A staged run keeps
-        what a later stage unfreezes even while it is still frozen: loading an early-stage checkpoint
+        what a later phase unfreezes even while it is still frozen: loading an early-phase checkpoint
         (the best one, tested after training) must restore those layers' values at save time."""
         trains = {id(p) for p in self.backbone.ever_trainable()}
         keys = {f"backbone.{n}" for n, p in self.backbone.named_parameters() if id(p) not in trains}
@@ -213,7 +213,7 @@ class TransferTask(L.LightningModule):
         self.nonfinite_total = int(state.get("nonfinite_total", 0))
 
     def on_fit_start(self) -> None:
-        if len(self.backbone.stages) > 1 and self.trainer.world_size > 1:
+        if len(self.backbone.phases) > 1 and self.trainer.world_size > 1:
             # DDP registers the parameters that require grad when it wraps the model: ones unfrozen
             # later would train on each rank without their gradients being averaged.
             raise ValueError(
@@ -222,9 +222,9 @@ class TransferTask(L.LightningModule):
             )
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        # backbone.unfreeze: the stage is a function of the step / epoch alone, so a resumed run is in
-        # the same stage as an uninterrupted one at every step.
-        if self.backbone.set_stage(self.global_step, self.current_epoch):
+        # backbone.unfreeze: the phase is a function of the step / epoch alone, so a resumed run is in
+        # the same phase as an uninterrupted one at every step.
+        if self.backbone.set_phase(self.global_step, self.current_epoch):
             log.info(
                 "step %d (epoch %d): backbone.unfreeze -> freeze=%s top_k=%d",
                 self.global_step, self.current_epoch, self.backbone.freeze, self.backbone.top_k,
