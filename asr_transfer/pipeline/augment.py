@@ -33,7 +33,7 @@ def augment_summary(datamodule, task, epochs: int) -> dict[str, float]:
     out: dict[str, float] = {}
     train = datamodule.datasets.get("train")
     source = getattr(train, "base", None)  # a stored split's source: AugmentedCopies when copies are stored
-    aug = getattr(datamodule, "augment", None)
+    aug = datamodule.augment
     if isinstance(source, AugmentedCopies):
         counts, draws = source.counts(), len(source)
         out["augment/stored_copies"] = float(source.copies)
@@ -44,7 +44,7 @@ def augment_summary(datamodule, task, epochs: int) -> dict[str, float]:
     for name, count in counts.items():
         out[f"augment/{name}/clips"] = float(count)
         out[f"augment/{name}/fraction"] = count / max(draws, 1)
-    spec = getattr(task, "spec_augment", None)
+    spec = task.spec_augment
     if spec is not None:
         out.update(spec.summary())
     return out

@@ -158,3 +158,16 @@ def test_a_checkpoint_weights_only_refuses_is_one_clean_line(tmp_path):
         f"Error: ckpt_path='{evil}' holds objects that safe loading"
     )
     assert "UnpicklingError" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_check_data_reads_the_backbone_rate_without_loading_it(tmp_path, tone_corpus, monkeypatch):
+    from asr_transfer.backbones.whisper import WhisperEncoderBackbone
+    from asr_transfer.pipeline.check_data import scan
+
+    def refuse(*a, **k):
+        raise AssertionError("check_data built the backbone")
+
+    monkeypatch.setattr(WhisperEncoderBackbone, "__init__", refuse)
+    cfg = compose_train([*tone_overrides(tone_corpus, tmp_path / "cache"), *TINY_WHISPER], tmp_path / "c")
+    problems, counts = scan(cfg)
+    assert counts == {"train": 24, "val": 12, "test": 12} and problems == []
