@@ -67,7 +67,7 @@ class Parts:
 
     plan: RunPlan
     backbone: Backbone  # what the task is built with: the real backbone, or the card of stored features
-    featurizer: Featurizer
+    featurizer: Featurizer | None  # None: the task reads the backbone's states itself
     datamodule: object  # the data config's LightningDataModule, not set up yet
     stored: StoredSplits | None  # the datamodule's store (what it encoded), None when nothing is stored
 
@@ -80,7 +80,9 @@ def build_parts(cfg: DictConfig, plan: RunPlan, **data_overrides) -> Parts:
         backbone = source.get()
     else:  # every split is served from the store: the task needs sizes, not weights
         backbone = CardBackbone(plan.card if plan.card is not None else make_card(source.get()))
-    featurizer = plan.featurizer(num_layers=backbone.num_layers, hidden_size=backbone.hidden_size)
+    featurizer = None
+    if plan.featurizer is not None:
+        featurizer = plan.featurizer(num_layers=backbone.num_layers, hidden_size=backbone.hidden_size)
     stored = None
     if plan.store is not None:
         seed = int(cfg.data.get("seed", 0))

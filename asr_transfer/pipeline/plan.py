@@ -62,7 +62,7 @@ class RunPlan:
     pooled: bool  # stored features are per-clip mean vectors (else frames)
     card: dict | None  # the stored backbone card the task is built with (no weights loaded)
     fit_with: str | None  # "probe" (exact fit) | "lightning" (minibatch) | None: no training
-    featurizer: Callable  # partial(num_layers, hidden_size): built once, from the backbone's geometry
+    featurizer: Callable | None  # partial(num_layers, hidden_size): built once, from the backbone's geometry
     waveform_augment: WaveformAugment | None  # the training split's chain (fit only), built once
     spec_augment: SpecAugment | None  # feature-level masks for the task, built once
     augmented_copies: int  # stored augmented copies of each training clip (0: augment on the fly)
@@ -122,11 +122,12 @@ def make_plan(cfg: DictConfig, purpose: str = "fit", overrides: list[str] | None
     waveform, spec = build_augment(cfg) if purpose in ("fit", "test") else (None, None)
     if purpose == "test":
         waveform = None  # eval tests clean audio, whatever the run trained with
-    featurizer = instantiate(cfg.featurizer, _convert_="all")
-    featurizer_cls = get_class(cfg.featurizer._target_)
-    head_cls = get_class(cfg.head._target_)
-    pooled = pools_first(head_cls.pools_first, featurizer_cls.is_linear(**dict(featurizer.keywords)), spec)
-    if head_cls.pools_first and spec is not None:
+    # a task without a featurizer or head of its own (a model's own decoder) stores frames
+    featurizer = instantiate(cfg.featurizer, _convert_="all") if cfg.get("featurizer") else None
+    linear = featurizer is not None and get_class(cfg.featurizer._target_).is_linear(**featurizer.keywords)
+    head_pools = bool(cfg.get("head")) and get_class(cfg.head._target_).pools_first
+    pooled = pools_first(head_pools, linear, spec)
+    if head_pools and spec is not None:
         log.info("specaugment with a pooling head: the features store stores frames, not pooled vectors")
     store, not_stored = _store(cfg, purpose, trains, waveform)
     copies = store.augmented_copies if store is not None and waveform is not None else 0
