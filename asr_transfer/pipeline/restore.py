@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from asr_transfer.pipeline.build import build_backbone, build_task, task_class
+from asr_transfer.utils.errors import ConfigError, MissingPathError
 
 
 def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
@@ -15,11 +17,22 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     ``mmap``: tensors are mapped, not read (for a look at the config only)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={str(path)!r}: no such checkpoint (see <run dir>/checkpoints/)")
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        raise MissingPathError(
+            "no such checkpoint", f"ckpt_path={path}", "point ckpt_path at a file in <run dir>/checkpoints/"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:  # not a torch file, or a truncated one
+        raise ConfigError(
+            f"not a readable checkpoint ({type(e).__name__})",
+            f"ckpt_path={path}",
+            "point ckpt_path at a train.py run's <run dir>/checkpoints/*.ckpt",
+        ) from e
     if "asr_transfer" not in state or not state["asr_transfer"].get("config"):
-        raise ValueError(
-            f"ckpt_path={str(path)!r} was not written by asr_transfer (no resolved config inside)"
+        raise ConfigError(
+            "not a checkpoint written by asr_transfer (no resolved config inside)",
+            f"ckpt_path={path}",
+            "point ckpt_path at a train.py run's <run dir>/checkpoints/*.ckpt",
         )
     return state
 
