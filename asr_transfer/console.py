@@ -80,7 +80,9 @@ def user_error(exc: BaseException) -> UserError | None:
         if isinstance(exc, MissingMandatoryValue):
             key = exc.full_key or "a key"
             return ConfigError(
-                f"{key} is not set (??? in the config)", f"key {key}{_config_file(key)}", f"give it: {key}=..."
+                f"{key} is not set (??? in the config)",
+                f"key {key}{_config_file(key)}",
+                f"give it: {key}=...",
             )
         exc = exc.__cause__ or exc.__context__
     return None

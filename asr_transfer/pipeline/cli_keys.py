@@ -127,7 +127,9 @@ def check_keys(argv: list[str], config_name: str = "train", skip: tuple[str, ...
             raise err
 
 
-def check_keys_or_exit(argv: list[str], config_name: str = "train", skip: tuple[str, ...] = ("hydra.",)) -> None:
+def check_keys_or_exit(
+    argv: list[str], config_name: str = "train", skip: tuple[str, ...] = ("hydra.",)
+) -> None:
     """The entry points' call: a wrong key ends the process with its one line."""
     try:
         check_keys(argv, config_name, skip)
