@@ -40,7 +40,7 @@ def read_entries(files: list[str], rules: ClipRules, bad_log: BadAudioLog) -> li
     """Header-check every input with the checkpoint's data rules (``data.on_bad_audio``,
     ``data.max_duration`` with ``data.long_audio``): ``ClipRules.keep``, as the datamodule does."""
     entries = [Entry(audio_filepath=f, line=i + 1, manifest="inputs") for i, f in enumerate(files)]
-    where = "predict.py inputs; data.on_bad_audio=skip leaves it out"
+    where = "predict.py inputs"
     return rules.keep(entries, "predict", bad_log, lambda e: where)
 
 

@@ -41,3 +41,13 @@ class ConfigError(UserError, ValueError):
 
 class MissingPathError(UserError, FileNotFoundError):
     """A path a setting names that does not exist or holds nothing usable."""
+
+
+class DownloadError(UserError, RuntimeError):
+    """A corpus or file that could not be downloaded (offline, a proxy, a moved URL)."""
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """An exception's message as one short line (a cause quoted inside a user error's one line)."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from asr_transfer.data.audio import audio_files
 from asr_transfer.data.corpora.base import Corpus
+from asr_transfer.utils.errors import ConfigError, MissingPathError
 from asr_transfer.utils.hashing import stable_hash
 
 log = logging.getLogger(__name__)
@@ -82,13 +83,17 @@ class Folder(Corpus):
     ) -> None:
         super().__init__(**common)
         if not root:
-            raise ValueError(
-                "data.corpus.root is not set: point it at a folder with one sub-folder per class"
+            raise ConfigError(
+                "data.corpus.root is not set",
+                "key data.corpus.root of conf/data/folder.yaml",
+                "data.corpus.root=/path/to/clips (a folder with one sub-folder per class)",
             )
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
-            raise FileNotFoundError(
-                f"data.corpus.root={root!r} is not a directory (expected root/<label>/*.wav)"
+            raise MissingPathError(
+                "not a directory",
+                f"data.corpus.root={root}",
+                "point data.corpus.root at a folder with one sub-folder per class (root/<label>/*.wav)",
             )
         for key, value in (
             ("data.corpus.val_fraction", val_fraction),
@@ -139,8 +144,10 @@ class Folder(Corpus):
         else:
             rows = scan_classes(self.root)
             if not rows:
-                raise ValueError(
-                    f"data.corpus.root={self.root} holds no audio in sub-folders (root/<label>/*.wav)"
+                raise MissingPathError(
+                    "no audio in sub-folders",
+                    f"data.corpus.root={self.root}",
+                    "put each class's files in root/<label>/ (any depth below it)",
                 )
             splits = self.split(rows)
         if not splits.get("train"):
