@@ -21,6 +21,12 @@ from asr_transfer.utils.errors import ConfigError, MissingPathError
 from asr_transfer.utils.hashing import stable_hash
 
 log = logging.getLogger(__name__)
+# Said on every run that splits a folder by clip: the scores it reports may count a speaker twice.
+SPLIT_BY_CLIP = (
+    "data=folder splits %s by clip (no data.corpus.speaker_regex): clips of one speaker may land in train, "
+    "val and test, which flatters the test score; to keep each speaker in one split: "
+    "\"data.corpus.speaker_regex='^([a-z]+)_'\" (its first group is the speaker, read from each file name)"
+)
 SPLIT_DIRS = {"train": ("train",), "val": ("val", "valid", "validation", "dev"), "test": ("test",)}
 
 
@@ -107,6 +113,8 @@ class Folder(Corpus):
             )
         self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, split_seed
         self.speaker_regex = re.compile(speaker_regex) if speaker_regex else None
+        if self.speaker_regex is None and not existing_splits(self.root):
+            log.warning(SPLIT_BY_CLIP, self.root)
 
     def settings(self) -> dict:
         files = [str(p) for p in audio_files(self.root)]
