@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from asr_transfer.data.leakage import overlap
 from asr_transfer.pipeline.build import build_data, store_features
 from asr_transfer.pipeline.restore import load_checkpoint, restore_config, restore_task, task_overrides
 from asr_transfer.pipeline.run_dir import flat_metrics, output_dir, write_results
@@ -36,6 +37,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = flat_metrics(results[0] if results else {})
     write_results(run_dir, metrics, task)
     log.info(
-        "eval of %s\n  %s", cfg.ckpt_path, "\n  ".join(f"{k}: {v:.4f}" for k, v in sorted(metrics.items()))
+        "eval of %s\n  %s\nresults in %s",
+        cfg.ckpt_path,
+        "\n  ".join(f"{k}: {v:.4f}" for k, v in sorted(metrics.items())),
+        run_dir,
     )
+    leak = overlap(
+        state["asr_transfer"].get("training_data"), datamodule.entries.get("test", []), "test clips"
+    )
+    if leak:
+        log.warning("%s", leak)
     return metrics

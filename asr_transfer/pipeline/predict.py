@@ -15,6 +15,7 @@ from asr_transfer.data.audio import audio_files
 from asr_transfer.data.batching import LengthBatchSampler, pad_batch
 from asr_transfer.data.checks import ClipRules
 from asr_transfer.data.dataset import AudioDataset, BadAudioLog
+from asr_transfer.data.leakage import overlap
 from asr_transfer.data.manifest import Entry
 from asr_transfer.pipeline.restore import load_checkpoint, restore, task_overrides
 from asr_transfer.pipeline.run_dir import output_dir
@@ -63,6 +64,9 @@ def predict(cfg: DictConfig, bad_log: BadAudioLog | None = None) -> list[dict]:
         data.get("on_bad_audio", "error"),
     )
     entries = read_entries(collect_inputs(cfg.inputs), rules, bad_log)
+    leak = overlap(state["asr_transfer"].get("training_data"), entries, "inputs")
+    if leak:
+        log.warning("%s", leak)
     ds = AudioDataset(entries, "predict", rules, bad_log)
     loader = DataLoader(
         ds,
@@ -102,5 +106,5 @@ def run(cfg: DictConfig) -> Path:
         raise ValueError(f"inputs={cfg.inputs!r}: every file was skipped (see {bad_log.path})")
     out = Path(cfg.output) if cfg.get("output") else run_dir / "predictions.csv"
     write_predictions(rows, out)
-    log.info("wrote %d predictions to %s", len(rows), out)
+    log.info("wrote %d predictions to %s (log in %s)", len(rows), out, run_dir)
     return out

@@ -65,13 +65,27 @@ def load_run(run: Path) -> dict:
         else [],
         "metrics": _json(run / "metrics.json") or {},
         "confusion": _json(run / "confusion_matrix.json"),
-        "predictions": read_jsonl(preds) if preds.is_file() else None,
-        "transcripts": read_jsonl(trans) if trans.is_file() else None,
+        "predictions": ref_pred(read_jsonl(preds)) if preds.is_file() else None,
+        "transcripts": ref_pred(read_jsonl(trans)) if trans.is_file() else None,
         "log": metric_log(run),
         "layers": read_csv(layers) if layers.is_file() else None,
         "probe": read_csv(probe) if probe.is_file() else None,  # probe=lbfgs: one row per L2
         "weights": layer_weights(run) or _csv_weights(layers),
     }
+
+
+def ref_pred(rows: list[dict]) -> list[dict]:
+    """Rows in the run files' vocabulary, ``ref`` / ``pred``, whatever version wrote them: runs before it
+    wrote the reference label as ``label`` (prediction: ``top[0]``) and transcripts' prediction as ``hyp``."""
+    out = []
+    for r in rows:
+        r = dict(r)
+        if "ref" not in r and "label" in r:
+            r["ref"] = r.pop("label")
+        if "pred" not in r:
+            r["pred"] = r.pop("hyp") if "hyp" in r else (r.get("top") or [None])[0]
+        out.append(r)
+    return out
 
 
 def _csv_weights(layers: Path) -> list[float] | None:
