@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from asr_transfer.utils.atomic import write_text
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 
@@ -82,10 +83,7 @@ def write_arpa(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        f.write("\n".join(lines))
-    Path(f.name).replace(path)
-    return path
+    return write_text(path, "\n".join(lines))  # atomic, with the process's umask
 
 
 def main(argv: list[str] | None = None) -> None:

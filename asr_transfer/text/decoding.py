@@ -8,13 +8,13 @@ Beam search is torchaudio's ``ctc_decoder`` (flashlight-text underneath, an opti
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from asr_transfer.text.tokenizer import UNK, Tokenizer
+from asr_transfer.utils.atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,4 @@ def write_lexicon(words, tokenizer: Tokenizer, path: str | Path) -> Path:
             lines.append(f"{w}\t{' '.join(spelling)}\n")
         else:
             log.warning("lexicon: %r has tokens outside the vocabulary; left out", w)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        f.writelines(lines)
-    Path(f.name).replace(path)
-    return path
+    return write_text(path, "".join(lines))  # atomic, with the process's umask
