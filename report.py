@@ -1,5 +1,7 @@
 """Render a run (or sweep) directory as one offline HTML file: ``python report.py run_dir=<dir>``."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -18,4 +20,7 @@ def main(cfg: DictConfig) -> str:
 
 
 if __name__ == "__main__":
+    from asr_transfer.report.rundir import run_dir_or_exit
+
+    run_dir_or_exit(sys.argv[1:])  # before Hydra, which would create a mistyped run_dir for its log
     main()

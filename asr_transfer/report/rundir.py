@@ -5,13 +5,29 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import sys
 from pathlib import Path
 
 import yaml
 
+from asr_transfer.utils.errors import MissingPathError
 from asr_transfer.utils.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
+RUN_DIR_FIX = "point run_dir at a train.py run directory (outputs/<date>/<time>) or a sweep directory holding trials.csv"
+
+
+def run_dir_or_exit(argv: list[str]) -> None:
+    """``report.py run_dir=<typo>``: one line, and no folder made (Hydra makes ``hydra.run.dir``, which
+    conf/report.yaml sets to ``run_dir``, before the job could say it holds no run)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    given = [a for a in argv if a.startswith("run_dir=")]
+    if not given:
+        return  # run_dir=??? : Hydra says it is missing
+    run = Path(str(OverridesParser.create().parse_overrides(given[-1:])[0].value()))
+    if not run.is_dir():
+        sys.exit(MissingPathError("no such folder", f"run_dir={run}", RUN_DIR_FIX).line())
 
 
 def is_sweep(path: Path) -> bool:
@@ -49,9 +65,8 @@ def load_run(run: Path) -> dict:
     """Everything the report shows about one run; keys are None where the run left nothing."""
     cfg_file = run / ".hydra" / "config.yaml"
     if not cfg_file.is_file() and not (run / "metrics.json").is_file():
-        raise FileNotFoundError(
-            f"run_dir={run} holds neither .hydra/config.yaml nor metrics.json: point run_dir at a "
-            "train.py run directory (outputs/<date>/<time>) or a sweep directory holding trials.csv"
+        raise MissingPathError(
+            "holds neither .hydra/config.yaml nor metrics.json", f"run_dir={run}", RUN_DIR_FIX
         )
     preds = run / "test_predictions.jsonl"
     trans = run / "test_transcripts.jsonl"
