@@ -122,3 +122,20 @@ def _multirun() -> bool:
     from hydra.types import RunMode
 
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def console_logging(level: int = logging.INFO) -> None:
+    """The console ``train.py`` gets from Hydra (conf/hydra/default.yaml), for drivers that call the pipeline
+    without Hydra's job (the few-shot and layer-wise runners): one stderr handler on the root logger in
+    Hydra's format, the ``ConsoleNoise`` filter on it, and Lightning's own handlers gone (their records
+    reach the root's once)."""
+    filt = console_filter()  # imports Lightning first, so its handlers exist to be removed
+    handler = logging.StreamHandler(sys.stdout)  # where Hydra's console handler writes
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    handler.addFilter(filt)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True

@@ -21,11 +21,15 @@ def output_dir(cfg: DictConfig) -> Path:
 
 
 def flat_metrics(metrics: dict) -> dict[str, float]:
-    """Scalar metrics as plain floats (tensors of one value included; anything else left out)."""
+    """Scalar metrics as plain floats (tensors of one value included; anything else left out).
+
+    A float32 tensor holds about 7 significant digits; written out as a float64 it gains noise digits
+    (an F1 of 1 read as 1.0000001192092896), so it is rounded to the digits it has."""
     out = {}
     for k, v in metrics.items():
         if torch.is_tensor(v) and v.numel() == 1:
-            out[k] = float(v)
+            digits = {torch.float16: 4, torch.bfloat16: 3, torch.float32: 7}.get(v.dtype)
+            out[k] = float(f"{float(v):.{digits}g}") if digits else float(v)
         elif isinstance(v, int | float):
             out[k] = float(v)
     return out

@@ -70,7 +70,10 @@ def train(cfg: DictConfig) -> float | None:
         if ckpt_cb is not None and ckpt_cb.best_model_score is not None and ckpt_cb.monitor:
             metrics[ckpt_cb.monitor] = float(ckpt_cb.best_model_score)
     if cfg.get("test", True) and "test" in datamodule.datasets:
-        results = trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        # weights_only=True: our checkpoints hold tensors and plain containers only (loading runs no code)
+        results = trainer.test(
+            task, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True
+        )
         metrics.update(flat_metrics(results[0] if results else {}))
     if task.nonfinite_total:
         metrics["train/nonfinite_losses"] = float(task.nonfinite_total)
