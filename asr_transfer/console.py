@@ -110,10 +110,10 @@ def user_errors() -> Iterator[None]:
         err = user_error(exc)
         if err is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        log.error("%s", err.line(), exc_info=exc, extra={FILE_ONLY: True})
+        log.error("%s", err.error_line(), exc_info=exc, extra={FILE_ONLY: True})
         if _multirun():
             raise
-        print(err.line(), file=sys.stderr, flush=True)
+        print(err.error_line(), file=sys.stderr, flush=True)
         sys.exit(1)
 
 

@@ -134,4 +134,4 @@ def check_keys_or_exit(
     try:
         check_keys(argv, config_name, skip)
     except ConfigError as e:
-        sys.exit(e.line())
+        sys.exit(e.error_line())

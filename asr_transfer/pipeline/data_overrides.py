@@ -115,6 +115,6 @@ def checkpoint_data_or_exit(argv: list[str]) -> None:
     try:
         checkpoint_data(argv)
     except UserError as e:
-        sys.exit(e.line())
+        sys.exit(e.error_line())
     except HydraException as e:  # an override Hydra cannot parse: its own message names it
         sys.exit(f"Error: {e}")

@@ -27,7 +27,7 @@ def run_dir_or_exit(argv: list[str]) -> None:
         return  # run_dir=??? : Hydra says it is missing
     run = Path(str(OverridesParser.create().parse_overrides(given[-1:])[0].value()))
     if not run.is_dir():
-        sys.exit(MissingPathError("no such folder", f"run_dir={run}", RUN_DIR_FIX).line())
+        sys.exit(MissingPathError("no such folder", f"run_dir={run}", RUN_DIR_FIX).error_line())
 
 
 def is_sweep(path: Path) -> bool:

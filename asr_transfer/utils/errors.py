@@ -30,7 +30,7 @@ class UserError(Exception):
     def __str__(self) -> str:  # OSError subclasses would otherwise format their own "[Errno ...]" text
         return self.message
 
-    def line(self) -> str:
+    def error_line(self) -> str:
         """The console's one line."""
         return f"Error: {self.message}"
 
