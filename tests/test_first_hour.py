@@ -4,7 +4,6 @@ the few-shot runner's console."""
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
