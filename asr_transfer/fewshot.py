@@ -108,16 +108,15 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def summary_text(rows: list[dict]) -> str:
     """``summarize``'s rows for the console: a block per budget, one metric a line, mean ± std (whole
-    numbers, such as parameter counts, without decimals)."""
-
-    def num(v: float) -> str:
-        return f"{v:.0f}" if float(v).is_integer() and abs(v) >= 100 else f"{v:.4f}"
+    numbers, such as parameter counts, without decimals: ``pipeline.train.number``)."""
+    from asr_transfer.pipeline.train import number
 
     blocks = []
     for r in rows:
-        lines = [f"k={r['k']} ({r['draws']} draws): mean ± std over draws"]
+        n = r["draws"]
+        lines = [f"k={r['k']} ({n} draw{'s' if n != 1 else ''}): mean ± std over draws"]
         for m in [c.removesuffix(" mean") for c in r if c.endswith(" mean")]:
-            lines.append(f"  {m:<24s} {num(r[f'{m} mean'])} ± {num(r[f'{m} std'])}")
+            lines.append(f"  {m:<24s} {number(r[f'{m} mean'])} ± {number(r[f'{m} std'])}")
         blocks.append("\n".join(lines))
     return "\n".join(blocks)
 

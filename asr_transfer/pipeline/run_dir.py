@@ -3,6 +3,7 @@ metrics and the task's test artifacts (e.g. ``confusion_matrix.json``)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -23,15 +24,14 @@ def output_dir(cfg: DictConfig) -> Path:
 def flat_metrics(metrics: dict) -> dict[str, float]:
     """Scalar metrics as plain floats (tensors of one value included; anything else left out).
 
-    A float32 tensor holds about 7 significant digits; written out as a float64 it gains noise digits
-    (an F1 of 1 read as 1.0000001192092896), so it is rounded to the digits it has."""
+    Metrics are computed in float32, which holds about 7 significant digits; read out as a float64 one
+    gains noise digits (an F1 of 1 read as 1.0000001192092896), so each is rounded to 7 significant
+    digits (whole numbers, such as counts, are kept as they are)."""
     out = {}
     for k, v in metrics.items():
-        if torch.is_tensor(v) and v.numel() == 1:
-            digits = {torch.float16: 4, torch.bfloat16: 3, torch.float32: 7}.get(v.dtype)
-            out[k] = float(f"{float(v):.{digits}g}") if digits else float(v)
-        elif isinstance(v, int | float):
-            out[k] = float(v)
+        if torch.is_tensor(v) and v.numel() == 1 or isinstance(v, int | float):
+            v = float(v)
+            out[k] = v if v.is_integer() or not math.isfinite(v) else float(f"{v:.7g}")
     return out
 
 

@@ -103,5 +103,10 @@ def summarize(run_dir, metrics: dict, datamodule, task, encoded, best: str | Non
         )
     else:
         lines.append("augmented: nothing (augment=null)")
-    lines += [f"{k:>14s}: {v:.4f}" for k, v in sorted(metrics.items()) if not k.startswith("augment/")]
+    lines += [f"{k:>14s}: {number(v)}" for k, v in sorted(metrics.items()) if not k.startswith("augment/")]
     log.info("summary\n  %s", "\n  ".join(lines))
+
+
+def number(v: float) -> str:
+    """A metric for the console: counts (parameters, epochs) as whole numbers, scores to 4 decimals."""
+    return f"{v:.0f}" if float(v).is_integer() else f"{v:.4f}"
