@@ -23,6 +23,6 @@ if __name__ == "__main__":
     from asr_transfer.pipeline.cli_keys import check_keys_or_exit
     from asr_transfer.pipeline.data_overrides import checkpoint_data_or_exit
 
+    check_keys_or_exit(sys.argv[1:], "predict", skip=("hydra.", "data."))  # data.* keys: checked just below
     checkpoint_data_or_exit(sys.argv[1:])  # data=checkpoint: the data config inside ckpt_path
-    check_keys_or_exit(sys.argv[1:], "predict", skip=("hydra.", "data."))  # data.* keys: checked just above
     main()

@@ -85,7 +85,13 @@ CASES = [
         {},
         ["not a readable checkpoint"],
     ),
-    ("eval_key_typo", "eval.py", lambda t: ["ckpt_path=/no/such.ckpt", "use_cach=false"], {}, ["ckpt_path"]),
+    (
+        "eval_key_typo",
+        "eval.py",
+        lambda t: ["ckpt_path=/no/such.ckpt", "use_cach=false"],
+        {},
+        ["use_cach", "Fix: use_cache=false"],
+    ),
     ("key_typo", "train.py", lambda t: ["optimiser.lr=1e-3"], {}, ["optimiser.lr", "Fix: optimizer.lr=1e-3"]),
     (
         "moved_key",

@@ -45,6 +45,12 @@ def has_key(cfg: dict, key: str) -> bool:
     return True
 
 
+def _node(cfg: dict, key: str):
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
 def closest(key: str, keys: list[str], n: int = 3) -> list[str]:
     """The valid keys nearest ``key`` by spelling; else the keys of its deepest existing parent."""
     near = difflib.get_close_matches(key, keys, n=n, cutoff=0.6)
@@ -85,6 +91,13 @@ def key_error(o: Override, data: dict, keys: list[str], config_name: str) -> Con
             f"{key} is {moved} now (a corpus's settings sit under data.corpus)",
             "command line",
             line.replace(key, moved, 1),
+        )
+    parent = key.rsplit(".", 1)[0] if "." in key else ""
+    if (
+        parent and has_key(data, parent) and _node(data, parent) == {}
+    ):  # eval.py's trainer: {}, open to additions
+        return ConfigError(
+            f"no key {key} in the config ({parent} starts empty)", f"override {line}", f"+{line.lstrip('+')}"
         )
     near = closest(key, keys)
     suggestion = f"{line.replace(key, near[0], 1)} (closest valid keys: {', '.join(near)}). " if near else ""
