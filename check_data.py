@@ -10,19 +10,21 @@ import hydra
 from omegaconf import DictConfig
 
 import asr_transfer.config  # noqa: F401  (registers the ${asset:...} and ${project_root:} resolvers)
+from asr_transfer.console import user_errors
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     from asr_transfer.pipeline.check_data import check_data
 
-    status = check_data(cfg)
+    with user_errors():  # a setting that cannot work (no root, no manifest): one line
+        status = check_data(cfg)
     if status:  # hydra.main drops return values: exit here so scripts and CI see the failure
         sys.exit(status)
 
 
 if __name__ == "__main__":
-    from asr_transfer.pipeline.data_overrides import moved_keys_or_exit
+    from asr_transfer.pipeline.cli_keys import check_keys_or_exit
 
-    moved_keys_or_exit(sys.argv[1:])  # data.root=... -> data.corpus.root=... (Hydra would not say so)
+    check_keys_or_exit(sys.argv[1:])  # optimiser.lr=... -> optimizer.lr, data.root=... -> data.corpus.root
     main()

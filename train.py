@@ -6,21 +6,23 @@ import hydra
 from omegaconf import DictConfig
 
 import asr_transfer.config  # registers the ${asset:...} and ${project_root:} resolvers on import
+from asr_transfer.console import user_errors
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from asr_transfer.pipeline.train import train
 
-    result = train(cfg)
+    with user_errors():  # a fault in the user's settings or data: one line, the traceback in train.log
+        result = train(cfg)
     asr_transfer.config.fast_exit()
     return result
 
 
 if __name__ == "__main__":
-    from asr_transfer.pipeline.data_overrides import moved_keys_or_exit
+    from asr_transfer.pipeline.cli_keys import check_keys_or_exit
     from asr_transfer.pipeline.plan import ignored_or_exit
 
-    moved_keys_or_exit(sys.argv[1:])  # data.root=... -> data.corpus.root=... (Hydra would not say so)
+    check_keys_or_exit(sys.argv[1:])  # optimiser.lr=... -> optimizer.lr, data.root=... -> data.corpus.root
     ignored_or_exit(sys.argv[1:])  # optimizer.lr=... under the exact probe, which never reads it
     main()

@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from asr_transfer.utils.atomic import atomic_open
+from asr_transfer.utils.errors import ConfigError, MissingPathError, first_line
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -30,7 +31,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, f)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ConfigError):
     """A ``ckpt_path`` that cannot be used; the message is one line naming it and the fix."""
 
 
@@ -39,22 +40,28 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     ``mmap``: tensors are mapped, not read (for a look at the config only)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={str(path)!r}: no such checkpoint (see <run dir>/checkpoints/)")
+        raise MissingPathError(
+            "no such checkpoint", f"ckpt_path={path}", "point ckpt_path at a file in <run dir>/checkpoints/"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:  # an object outside weights_only's allow-list: never run its code
-        what = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
-            f"ckpt_path={str(path)!r} holds objects that safe loading (weights_only=True) refuses ({what[:160]}). "
-            "Fix: use a checkpoint written by this project's train.py, or re-save it with tensors and plain "
-            "containers only"
+            f"holds objects that safe loading (weights_only=True) refuses ({first_line(e)})",
+            f"ckpt_path={path}",
+            "use a checkpoint written by this project's train.py, or re-save it with tensors and plain "
+            "containers only",
         ) from None
-    except RuntimeError as e:  # not a torch file at all (truncated, another format)
-        raise CheckpointError(f"ckpt_path={str(path)!r} is not a readable checkpoint ({e}). Fix: point "
-                              "ckpt_path at <run dir>/checkpoints/*.ckpt") from None  # fmt: skip
+    except (RuntimeError, EOFError) as e:  # not a torch file at all (truncated, another format)
+        raise CheckpointError(
+            f"not a readable checkpoint ({first_line(e)})",
+            f"ckpt_path={path}",
+            "point ckpt_path at a train.py run's <run dir>/checkpoints/*.ckpt",
+        ) from None
     if "asr_transfer" not in state or not state["asr_transfer"].get("config"):
         raise CheckpointError(
-            f"ckpt_path={str(path)!r} was not written by asr_transfer (no resolved config inside). "
-            "Fix: point ckpt_path at <run dir>/checkpoints/*.ckpt of a train.py run"
+            "not a checkpoint written by asr_transfer (no resolved config inside)",
+            f"ckpt_path={path}",
+            "point ckpt_path at a train.py run's <run dir>/checkpoints/*.ckpt",
         )
     return state

@@ -184,10 +184,10 @@ class WandbExtras(L.Callback):
                 columns=list(rows[0]), data=[list(r.values()) for r in rows]
             )
         examples = getattr(pl_module, "test_rows", None)
-        if examples and "hyp" in examples[0]:
+        if examples and "ref" in examples[0] and "top" not in examples[0]:  # transcripts, not labels
             shown = examples[: self.max_examples]
             payload["test/examples"] = wandb.Table(
-                columns=["index", "ref", "hyp"], data=[[r["index"], r["ref"], r["hyp"]] for r in shown]
+                columns=["index", "ref", "pred"], data=[[r["index"], r["ref"], r["pred"]] for r in shown]
             )
         for lg in loggers:
             if payload:

@@ -104,7 +104,7 @@ def test_a_wrong_data_key_stops_eval_before_composing(tmp_path):
         text=True,
     )
     assert proc.returncode == 1 and proc.stderr.strip() == (
-        "Error: ckpt_path='/no/such.ckpt': no such checkpoint (see <run dir>/checkpoints/)"
+        "Error: no such checkpoint, ckpt_path=/no/such.ckpt. Fix: point ckpt_path at a file in <run dir>/checkpoints/"
     )
 
 

@@ -17,6 +17,8 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from asr_transfer.utils.errors import UserError
+
 # reason -> what the user should do about it
 REASONS = {
     "missing": "the file does not exist: fix the path in the manifest or remove the entry",
@@ -45,13 +47,16 @@ def audio_files(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
 
 
-class AudioError(Exception):
+class AudioError(UserError):
+    """A file that does not read as audio: ``<reason> (<detail>), <path>. Fix: <hint>``; ``reason`` is
+    machine-readable (``REASONS``). ``at(where)`` adds where the file is listed."""
+
     def __init__(self, path: str, reason: str, detail: str = "") -> None:
         self.path, self.reason, self.detail = str(path), reason, detail
-        hint = REASONS.get(reason, "")
-        super().__init__(
-            f"{path}: {reason}" + (f" ({detail})" if detail else "") + (f". Fix: {hint}" if hint else "")
-        )
+        fix = REASONS.get(reason, "")
+        if fix and reason != "too_long":  # a run or predict.py may also leave bad files out
+            fix += ", or leave such files out with data.on_bad_audio=skip"
+        super().__init__(f"{reason} audio" + (f" ({detail})" if detail else ""), str(path), fix)
 
     def at(self, where: str) -> AudioError:
         """The same fault, saying where the file is listed (split, manifest line)."""

@@ -19,11 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asr_transfer.utils.atomic import atomic_open
+from asr_transfer.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
+    """A manifest row (or file) a run cannot read: ``<what>, <path>, line N, field 'x'. Fix: ...``."""
+
+    fix = "correct the manifest (python check_data.py with the same overrides lists every fault at once)"
+
     def __init__(
         self, path: str | Path, line: int | None, message: str, field_name: str | None = None
     ) -> None:
@@ -33,7 +38,7 @@ class ManifestError(ValueError):
             + (f", field '{field_name}'" if field_name else "")
         )
         self.path, self.line, self.field = str(path), line, field_name
-        super().__init__(f"{where}: {message}")
+        super().__init__(message, where)
 
 
 @dataclass

@@ -18,11 +18,12 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 
 import asr_transfer.config  # noqa: F401  (the empty data=checkpoint default first, then ours)
+from asr_transfer.utils.errors import ConfigError, UserError
 
 CHECKPOINT = "checkpoint"  # the data group option holding the checkpoint's data config
 
 
-class DataOverrideError(ValueError):
+class DataOverrideError(ConfigError):
     """A ``data.*`` override that the data config it would edit cannot take."""
 
 
@@ -42,8 +43,9 @@ def checkpoint_data(overrides: list[str]) -> dict:
     if ckpt is not None and ckpt.is_sweep_override():
         if edits and not switched:
             raise DataOverrideError(
-                f"{edits[0].input_line}: with several ckpt_path values each checkpoint keeps its own data "
-                "config; evaluate them one at a time, or name the corpus (data=fsdd data.corpus.root=...)"
+                "with several ckpt_path values each checkpoint keeps its own data config",
+                f"override {edits[0].input_line}",
+                "evaluate them one at a time, or name the corpus (data=fsdd data.corpus.root=...)",
             )
     elif ckpt is not None:
         from asr_transfer.checkpoint_io import load_checkpoint  # torch: only here
@@ -94,11 +96,13 @@ def check_key(override: Override, data: dict, where: str) -> None:
             valid = sorted(node) if isinstance(node, dict) else []
             target = str(node.get("_target_", "?") if isinstance(node, dict) else "?").rsplit(".", 1)[-1]
             moved = moved_key(override.key_or_group, data)
+            valid_keys = ", ".join(k for k in valid if k != "_target_")
             raise DataOverrideError(
-                f"{override.key_or_group}: no such key in {where} ({target}). "
-                + (f"It is {moved} now (corpus settings sit under data.corpus). " if moved else "")
-                + f"Valid keys of {here}: {', '.join(k for k in valid if k != '_target_')}. "
-                "To add one on purpose: +data.<key>=...; another corpus: data=<corpus> (conf/data/)."
+                f"no key {override.key_or_group} in {where} ({target})",
+                f"override {override.input_line}",
+                (f"It is {moved} now (corpus settings sit under data.corpus): " if moved else "")
+                + (override.input_line.replace(override.key_or_group, moved, 1) + "; " if moved else "")
+                + f"valid keys of {here}: {valid_keys}; another corpus: data=<corpus> (conf/data/)",
             )
         node = node[part]
 
@@ -107,38 +111,7 @@ def checkpoint_data_or_exit(argv: list[str]) -> None:
     """The entry points' call: a wrong override ends the process with its message, not a traceback."""
     try:
         checkpoint_data(argv)
-    except (DataOverrideError, FileNotFoundError, ValueError, HydraException) as e:
+    except UserError as e:
+        sys.exit(e.error_line())
+    except HydraException as e:  # an override Hydra cannot parse: its own message names it
         sys.exit(f"Error: {e}")
-
-
-def moved_keys_or_exit(argv: list[str]) -> None:
-    """``train.py`` / ``check_data.py``: a corpus setting at its old place (``data.root=...``) stops with
-    its new key (``data.corpus.root=...``), where Hydra alone would say only that the key is not in
-    struct. The config is composed only for a ``data.<key>`` that is no generic data setting
-    (conf/data/base.yaml); anything else, and any failure here, is left to Hydra's own checks."""
-    from omegaconf import OmegaConf
-
-    generic = OmegaConf.load(asr_transfer.config.PROJECT_ROOT / "conf" / "data" / "base.yaml")
-    try:
-        parsed = parse(argv)
-    except HydraException:
-        return
-    suspects = [
-        o for o in parsed
-        if o.key_or_group.count(".") == 1 and o.key_or_group.startswith("data.")
-        and not (o.is_add() or o.is_force_add()) and o.key_or_group.split(".")[1] not in generic
-    ]  # fmt: skip
-    if not suspects:
-        return
-    rest = [o.input_line for o in parsed if not o.key_or_group.startswith(("data.", "hydra."))]
-    try:
-        data = OmegaConf.to_container(asr_transfer.config.compose(rest).data, resolve=False)
-    except Exception:  # noqa: BLE001  (a wrong option elsewhere: Hydra names it when the run composes)
-        return
-    for o in suspects:
-        moved = moved_key(o.key_or_group, data)
-        if moved:
-            sys.exit(
-                f"Error: {o.key_or_group} is {moved} now (a corpus's settings sit under data.corpus): "
-                f"{o.input_line.replace(o.key_or_group, moved, 1)}"
-            )

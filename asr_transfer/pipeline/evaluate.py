@@ -9,6 +9,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from asr_transfer.checkpoint_io import load_checkpoint
+from asr_transfer.data.leakage import overlap
 from asr_transfer.pipeline.build import build_parts, task_class
 from asr_transfer.pipeline.plan import make_plan
 from asr_transfer.pipeline.restore import restore_config, restore_task, task_overrides
@@ -38,6 +39,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = flat_metrics(results[0] if results else {})
     write_results(run_dir, metrics, task)
     log.info(
-        "eval of %s\n  %s", cfg.ckpt_path, "\n  ".join(f"{k}: {v:.4f}" for k, v in sorted(metrics.items()))
+        "eval of %s\n  %s\nresults in %s",
+        cfg.ckpt_path,
+        "\n  ".join(f"{k}: {v:.4f}" for k, v in sorted(metrics.items())),
+        run_dir,
     )
+    leak = overlap(
+        state["asr_transfer"].get("training_data"), datamodule.entries.get("test", []), "test clips"
+    )
+    if leak:
+        log.warning("%s", leak)
     return metrics

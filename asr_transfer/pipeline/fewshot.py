@@ -1,6 +1,6 @@
 """Few-shot protocol: the same run over repeated draws of k labelled clips per class.
 
-``python -m asr_transfer.fewshot --k 16 --draws 5 --out outputs/fewshot [train.py overrides...]``
+``python -m asr_transfer.fewshot --k 4 16 --draws 5 --out outputs/fewshot data.corpus.test_speakers=[george]``
 
 Draw ``d`` trains on ``data.max_per_class=k`` clips per class drawn with ``data.subset_seed=seed + d``
 (the corpus keeps the first k of a per-class shuffle seeded by it, so for one draw seed the k=5 clips
@@ -23,7 +23,10 @@ from pathlib import Path
 from hydra.errors import ConfigCompositionException
 
 from asr_transfer.config import compose
+from asr_transfer.console import console_logging, user_errors
+from asr_transfer.pipeline.cli_keys import check_keys_or_exit
 from asr_transfer.utils.atomic import write_csv
+from asr_transfer.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +42,10 @@ def compose_draw(overrides: list[str], k: int, draw: int, seed: int, run_dir: Pa
         if "max_per_class" not in str(e) and "subset_seed" not in str(e):
             raise
         data = compose(overrides).data._target_
-        raise ValueError(
-            f"data ({data}) has no max_per_class/subset_seed: the few-shot runner needs a corpus that "
-            "draws k clips per class (data=fsdd, folder, speech_commands)"
+        raise ConfigError(
+            "the few-shot runner needs a corpus that draws k clips per class",
+            f"data ({data}) has no max_per_class/subset_seed",
+            "data=fsdd, data=folder or data=speech_commands",
         ) from None
 
 
@@ -92,19 +96,44 @@ def write_table(path: Path, rows: list[dict]) -> None:
     write_csv(path, rows, fields=list(dict.fromkeys(f for r in rows for f in r)))
 
 
+def summary_text(rows: list[dict]) -> str:
+    """``summarize``'s rows for the console: a block per budget, one metric a line, mean ± std (whole
+    numbers, such as parameter counts, without decimals: ``pipeline.train.number``)."""
+    from asr_transfer.pipeline.train import number
+
+    blocks = []
+    for r in rows:
+        n = r["draws"]
+        lines = [f"k={r['k']} ({n} draw{'s' if n != 1 else ''}): mean ± std over draws"]
+        for m in [c.removesuffix(" mean") for c in r if c.endswith(" mean")]:
+            lines.append(f"  {m:<24s} {number(r[f'{m} mean'])} ± {number(r[f'{m} std'])}")
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="example: " + __doc__.split("``")[1]
+    )
     p.add_argument(
         "--k", type=int, nargs="+", required=True, help="labelled clips per class (several: nested)"
     )
-    p.add_argument("--draws", type=int, default=5)
+    p.add_argument("--draws", type=int, default=5, help="draws of k clips per class, per budget (default 5)")
     p.add_argument("--seed", type=int, default=0, help="draw d uses data.subset_seed=seed+d")
-    p.add_argument("--out", type=Path, default=Path("outputs/fewshot"))
-    p.add_argument("overrides", nargs="*", help="train.py overrides, e.g. data.test_speakers=[george]")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("outputs/fewshot"),
+        help="folder for <out>/k<k>/draw<d>/ (each a train.py run dir), draws.csv and summary.csv",
+    )
+    p.add_argument("overrides", nargs="*", help="train.py overrides, e.g. data.corpus.test_speakers=[george]")
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-    for r in summarize(run(a.k, a.draws, a.out, a.overrides, a.seed)):
-        print(", ".join(f"{k}={v}" for k, v in r.items()))
+    check_keys_or_exit(a.overrides)  # the key redirect train.py gives (optimiser.lr -> optimizer.lr)
+    console_logging()
+    with user_errors():
+        rows = summarize(run(a.k, a.draws, a.out, a.overrides, a.seed))
+    print(summary_text(rows))
+    print(f"draws: {a.out / 'draws.csv'}, summary: {a.out / 'summary.csv'}")
 
 
 if __name__ == "__main__":

@@ -22,9 +22,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from asr_transfer.config import compose
+from asr_transfer.console import console_logging, user_errors
 from asr_transfer.featurizers import Concat, SingleLayer, WeightedSum
+from asr_transfer.pipeline.cli_keys import check_keys_or_exit
 from asr_transfer.probe.lbfgs import Features
 from asr_transfer.utils.atomic import write_csv, write_text
+from asr_transfer.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +78,10 @@ def run(overrides: list[str], out: Path) -> list[dict]:
     # weighted_sum: the stored features hold every layer; the probe settings come from conf/probe
     cfg = compose(["featurizer=weighted_sum", *overrides, f"paths.output_dir={out}"])
     if not cfg.get("probe"):
-        raise ValueError(
-            "layer-wise probing fits with the exact probe: leave probe=lbfgs (conf/probe/lbfgs.yaml)"
+        raise ConfigError(
+            "layer-wise probing fits with the exact probe",
+            "probe is off",
+            "leave probe=lbfgs (conf/probe/lbfgs.yaml)",
         )
     t0 = time.perf_counter()
     splits, num_layers, hidden, labels = stored_features(cfg)
@@ -99,11 +104,16 @@ def run(overrides: list[str], out: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=Path("outputs/layers"))
+    p.add_argument(
+        "--out", type=Path, default=Path("outputs/layers"), help="folder for layers.csv, layers.png, .hydra/"
+    )
     p.add_argument("overrides", nargs="*", help="train.py overrides (backbone, data, probe...)")
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-    for r in run(a.overrides, a.out):
+    check_keys_or_exit(a.overrides)  # the key redirect train.py gives (optimiser.lr -> optimizer.lr)
+    console_logging()
+    with user_errors():
+        rows = run(a.overrides, a.out)
+    for r in rows:
         print(", ".join(f"{k}={v}" for k, v in r.items()))
 
 

@@ -14,6 +14,7 @@ from asr_transfer.data.audio import audio_files
 from asr_transfer.data.batching import LengthBatchSampler, pad_batch
 from asr_transfer.data.checks import ClipRules
 from asr_transfer.data.dataset import AudioDataset, BadAudioLog
+from asr_transfer.data.leakage import overlap
 from asr_transfer.data.manifest import Entry
 from asr_transfer.pipeline.restore import restore, task_overrides
 from asr_transfer.pipeline.results import output_dir
@@ -40,7 +41,7 @@ def read_entries(files: list[str], rules: ClipRules, bad_log: BadAudioLog) -> li
     """Header-check every input with the checkpoint's data rules (``data.on_bad_audio``,
     ``data.max_duration`` with ``data.long_audio``): ``ClipRules.keep``, as the datamodule does."""
     entries = [Entry(audio_filepath=f, line=i + 1, manifest="inputs") for i, f in enumerate(files)]
-    where = "predict.py inputs; data.on_bad_audio=skip leaves it out"
+    where = "predict.py inputs"
     return rules.keep(entries, "predict", bad_log, lambda e: where)
 
 
@@ -58,6 +59,9 @@ def predict(cfg: DictConfig, bad_log: BadAudioLog | None = None) -> list[dict]:
         backbone.adapter.merge(backbone)  # same outputs, without the adapter's extra matmuls
     rules, bad_log = parts.datamodule.rules, bad_log or BadAudioLog(None)
     entries = read_entries(collect_inputs(cfg.inputs), rules, bad_log)
+    leak = overlap(state["asr_transfer"].get("training_data"), entries, "inputs")
+    if leak:
+        log.warning("%s", leak)
     ds = AudioDataset(entries, "predict", rules, bad_log)
     loader = DataLoader(
         ds,
@@ -93,5 +97,5 @@ def run(cfg: DictConfig) -> Path:
         raise ValueError(f"inputs={cfg.inputs!r}: every file was skipped (see {bad_log.path})")
     out = Path(cfg.output) if cfg.get("output") else run_dir / "predictions.csv"
     write_predictions(rows, out)
-    log.info("wrote %d predictions to %s", len(rows), out)
+    log.info("wrote %d predictions to %s (log in %s)", len(rows), out, run_dir)
     return out

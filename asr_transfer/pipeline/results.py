@@ -3,6 +3,7 @@ metrics and the task's test artifacts (e.g. ``confusion_matrix.json``)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -21,13 +22,16 @@ def output_dir(cfg: DictConfig) -> Path:
 
 
 def flat_metrics(metrics: dict) -> dict[str, float]:
-    """Scalar metrics as plain floats (tensors of one value included; anything else left out)."""
+    """Scalar metrics as plain floats (tensors of one value included; anything else left out).
+
+    Metrics are computed in float32, which holds about 7 significant digits; read out as a float64 one
+    gains noise digits (an F1 of 1 read as 1.0000001192092896), so each is rounded to 7 significant
+    digits (whole numbers, such as counts, are kept as they are)."""
     out = {}
     for k, v in metrics.items():
-        if torch.is_tensor(v) and v.numel() == 1:
-            out[k] = float(v)
-        elif isinstance(v, int | float):
-            out[k] = float(v)
+        if torch.is_tensor(v) and v.numel() == 1 or isinstance(v, int | float):
+            v = float(v)
+            out[k] = v if v.is_integer() or not math.isfinite(v) else float(f"{v:.7g}")
     return out
 
 

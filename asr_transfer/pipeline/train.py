@@ -83,7 +83,10 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> float | None:
             metrics[ckpt_cb.monitor] = float(ckpt_cb.best_model_score)
     encoded = parts.stored.encoded if parts.stored is not None else None
     if cfg.get("test", True) and "test" in datamodule.datasets:
-        results = trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        # weights_only=True: our checkpoints hold tensors and plain containers only (loading runs no code)
+        results = trainer.test(
+            task, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True
+        )
         metrics.update(flat_metrics(results[0] if results else {}))
     if task.nonfinite_total:
         metrics["train/nonfinite_losses"] = float(task.nonfinite_total)
@@ -113,5 +116,10 @@ def summarize(run_dir, metrics: dict, datamodule, task, encoded, best: str | Non
         )
     else:
         lines.append("augmented: nothing (augment=null)")
-    lines += [f"{k:>14s}: {v:.4f}" for k, v in sorted(metrics.items()) if not k.startswith("augment/")]
+    lines += [f"{k:>14s}: {number(v)}" for k, v in sorted(metrics.items()) if not k.startswith("augment/")]
     log.info("summary\n  %s", "\n  ".join(lines))
+
+
+def number(v: float) -> str:
+    """A metric for the console: counts (parameters, epochs) as whole numbers, scores to 4 decimals."""
+    return f"{v:.0f}" if float(v).is_integer() else f"{v:.4f}"

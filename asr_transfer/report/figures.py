@@ -52,7 +52,7 @@ def wer_by_length(transcripts: list[dict]) -> Figure | None:
     errors, words = defaultdict(int), defaultdict(int)
     for t in transcripts:
         n = len(t["ref"].split())
-        errors[n] += word_errors(t["ref"], t["hyp"])
+        errors[n] += word_errors(t["ref"], t["pred"])
         words[n] += n
     lengths = sorted(n for n in words if words[n])
     if not lengths:

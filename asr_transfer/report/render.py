@@ -37,15 +37,15 @@ def worst_clips(predictions: list[dict], n: int, max_audio_s: float) -> list[dic
     """Misclassified clips first, most confidently wrong first; then the least confident correct ones."""
 
     def true_prob(p: dict) -> float:
-        return p["probs"][p["top"].index(p["label"])] if p["label"] in p["top"] else 0.0
+        return p["probs"][p["top"].index(p["ref"])] if p["ref"] in p["top"] else 0.0
 
-    ranked = sorted(predictions, key=lambda p: (p["top"][0] == p["label"], true_prob(p)))
+    ranked = sorted(predictions, key=lambda p: (p["pred"] == p["ref"], true_prob(p)))
     out = []
     for p in ranked[:n]:
         out.append(
             {
                 **p,
-                "correct": p["top"][0] == p["label"],
+                "correct": p["pred"] == p["ref"],
                 "true_prob": true_prob(p),
                 "audio": audio_uri(p["audio_filepath"], max_audio_s) if p.get("audio_filepath") else None,
                 "name": Path(p.get("audio_filepath", str(p["index"]))).name,
@@ -58,11 +58,11 @@ def worst_transcripts(transcripts: list[dict], n: int, max_audio_s: float) -> li
     scored = []
     for t in transcripts:
         words = max(len(t["ref"].split()), 1)
-        errors = word_errors(t["ref"], t["hyp"])
+        errors = word_errors(t["ref"], t["pred"])
         scored.append({**t, "errors": errors, "wer": errors / words})
     scored.sort(key=lambda t: (-t["wer"], -t["errors"]))
     for t in scored[:n]:
-        t["segments"] = align_words(t["ref"], t["hyp"])
+        t["segments"] = align_words(t["ref"], t["pred"])
         t["audio"] = audio_uri(t["audio_filepath"], max_audio_s) if t.get("audio_filepath") else None
         t["name"] = Path(t.get("audio_filepath", str(t["index"]))).name
     return [t for t in scored[:n] if t["errors"] > 0]

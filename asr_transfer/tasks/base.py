@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from asr_transfer.backbones.base import Backbone
+from asr_transfer.data.leakage import training_fingerprint
 from asr_transfer.data.targets import Targets
 from asr_transfer.featurizers import Featurizer
 from asr_transfer.tasks.param_groups import param_groups, with_backbone_warmup
@@ -187,6 +188,8 @@ class TransferTask(L.LightningModule):
             "backbone_saved": not self.backbone.fully_frozen,  # some backbone parameters train
             "rng": rng_state(),  # so a resumed run draws the same dropout masks as an uninterrupted one
             "nonfinite_total": self.nonfinite_total,
+            # eval.py / predict.py warn when they meet these clips or speakers again (data/leakage.py)
+            "training_data": training_fingerprint(getattr(self._trainer, "datamodule", None)),
             **self.extra_checkpoint_state(),
         }
         # Only what trained: the pretrained weights every frozen entry equals are reloaded from their source.

@@ -91,15 +91,16 @@ class ClassificationTask(TransferTask):
         for i, y, p, k in zip(
             batch["index"].tolist(), batch["labels"].tolist(), probs.tolist(), top.tolist()
         ):
-            self.test_rows.append({"index": i, "label": self.labels[y], "top": [self.labels[j] for j in k],
-                                   "probs": [round(v, 6) for v in p]})  # fmt: skip
+            # ref / pred: the run files' one vocabulary (docs/concepts/run-directory.md)
+            self.test_rows.append({"index": i, "ref": self.labels[y], "pred": self.labels[k[0]],
+                                   "top": [self.labels[j] for j in k], "probs": [round(v, 6) for v in p]})  # fmt: skip
 
     def on_test_epoch_start(self) -> None:
         super().on_test_epoch_start()
         self.confusion.reset()
 
     def on_test_epoch_end(self) -> None:
-        """The confusion matrix, and every test clip's true label and top predictions to
+        """The confusion matrix, and every test clip's true label (``ref``), prediction (``pred``) and top ones to
         ``test_predictions.jsonl`` (the run report plays the worst-classified clips)."""
         self.test_confusion = self.confusion.compute().cpu()
         self.write_test_rows("test_predictions.jsonl")
@@ -111,11 +112,11 @@ class ClassificationTask(TransferTask):
         return {"confusion_matrix.json": {"labels": self.labels, "matrix": matrix}}
 
     def predict_rows(self, batch: dict) -> list[dict]:
-        """One row per clip: dataset index, predicted label, probability of every class."""
+        """One row per clip: dataset index, predicted label (``pred``), probability of every class."""
         probs = torch.softmax(self(batch).float(), dim=-1).cpu()
         rows = []
         for i, p in zip(batch["index"].tolist(), probs):
-            row = {"index": i, "label": self.labels[int(p.argmax())], "confidence": round(float(p.max()), 6)}
+            row = {"index": i, "pred": self.labels[int(p.argmax())], "confidence": round(float(p.max()), 6)}
             row.update({f"prob_{lab}": round(float(v), 6) for lab, v in zip(self.labels, p)})
             rows.append(row)
         return rows

@@ -183,26 +183,28 @@ class CTCTask(TransferTask):
     def on_validation_epoch_end(self) -> None:
         if not self.examples or self.trainer.sanity_checking:
             return
-        lines = "\n".join(f"  ref: {r}\n  hyp: {h}" for r, h in self.examples)
+        lines = "\n".join(f"  ref: {r}\n  pred: {h}" for r, h in self.examples)
         log.info("epoch %d decoded validation examples:\n%s", self.current_epoch, lines)
         for logger in self.loggers:
             if hasattr(logger, "log_text"):  # W&B: a table per epoch
-                logger.log_text("val/examples", columns=["ref", "hyp"], data=[list(x) for x in self.examples])
+                logger.log_text(
+                    "val/examples", columns=["ref", "pred"], data=[list(x) for x in self.examples]
+                )
             elif hasattr(getattr(logger, "experiment", None), "add_text"):  # TensorBoard
                 logger.experiment.add_text("val/examples", lines.replace("\n", "  \n"), self.global_step)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         hyps, refs = self._eval_step(batch, "test", self.test_metrics)
         for i, r, h in zip(batch["index"].tolist(), refs, hyps):
-            self.test_rows.append({"index": i, "ref": r, "hyp": h})
+            self.test_rows.append({"index": i, "ref": r, "pred": h})  # the run files' vocabulary
 
     def on_test_epoch_end(self) -> None:
-        """Every test transcript (ref, hyp) to ``<run dir>/test_transcripts.jsonl`` (error analysis)."""
+        """Every test transcript (ref, pred) to ``<run dir>/test_transcripts.jsonl`` (error analysis)."""
         self.write_test_rows("test_transcripts.jsonl")
 
     # ----- prediction ------------------------------------------------------------------------------
     def predict_rows(self, batch: dict) -> list[dict]:
-        """One row per clip: dataset index and transcript."""
+        """One row per clip: dataset index and transcript (``pred``)."""
         logits, frame_lengths = self(batch)
         texts = self.transcribe(logits, frame_lengths)
-        return [{"index": i, "text": t} for i, t in zip(batch["index"].tolist(), texts)]
+        return [{"index": i, "pred": t} for i, t in zip(batch["index"].tolist(), texts)]

@@ -124,4 +124,4 @@ def write_lexicon(words, tokenizer: Tokenizer, path: str | Path) -> Path:
             lines.append(f"{w}\t{' '.join(spelling)}\n")
         else:
             log.warning("lexicon: %r has tokens outside the vocabulary; left out", w)
-    return write_text(path, "".join(lines))
+    return write_text(path, "".join(lines))  # atomic, with the process's umask

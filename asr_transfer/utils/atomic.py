@@ -25,6 +25,7 @@ def atomic_path(path: str | Path, fsync: bool = False, suffix: str = ".tmp") -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp's 0600 would make results private: the mode open() gives
     try:
         yield Path(tmp)
         if fsync:
@@ -67,6 +68,21 @@ def write_csv(path: str | Path, rows: list[dict], fields: list[str] | None = Non
         writer.writeheader()
         writer.writerows(rows)
     return Path(path)
+
+
+def umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` sets it to read it, which a thread
+    creating a file at that moment would see); Linux shows it in /proc, elsewhere the set-and-restore."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync(path: str | Path) -> None:

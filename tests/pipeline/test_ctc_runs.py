@@ -53,11 +53,11 @@ def ctc_overrides(corpus: dict[str, Path], cache_dir: Path) -> list[str]:
 
 
 def _rate(transcripts: list[dict], kind: str) -> float:
-    """Corpus WER or CER of (ref, hyp) rows: edit distance summed over clips / reference length summed."""
+    """Corpus WER or CER of (ref, pred) rows: edit distance summed over clips / reference length summed."""
     import torchaudio
 
     split = str.split if kind == "wer" else list
-    errors = sum(torchaudio.functional.edit_distance(split(r["ref"]), split(r["hyp"])) for r in transcripts)
+    errors = sum(torchaudio.functional.edit_distance(split(r["ref"]), split(r["pred"])) for r in transcripts)
     return errors / sum(len(split(r["ref"])) for r in transcripts)
 
 
@@ -88,7 +88,7 @@ def test_train_eval_predict_agree(tmp_path, word_corpus):
     assert emetrics["test/wer"] == metrics["test/wer"] and emetrics["test/cer"] == metrics["test/cer"]
 
     rows = predict_rows(best, [r["audio_filepath"] for r in transcripts], tmp_path / "p.json")
-    assert [r["text"] for r in rows] == [t["hyp"] for t in transcripts]
+    assert [r["pred"] for r in rows] == [t["pred"] for t in transcripts]
 
 
 def test_beam_search_eval_with_lexicon_lm_and_bf16_sentencepiece(tmp_path, word_corpus):
@@ -120,7 +120,7 @@ def test_beam_search_eval_with_lexicon_lm_and_bf16_sentencepiece(tmp_path, word_
     metrics = evaluate(ecfg)
     rows = [json.loads(x) for x in (tmp_path / "eval" / "test_transcripts.jsonl").read_text().splitlines()]
     assert metrics["test/wer"] == pytest.approx(_rate(rows, "wer"), abs=1e-6)
-    assert all(set(r["hyp"].split()) <= {"low", "mid", "high"} for r in rows)  # lexicon words only
+    assert all(set(r["pred"].split()) <= {"low", "mid", "high"} for r in rows)  # lexicon words only
 
     # subwords, raw audio through a frozen backbone (no cache), bf16 autocast: finite CTC loss
     out2 = tmp_path / "bf16"

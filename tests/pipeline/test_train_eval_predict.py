@@ -65,13 +65,13 @@ def test_eval_reproduces_test_metrics_and_predict_agrees(tmp_path, tone_corpus):
     for r in rows:
         probs = {k.removeprefix("prob_"): v for k, v in r.items() if k.startswith("prob_")}
         assert sorted(probs) == ["high", "low", "mid"] and sum(probs.values()) == pytest.approx(1.0, abs=1e-4)
-        assert r["label"] == max(probs, key=probs.get)
+        assert r["pred"] == max(probs, key=probs.get)
     # predict agrees with evaluation: its labels on the test clips score eval's test accuracy exactly
     truth = {
         str(audio.parent / json.loads(x)["audio_filepath"]): json.loads(x)["label"]
         for x in tone_corpus["test"].read_text().splitlines()
     }
-    predicted = {r["audio_filepath"]: r["label"] for r in rows if r["audio_filepath"] in truth}
+    predicted = {r["audio_filepath"]: r["pred"] for r in rows if r["audio_filepath"] in truth}
     assert len(predicted) == len(truth) == 12
     hits = sum(predicted[f] == label for f, label in truth.items())
     assert hits / len(truth) == pytest.approx(metrics["test/acc"], abs=1e-6)

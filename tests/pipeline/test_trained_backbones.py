@@ -30,7 +30,7 @@ def _accuracy(rows: list[dict], corpus) -> float:
         str(corpus["test"].parent / json.loads(x)["audio_filepath"]): json.loads(x)["label"]
         for x in corpus["test"].read_text().splitlines()
     }
-    got = {r["audio_filepath"]: r["label"] for r in rows if r["audio_filepath"] in truth}
+    got = {r["audio_filepath"]: r["pred"] for r in rows if r["audio_filepath"] in truth}
     assert len(got) == len(truth)
     return sum(got[f] == label for f, label in truth.items()) / len(truth)
 
@@ -119,9 +119,9 @@ def test_eval_and_predict_clis_on_a_folder_write_metrics_and_csv(tmp_path, tone_
         rows = list(csv.DictReader(f))
     found = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() == ".wav")
     assert [r["audio_filepath"] for r in rows] == found and len(rows) == len(clips) == 12
-    assert list(rows[0]) == ["audio_filepath", "label", "confidence", "prob_high", "prob_low", "prob_mid"]
+    assert list(rows[0]) == ["audio_filepath", "pred", "confidence", "prob_high", "prob_low", "prob_mid"]
     for r in rows:
         probs = {k: float(v) for k, v in r.items() if k.startswith("prob_")}
-        assert r["label"] == max(probs, key=probs.get).removeprefix("prob_")
+        assert r["pred"] == max(probs, key=probs.get).removeprefix("prob_")
         assert float(r["confidence"]) == pytest.approx(max(probs.values()), abs=1e-6)
         assert sum(probs.values()) == pytest.approx(1.0, abs=1e-4)

@@ -40,7 +40,14 @@ def classification_run(run: Path) -> Path:
                                      ("low", ["low", "mid", "high"]), ("mid", ["mid", "low", "high"])]):  # fmt: skip
         wav = write_wav(run.parent / "audio" / f"{true}_{i}.wav", tone(0.4, 8000, 300 + 100 * i, i), 8000)
         rows.append(
-            {"audio_filepath": str(wav), "index": i, "label": true, "top": top, "probs": [0.6, 0.3, 0.1]}
+            {
+                "audio_filepath": str(wav),
+                "index": i,
+                "ref": true,
+                "pred": top[0],
+                "top": top,
+                "probs": [0.6, 0.3, 0.1],
+            }
         )
     (run / "test_predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with open(run / "layers.csv", "w", newline="") as f:
@@ -59,7 +66,7 @@ def ctc_run(run: Path) -> Path:
     rows = []
     for i, (ref, hyp) in enumerate(pairs):
         wav = write_wav(run.parent / "audio" / f"utt_{i}.wav", tone(0.5, 16000, 500, i), 16000)
-        rows.append({"audio_filepath": str(wav), "index": i, "ref": ref, "hyp": hyp})
+        rows.append({"audio_filepath": str(wav), "index": i, "ref": ref, "pred": hyp})
     (run / "test_transcripts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return run
 

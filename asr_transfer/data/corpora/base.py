@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 from asr_transfer.utils.atomic import write_json
+from asr_transfer.utils.errors import DownloadError, first_line
 from asr_transfer.utils.hashing import stable_hash
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,10 @@ def download_and_extract(url: str, dest: Path, marker: str) -> Path:
         try:
             torch.hub.download_url_to_file(url, str(archive), progress=True)
         except Exception as e:
-            raise RuntimeError(
-                f"could not download {url} ({e}); download it by hand and set data.corpus.root"
+            raise DownloadError(
+                f"could not download {url} ({first_line(e)})",
+                f"into {dest}",
+                "download it by hand, extract it and set data.corpus.root to that folder",
             ) from e
     if archive.suffix == ".zip":
         with zipfile.ZipFile(archive) as z:

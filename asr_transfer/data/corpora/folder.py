@@ -17,9 +17,16 @@ from pathlib import Path
 
 from asr_transfer.data.audio import audio_files
 from asr_transfer.data.corpora.base import Corpus
+from asr_transfer.utils.errors import ConfigError, MissingPathError
 from asr_transfer.utils.hashing import stable_hash
 
 log = logging.getLogger(__name__)
+# Said on every run that splits a folder by clip: the scores it reports may count a speaker twice.
+SPLIT_BY_CLIP = (
+    "data=folder splits %s by clip (no data.corpus.speaker_regex): clips of one speaker may land in train, "
+    "val and test, which flatters the test score; to keep each speaker in one split: "
+    "\"data.corpus.speaker_regex='^([a-z]+)_'\" (its first group is the speaker, read from each file name)"
+)
 SPLIT_DIRS = {"train": ("train",), "val": ("val", "valid", "validation", "dev"), "test": ("test",)}
 
 
@@ -82,13 +89,17 @@ class Folder(Corpus):
     ) -> None:
         super().__init__(**common)
         if not root:
-            raise ValueError(
-                "data.corpus.root is not set: point it at a folder with one sub-folder per class"
+            raise ConfigError(
+                "data.corpus.root is not set",
+                "key data.corpus.root of conf/data/folder.yaml",
+                "data.corpus.root=/path/to/clips (a folder with one sub-folder per class)",
             )
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
-            raise FileNotFoundError(
-                f"data.corpus.root={root!r} is not a directory (expected root/<label>/*.wav)"
+            raise MissingPathError(
+                "not a directory",
+                f"data.corpus.root={root}",
+                "point data.corpus.root at a folder with one sub-folder per class (root/<label>/*.wav)",
             )
         for key, value in (
             ("data.corpus.val_fraction", val_fraction),
@@ -102,6 +113,8 @@ class Folder(Corpus):
             )
         self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, split_seed
         self.speaker_regex = re.compile(speaker_regex) if speaker_regex else None
+        if self.speaker_regex is None and not existing_splits(self.root):
+            log.warning(SPLIT_BY_CLIP, self.root)
 
     def settings(self) -> dict:
         files = [str(p) for p in audio_files(self.root)]
@@ -139,8 +152,10 @@ class Folder(Corpus):
         else:
             rows = scan_classes(self.root)
             if not rows:
-                raise ValueError(
-                    f"data.corpus.root={self.root} holds no audio in sub-folders (root/<label>/*.wav)"
+                raise MissingPathError(
+                    "no audio in sub-folders",
+                    f"data.corpus.root={self.root}",
+                    "put each class's files in root/<label>/ (any depth below it)",
                 )
             splits = self.split(rows)
         if not splits.get("train"):

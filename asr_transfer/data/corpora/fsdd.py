@@ -8,6 +8,7 @@ from pathlib import Path
 import soundfile as sf
 
 from asr_transfer.data.corpora.base import Corpus, download_and_extract
+from asr_transfer.utils.errors import MissingPathError
 
 log = logging.getLogger(__name__)
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
@@ -20,9 +21,10 @@ def find_recordings(root: str | None, download_dir: str) -> Path:
         for cand in (p / "recordings", p):
             if cand.is_dir() and any(cand.glob("*_*_*.wav")):
                 return cand.resolve()
-        raise FileNotFoundError(
-            f"data.corpus.root={root!r} holds no FSDD recordings ({{digit}}_{{speaker}}_{{index}}.wav); "
-            "set data.corpus.root=null to download the corpus"
+        raise MissingPathError(
+            "no FSDD recordings ({digit}_{speaker}_{index}.wav, or recordings/ holding them)",
+            f"data.corpus.root={root}",
+            "point data.corpus.root at FSDD's recordings/ folder, or data.corpus.root=null to download it",
         )
     return download_and_extract(FSDD_URL, Path(download_dir), "free-spoken-digit-dataset-1.0.10/recordings")
 

@@ -28,6 +28,7 @@ import soundfile as sf
 
 from asr_transfer.data.corpora.base import Corpus
 from asr_transfer.utils.atomic import atomic_path
+from asr_transfer.utils.errors import DownloadError, MissingPathError, first_line
 from asr_transfer.utils.hashing import stable_hash
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,11 @@ def find_corpus(root: str | None, version: str, download_dir: str) -> Path:
         for cand in (p, p / "SpeechCommands" / sub, p / sub):
             if (cand / "validation_list.txt").is_file() and (cand / "testing_list.txt").is_file():
                 return cand.resolve()
-        raise FileNotFoundError(
-            f"data.corpus.root={root!r} holds no Speech Commands {version} (expected validation_list.txt, "
-            f"testing_list.txt and <word>/*.wav there or in SpeechCommands/{sub}/); "
-            "set data.corpus.root=null to download it"
+        raise MissingPathError(
+            f"no Speech Commands {version} (validation_list.txt, testing_list.txt and <word>/*.wav, there "
+            f"or in SpeechCommands/{sub}/)",
+            f"data.corpus.root={root}",
+            "point data.corpus.root at the extracted corpus, or data.corpus.root=null to download it",
         )
     from torchaudio.datasets import SPEECHCOMMANDS
 
@@ -63,9 +65,11 @@ def find_corpus(root: str | None, version: str, download_dir: str) -> Path:
     try:
         SPEECHCOMMANDS(download_dir, url=sub, download=True)
     except Exception as e:
-        raise RuntimeError(
-            f"could not download Speech Commands {version} into {download_dir} ({e}); download "
-            f"http://download.tensorflow.org/data/{sub}.tar.gz by hand, extract it and set data.corpus.root"
+        raise DownloadError(
+            f"could not download Speech Commands {version} ({first_line(e)})",
+            f"into {download_dir}",
+            f"download http://download.tensorflow.org/data/{sub}.tar.gz by hand, extract it and set "
+            "data.corpus.root to that folder",
         ) from e
     return (Path(download_dir) / "SpeechCommands" / sub).resolve()
 
