@@ -47,7 +47,7 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:  # an object outside weights_only's allow-list: never run its code
         raise CheckpointError(
-            f"holds objects that safe loading (weights_only=True) refuses ({first_line(e)})",
+            f"the checkpoint holds objects that safe loading (weights_only=True) refuses ({first_line(e)})",
             f"ckpt_path={path}",
             "use a checkpoint written by this project's train.py, or re-save it with tensors and plain "
             "containers only",

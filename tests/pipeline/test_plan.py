@@ -154,9 +154,9 @@ def test_a_checkpoint_weights_only_refuses_is_one_clean_line(tmp_path):
     proc = run_python("eval.py", f"ckpt_path={evil}", f"hydra.run.dir={tmp_path / 'e'}")
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(
-        f"Error: ckpt_path='{evil}' holds objects that safe loading"
-    )
+    # the one form of every user error: Error: <what>, <where>. Fix: <how>
+    assert len(lines) == 1 and lines[0].startswith("Error: the checkpoint holds objects that safe loading")
+    assert f", ckpt_path={evil}. Fix: use a checkpoint written by" in lines[0]
     assert "UnpicklingError" not in proc.stderr and "Traceback" not in proc.stderr
 
 
