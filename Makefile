@@ -7,7 +7,7 @@ LOCK ?= requirements.lock
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Compiled for every platform and Python >= 3.11 (markers select per machine), with hashes.
-UV_COMPILE := pip compile pyproject.toml --extra dev --extra lm --universal --generate-hashes --python-version 3.11 --quiet
+UV_COMPILE := pip compile pyproject.toml --extra dev --extra lm --extra postgres --extra docs --universal --generate-hashes --python-version 3.11 --quiet
 
 .PHONY: train test test-fast test-slow lint docs bench venv lock clean
 
