@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--draws", type=int, default=5)
     p.add_argument("--seed", type=int, default=0, help="draw d uses data.subset_seed=seed+d")
     p.add_argument("--out", type=Path, default=Path("outputs/fewshot"))
-    p.add_argument("overrides", nargs="*", help="train.py overrides, e.g. data.test_speakers=[george]")
+    p.add_argument("overrides", nargs="*", help="train.py overrides, e.g. data.corpus.test_speakers=[george]")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     for r in summarize(run(a.k, a.draws, a.out, a.overrides, a.seed)):
