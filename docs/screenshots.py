@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +45,12 @@ def main(pages: dict[str, str]) -> None:
     try:
         for page, name in pages.items():
             driver.get(f"http://127.0.0.1:{server.server_port}/{page}")
+            deadline = time.time() + 20  # Material renders with JavaScript after the load event
+            while time.time() < deadline and not driver.execute_script(
+                "return document.readyState === 'complete' && !!document.querySelector('.md-content h1')"
+            ):
+                time.sleep(0.2)
+            time.sleep(1.0)
             out = ROOT / "docs" / "assets" / name
             out.parent.mkdir(parents=True, exist_ok=True)
             driver.save_screenshot(str(out))
