@@ -101,7 +101,7 @@ def test_runnable_blocks_of_a_page_run(page, assets, tmp_path, capsys):
     }
     done = subprocess.run(
         [sys.executable, str(RUNNER), str(tmp_path / "commands.json")],
-        cwd=work, env=env, capture_output=True, text=True, timeout=1500,
+        cwd=work, env=env, capture_output=True, text=True, timeout=850,  # under make test's 900 s per test
     )  # fmt: skip
     count = len(lines)
     RAN[page.name] = count
