@@ -7,9 +7,9 @@ LOCK ?= requirements.lock
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Compiled for every platform and Python >= 3.11 (markers select per machine), with hashes.
-UV_COMPILE := pip compile pyproject.toml --extra dev --extra lm --universal --generate-hashes --python-version 3.11 --quiet
+UV_COMPILE := pip compile pyproject.toml --extra dev --extra lm --extra postgres --extra docs --universal --generate-hashes --python-version 3.11 --quiet
 
-.PHONY: train test test-fast test-slow lint bench venv lock clean
+.PHONY: train test test-fast test-slow lint docs bench venv lock clean
 
 # A changed lock rebuilds the venv from scratch: pip only adds packages, so an upgrade in place would
 # keep whatever the old lock had and the new one dropped.
@@ -43,6 +43,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the import layers of pyproject.toml [tool.importlinter]
 
+# The documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link or missing page fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 bench: $(STAMP)
 	$(PY) experiments/throughput/run.py
 
@@ -55,4 +59,4 @@ lock: $(STAMP)
 	rm -rf .venv-lock
 
 clean:
-	rm -rf outputs multirun .cache
+	rm -rf outputs multirun .cache site

@@ -83,9 +83,30 @@ def open_storage(url: str | None, heartbeat_interval: int = 10, grace_period: in
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     with warnings.catch_warnings():  # the heartbeat has been "experimental" since Optuna 2.9
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period
-        )
+        try:
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+            )
+        except ImportError as e:  # SQLAlchemy imports the URL's database driver only here (Optuna rewraps it)
+            cause = e.__cause__ if isinstance(e.__cause__, ImportError) else e
+            raise ImportError(driver_missing(url, cause.name)) from e
+
+
+def driver_missing(url: str, module: str | None) -> str:
+    """One line naming the storage, the missing driver and the fix (the URL's password is left out)."""
+    scheme = url.split(":", 1)[0]
+    fix = (
+        "pip install 'asr_transfer[postgres]' (psycopg 3, SQLAlchemy's default for postgresql://)"
+        if scheme in ("postgresql", "postgresql+psycopg")
+        else f"install the SQLAlchemy driver for {scheme}"
+    )
+    return (
+        f"hydra.sweeper.storage={scheme}://...: its database driver {module} is not installed: {fix}, "
+        "or use sqlite:///<path>/study.db (one machine) or journal:///<shared path>/study.log (several)"
+    )
 
 
 def make_pruner(spec: Any) -> optuna.pruners.BasePruner:

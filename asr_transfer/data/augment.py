@@ -35,7 +35,9 @@ def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:
 def folder_files(folder: str | None, key: str) -> list[str]:
     """The audio files (``data.audio.AUDIO_SUFFIXES``) of the folder that config key ``key`` names."""
     if not folder:
-        raise ValueError(f"{key} is not set: point it at a folder of audio files (see README, Augmentation)")
+        raise ValueError(
+            f"{key} is not set: point it at a folder of audio files (see docs/how-to/augmentation.md)"
+        )
     files = [str(f) for f in audio_files(Path(folder).expanduser())]
     if not files:
         raise FileNotFoundError(

@@ -6,7 +6,7 @@
 - synthetic room impulse responses: exponentially decaying noise with a given RT60.
 
 For real noise point ``augment.noise_dir`` at MUSAN's ``musan/noise`` (or ``musan/speech`` for
-babble-like material) and ``augment.rir_dir`` at a folder of RIR wavs (README, Augmentation).
+babble-like material) and ``augment.rir_dir`` at a folder of RIR wavs (docs/how-to/augmentation.md).
 
     python -m asr_transfer.data.noise coloured OUT_DIR [--seconds 30] [--sample-rate 16000]
     python -m asr_transfer.data.noise rirs OUT_DIR

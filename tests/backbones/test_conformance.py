@@ -12,7 +12,7 @@ import torch
 from asr_transfer.utils.masks import lengths_to_mask
 from tests.presets import BACKBONES, audio_batch
 
-# Padding invariance (README: "a clip alone and inside a padded batch agree to 1e-5"): the largest
+# Padding invariance (docs/concepts/backbones.md: "a clip alone and inside a padded batch agree to 1e-5"): the largest
 # |difference| over every hidden state and every valid frame of a 0.5 s clip alone vs. the same clip
 # zero padded in a batch with a 1 s clip, relative to the largest |value| of that state. Exact
 # architectures mask attention and never let a valid frame see padding: float noise only.

@@ -3,7 +3,7 @@
 Each backbone runs the library's modules layer by layer itself (to return every hidden state, mask
 padding, skip Whisper's 30 s window); these tests compare that with the library's own entry point
 on the same weights: torchaudio's ``extract_features``, transformers' ``output_hidden_states=True``
-and Whisper's 30 s ``WhisperEncoder``. Tolerance: README "Backbones" (1e-5).
+and Whisper's 30 s ``WhisperEncoder``. Tolerance: docs/concepts/backbones.md (1e-5).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tests.conftest import FSDD_DIR, WHISPER_DIR
 from tests.presets import BACKBONES, WHISPER_TINY, audio_batch
 
 CLIP = FSDD_DIR / "recordings" / "3_george_0.wav"
-TOL = 1e-5  # README: "agree to 1e-5"
+TOL = 1e-5  # docs/concepts/backbones.md: "agree to 1e-5"
 
 
 def _valid(frames_a, frames_b, frames) -> float:
