@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tarfile
-import zipfile
 from pathlib import Path
 
 from asr_transfer.utils.atomic import write_json
@@ -61,30 +59,3 @@ class Corpus:
             ", ".join(f"{s}={len(r)}" for s, r in splits.items() if r),
         )
         return paths
-
-
-def download_and_extract(url: str, dest: Path, marker: str) -> Path:
-    """Download an archive to ``dest`` once (torch.hub's downloader: progress bar, temp file) and extract it."""
-    import torch.hub
-
-    dest.mkdir(parents=True, exist_ok=True)
-    if (dest / marker).exists():
-        return dest / marker
-    archive = dest / url.rsplit("/", 1)[-1]
-    if not archive.exists():
-        log.info("downloading %s -> %s", url, archive)
-        try:
-            torch.hub.download_url_to_file(url, str(archive), progress=True)
-        except Exception as e:
-            raise RuntimeError(
-                f"could not download {url} ({e}); download it by hand and set data.corpus.root"
-            ) from e
-    if archive.suffix == ".zip":
-        with zipfile.ZipFile(archive) as z:
-            z.extractall(dest)
-    else:
-        with tarfile.open(archive) as t:
-            t.extractall(dest, filter="data")
-    if not (dest / marker).exists():
-        raise RuntimeError(f"{archive} did not contain {marker}")
-    return dest / marker
