@@ -35,6 +35,11 @@ class Corpus:
     def build(self) -> dict[str, list[dict]]:
         raise NotImplementedError
 
+    def origin(self, entry, field: str) -> str | None:
+        """Where ``field`` (``audio_filepath``, ``label``, ``text``...) of a manifest entry came from, for
+        corpora whose rows are not files (a dataset row and column); None: the manifest line says it."""
+        return None
+
     def labels(self) -> list[str] | None:
         """A fixed class order the corpus defines (e.g. SUPERB's); None: the training split's, sorted."""
         return None

@@ -162,6 +162,14 @@ class HFDataset(Corpus):
         feature = self.data[self.ranges(self.splits["train"])[0][0]].features.get(col) if col else None
         return list(feature.names) if isinstance(feature, ClassLabel) else None
 
+    def origin(self, entry, field: str) -> str | None:
+        """``<path> <split> row <i> column '<name>'`` for a manifest entry this corpus wrote."""
+        row = entry.extra.get("origin")
+        column = self.columns.get("audio" if field == "audio_filepath" else field)
+        if not row or not column:
+            return None
+        return f"{self.path} {row} column {column!r}"
+
     def build(self) -> dict[str, list[dict]]:
         out = {}
         for split in ("train", "val", "test"):
