@@ -82,7 +82,8 @@ class LhotseCorpus(Corpus):
                     where, cut.recording, cut.start, cut.duration, cut.supervisions, src, cut.channel
                 )
             return
-        recordings = RecordingSet.from_file(src["recordings"])  # metadata only: small next to the audio
+        # metadata only (no audio): small enough to index whole
+        recordings = {r.id: r for r in RecordingSet.from_file(src["recordings"])}
         for sup in SupervisionSet.from_jsonl_lazy(src["supervisions"]):
             where = f"data.corpus.{split} ({src['supervisions']}) supervision {sup.id!r}"
             if sup.recording_id not in recordings:
