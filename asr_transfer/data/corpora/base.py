@@ -15,6 +15,18 @@ from asr_transfer.utils.hashing import stable_hash
 log = logging.getLogger(__name__)
 
 
+def require(module: str, extra: str, corpus: str):
+    """Import an optional dependency, or say which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(
+            f"data={corpus} needs the {module!r} package: pip install 'asr_transfer[{extra}]' ({e})"
+        ) from e
+
+
 class Corpus:
     """``data.corpus``: find or download a corpus's audio and write one manifest per split.
 

@@ -28,7 +28,7 @@ import random
 from glob import glob
 from pathlib import Path
 
-from asr_transfer.data.corpora.base import Corpus
+from asr_transfer.data.corpora.base import Corpus, require
 from asr_transfer.data.corpora.folder import split_groups
 from asr_transfer.data.corpora.hf_rows import AudioCache, open_audiofolder, record_batches
 
@@ -90,7 +90,7 @@ class HFDataset(Corpus):
         return self._data
 
     def open(self):
-        import datasets
+        datasets = require("datasets", "hf", "hf")
 
         p = Path(self.path).expanduser()
         local = p.exists() or any(c in self.path for c in "*?[") or self.path.startswith((".", "/", "~"))

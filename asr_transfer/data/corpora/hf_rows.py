@@ -24,16 +24,17 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow as pa
-
 from asr_transfer.data.audio import AUDIO_SUFFIXES
+from asr_transfer.data.corpora.base import require
 from asr_transfer.utils.atomic import atomic_path
+
+pa = require("pyarrow", "hf", "hf")  # comes with datasets
 
 # the first bytes of the formats libsndfile reads, for bytes that came without a file name
 MAGIC = ((b"RIFF", ".wav"), (b"RIFX", ".wav"), (b"fLaC", ".flac"), (b"OggS", ".ogg"), (b"FORM", ".aiff"))
 
 
-def record_batches(ds, start: int, stop: int, batch_rows: int = 256) -> Iterator[tuple[int, pa.RecordBatch]]:
+def record_batches(ds, start: int, stop: int, batch_rows: int = 256) -> Iterator[tuple]:
     """``(index of the batch's first row, batch)`` for rows ``start:stop`` of ``ds`` (a ``datasets.Dataset``)."""
     files = [f["filename"] for f in ds.cache_files]
     if files and ds._indices is None and _rows_in(files) == len(ds):
@@ -60,7 +61,7 @@ def _reader(src):
     return pa.ipc.open_stream(src)
 
 
-def _from_files(files: list[str], start: int, stop: int) -> Iterator[tuple[int, pa.RecordBatch]]:
+def _from_files(files: list[str], start: int, stop: int) -> Iterator[tuple]:
     row = 0
     for name in files:
         with pa.OSFile(name) as src:

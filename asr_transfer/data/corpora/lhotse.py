@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from asr_transfer.data.corpora.base import Corpus
+from asr_transfer.data.corpora.base import Corpus, require
 from asr_transfer.utils.hashing import file_key
 
 SUPERVISION_FIELDS = ("text", "speaker", "language", "gender")
@@ -69,7 +69,8 @@ class LhotseCorpus(Corpus):
         return {split: list(self.rows(split, src)) for split, src in self.sources.items()}
 
     def rows(self, split: str, src):
-        from lhotse import CutSet, RecordingSet, SupervisionSet
+        lhotse = require("lhotse", "lhotse", "lhotse")
+        CutSet, RecordingSet, SupervisionSet = lhotse.CutSet, lhotse.RecordingSet, lhotse.SupervisionSet
 
         if isinstance(src, str):
             for cut in CutSet.from_jsonl_lazy(src):
