@@ -27,6 +27,7 @@ from pathlib import Path
 from asr_transfer.data.audio import AUDIO_SUFFIXES
 from asr_transfer.data.corpora.base import require
 from asr_transfer.utils.atomic import atomic_path
+from asr_transfer.utils.hashing import file_key, stable_hash
 
 pa = require("pyarrow", "hf", "hf")  # comes with datasets
 
@@ -120,8 +121,8 @@ def open_audiofolder(folder: Path):
         return None
     splits = {}
     for split, names in files.items():
-        tables = []
-        for name in sorted(f for f in names if Path(f).name in METADATA):
+        tables, metadata = [], sorted(f for f in names if Path(f).name in METADATA)
+        for name in metadata:
             read = pyarrow.csv.read_csv if name.endswith(".csv") else pyarrow.json.read_json
             table = read(name)
             if "file_name" not in table.column_names:
@@ -130,5 +131,8 @@ def open_audiofolder(folder: Path):
             table = table.drop_columns(["file_name"]).add_column(0, "audio", pa.array(paths, pa.string()))
             tables.append(table)
         if tables:
-            splits[str(split)] = Dataset(pa.concat_tables(tables, promote_options="default"))
+            table = pa.concat_tables(tables, promote_options="default")
+            # a fingerprint from the metadata files (an in-memory Dataset's is random): the manifests
+            # are keyed by it, so an unchanged folder reuses them
+            splits[str(split)] = Dataset(table, fingerprint=stable_hash([file_key(m) for m in metadata], 16))
     return DatasetDict(splits) if splits else None

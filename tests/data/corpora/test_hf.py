@@ -13,7 +13,7 @@ from asr_transfer.data.corpora.hf import HFDataset
 from asr_transfer.data.datamodule import AudioDataModule
 from asr_transfer.pipeline.check_data import scan
 from tests.conftest import TINY_WHISPER, compose_train, write_tone_corpus
-from tests.data_forms import dataset_dict, manifest_rows, parquet_shards
+from tests.data_forms import audiofolder, dataset_dict, manifest_rows, parquet_shards
 from tests.loopback import ArchiveServer
 
 
@@ -183,3 +183,17 @@ def test_local_paths_never_touch_the_network(tones, tmp_path, monkeypatch):
         match=r"data.corpus.path='someone/no-such-dataset' could not be loaded from the hub.*HF_HUB_OFFLINE=1",
     ):
         corpus("someone/no-such-dataset", tmp_path / "hub").prepare()
+
+
+def test_audiofolder_needs_no_ffmpeg_and_reuses_its_manifests(tones, tmp_path):
+    """``metadata.csv`` per split folder; read without ``datasets``' audiofolder builder (whose encoder
+    imports torchcodec), keyed by the metadata files so an unchanged folder is prepared once."""
+    audiofolder(tones, tmp_path / "af")
+    first = corpus(tmp_path / "af", tmp_path, speaker_column="speaker").prepare()
+    assert corpus(tmp_path / "af", tmp_path, speaker_column="speaker").prepare() == first
+    got = rows(first, "test")
+    want = manifest_rows(tones)["test"]
+    assert [(Path(r["audio_filepath"]).name, r["label"], r["speaker"]) for r in got] == [
+        (w["path"].name, w["label"], w["speaker"]) for w in want
+    ]
+    assert all(Path(r["audio_filepath"]).parent == tmp_path / "af" / "test" for r in got)
