@@ -71,7 +71,12 @@ def train(name: str, overrides: list[str], runs: Path, cache: Path) -> dict:
     metrics = out / "metrics.json"
     if not metrics.is_file():
         cmd = [sys.executable, "train.py", "experiment=fsdd_probe", *overrides]
-        cmd += [f"hydra.run.dir={out}", f"paths.cache_dir={cache}", "trainer.enable_progress_bar=false"]
+        cmd += [
+            f"hydra.run.dir={out}",
+            f"paths.cache_dir={cache}",
+            "trainer.enable_progress_bar=false",
+            "callbacks.progress_bar=null",
+        ]
         print(" ".join(cmd[1:]), flush=True)
         env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
         subprocess.run(cmd, cwd=ROOT, env=env, check=True)
