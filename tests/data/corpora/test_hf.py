@@ -197,3 +197,20 @@ def test_audiofolder_needs_no_ffmpeg_and_reuses_its_manifests(tones, tmp_path):
         (w["path"].name, w["label"], w["speaker"]) for w in want
     ]
     assert all(Path(r["audio_filepath"]).parent == tmp_path / "af" / "test" for r in got)
+
+
+def test_check_data_names_an_unknown_label_by_dataset_row_and_column(tones, tmp_path):
+    folder = audiofolder(tones, tmp_path / "af")
+    meta = folder / "validation" / "metadata.csv"
+    lines = meta.read_text().splitlines()
+    name, _, speaker = lines[3].split(",")
+    lines[3] = f"{name},whistle,{speaker}"  # row 2: a label training never saw
+    meta.write_text("\n".join(lines) + "\n")
+    cfg = compose_train(
+        ["data=hf", f"data.corpus.path={folder}", f"paths.cache_dir={tmp_path / 'cache'}", *TINY_WHISPER],
+        tmp_path / "run",
+    )
+    problems, _ = scan(cfg)
+    [p] = problems
+    assert (p.split, p.reason, p.severity) == ("val", "unseen_label", "error")
+    assert p.detail.startswith(f"{folder} validation row 2 column 'label': ") and "whistle" in p.detail
