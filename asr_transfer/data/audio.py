@@ -164,21 +164,29 @@ def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
 
 
 def load_audio(
-    path: str, sample_rate: int, max_samples: int | None = None, offset: float = 0.0, min_samples: int = 0
+    path: str,
+    sample_rate: int,
+    max_samples: int | None = None,
+    offset: float = 0.0,
+    min_samples: int = 0,
+    duration: float | None = None,
 ) -> torch.Tensor:
     """Decode ``path`` to a mono float32 tensor (samples,) at ``sample_rate``.
 
     Multi-channel audio is averaged; any input rate is resampled (torchaudio's windowed sinc).
-    ``max_samples`` (at the target rate) crops *while reading*: only that stretch of a long
-    recording is ever decoded. ``min_samples`` zero-pads clips shorter than the backbone's
-    receptive field. Raises ``AudioError`` (reasons as ``check_content``).
+    ``offset`` and ``duration`` (seconds, a manifest row's) are the stretch read: soundfile seeks to
+    the first sample and stops after the last, so a segment of a long recording (a Lhotse cut) never
+    decodes the rest. ``max_samples`` (at the target rate) crops the same way. ``min_samples``
+    zero-pads clips shorter than the backbone's receptive field. Raises ``AudioError`` (reasons as
+    ``check_content``).
     """
     try:
         info = sf.info(path)
         start = int(round(offset * info.samplerate))
-        stop = None
+        stop = None if duration is None else start + int(round(duration * info.samplerate))
         if max_samples is not None:
-            stop = start + int(np.ceil(max_samples * info.samplerate / sample_rate))
+            crop = start + int(np.ceil(max_samples * info.samplerate / sample_rate))
+            stop = crop if stop is None else min(stop, crop)
         data, sr = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
     except Exception as e:  # noqa: BLE001 - find the precise reason, else the decoder failed mid-stream
         check_header(path)  # missing, empty, truncated, ... raise here

@@ -84,7 +84,9 @@ class AudioDataset(Dataset):
     def __getitem__(self, i: int) -> dict | None:
         e = self.entries[i]
         try:
-            wav = load_audio(e.audio_filepath, self.sample_rate, self.max_samples, e.offset, self.min_samples)
+            wav = load_audio(
+                e.audio_filepath, self.sample_rate, self.max_samples, e.offset, self.min_samples, e.duration
+            )
         except AudioError as err:
             if self.on_bad_audio == "skip":
                 self.bad_log.add(e, self.split, err)

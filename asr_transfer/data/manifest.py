@@ -3,7 +3,8 @@
 A manifest is JSONL (one object per line) or CSV (header row) with the fields
 ``audio_filepath`` (required), ``duration`` (seconds; read from the header when absent),
 the target field the task reads (``label``, ``text``, or any column: ``data/targets.py``), and
-optionally ``speaker`` and ``offset``.
+optionally ``speaker`` and ``offset``. ``offset`` and ``duration`` are the stretch of the file a row
+is (NeMo's rule; a Lhotse cut): only that stretch is decoded.
 Relative audio paths resolve against the manifest's folder. Corpus modules only write manifests.
 """
 

@@ -70,6 +70,10 @@ def scan(cfg: DictConfig, dm=None) -> tuple[list[Problem], dict[str, int]]:
     kept: dict[str, list[Entry]] = {}
     counts: dict[str, int] = {}
 
+    def source(e: Entry, field: str, detail: str) -> str:  # the dataset row/column, for hub-style corpora
+        origin = dm.corpus.origin(e, field) if dm.corpus is not None else None
+        return f"{origin}: {detail}" if origin else detail
+
     def manifest_fault(split: str, e: ManifestError) -> None:
         problems.append(Problem(split, "manifest", "error", "", e.path, e.line, str(e)))
 
@@ -96,7 +100,10 @@ def scan(cfg: DictConfig, dm=None) -> tuple[list[Problem], dict[str, int]]:
                 duration, findings = dm.rules.judge(e, check_content(e.audio_filepath))
             except AudioError as err:
                 duration, findings = None, [dm.rules.bad_audio(err)]
-            problems += [Problem(split, f.reason, f.severity, **where, detail=f.detail) for f in findings]
+            problems += [
+                Problem(split, f.reason, f.severity, **where, detail=source(e, "audio_filepath", f.detail))
+                for f in findings
+            ]
             if duration is not None:
                 kept[split].append(e)
         if counts[split] and not kept[split]:
@@ -106,7 +113,15 @@ def scan(cfg: DictConfig, dm=None) -> tuple[list[Problem], dict[str, int]]:
         for fault in dm.targets.fit(kept, dm.fixed_labels):
             split, e = where[(fault.path, fault.line)]
             problems.append(
-                Problem(split, "unseen_label", "error", e.audio_filepath, e.manifest, e.line, str(fault))
+                Problem(
+                    split,
+                    "unseen_label",
+                    "error",
+                    e.audio_filepath,
+                    e.manifest,
+                    e.line,
+                    source(e, dm.targets.field, str(fault)),
+                )
             )
     return problems, counts
 

@@ -70,6 +70,14 @@ DATA = {
     "Tones": (lambda a: [], None),
     "Folder": (lambda a: [f"data.corpus.root={a['folder']}", "data.corpus.speaker_regex=null"], "label"),
     "SpeechCommands": (lambda a: [f"data.corpus.root={a['speech_commands']}"], "label"),
+    "HFDataset": (lambda a: [f"data.corpus.path={a['hf']}", "data.corpus.speaker_column=speaker"], "label"),
+    "LhotseCorpus": (
+        lambda a: [
+            *(f"data.corpus.{s}={a['lhotse'][s]}" for s in ("train", "val", "test")),
+            "data.corpus.label_field=label",
+        ],
+        None,
+    ),
     "LibriSpeech": (
         lambda a: [
             f"data.corpus.root={a['librispeech']}",

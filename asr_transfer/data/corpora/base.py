@@ -7,15 +7,24 @@ from __future__ import annotations
 
 import json
 import logging
-import tarfile
-import zipfile
 from pathlib import Path
 
 from asr_transfer.utils.atomic import write_json
-from asr_transfer.utils.errors import DownloadError, first_line
 from asr_transfer.utils.hashing import stable_hash
 
 log = logging.getLogger(__name__)
+
+
+def require(module: str, extra: str, corpus: str):
+    """Import an optional dependency, or say which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(
+            f"data={corpus} needs the {module!r} package: pip install 'asr_transfer[{extra}]' ({e})"
+        ) from e
 
 
 class Corpus:
@@ -37,6 +46,11 @@ class Corpus:
 
     def build(self) -> dict[str, list[dict]]:
         raise NotImplementedError
+
+    def origin(self, entry, field: str) -> str | None:
+        """Where ``field`` (``audio_filepath``, ``label``, ``text``...) of a manifest entry came from, for
+        corpora whose rows are not files (a dataset row and column); None: the manifest line says it."""
+        return None
 
     def labels(self) -> list[str] | None:
         """A fixed class order the corpus defines (e.g. SUPERB's); None: the training split's, sorted."""
@@ -62,32 +76,3 @@ class Corpus:
             ", ".join(f"{s}={len(r)}" for s, r in splits.items() if r),
         )
         return paths
-
-
-def download_and_extract(url: str, dest: Path, marker: str) -> Path:
-    """Download an archive to ``dest`` once (torch.hub's downloader: progress bar, temp file) and extract it."""
-    import torch.hub
-
-    dest.mkdir(parents=True, exist_ok=True)
-    if (dest / marker).exists():
-        return dest / marker
-    archive = dest / url.rsplit("/", 1)[-1]
-    if not archive.exists():
-        log.info("downloading %s -> %s", url, archive)
-        try:
-            torch.hub.download_url_to_file(url, str(archive), progress=True)
-        except Exception as e:
-            raise DownloadError(
-                f"could not download {url} ({first_line(e)})",
-                f"into {dest}",
-                "download it by hand, extract it and set data.corpus.root to that folder",
-            ) from e
-    if archive.suffix == ".zip":
-        with zipfile.ZipFile(archive) as z:
-            z.extractall(dest)
-    else:
-        with tarfile.open(archive) as t:
-            t.extractall(dest, filter="data")
-    if not (dest / marker).exists():
-        raise RuntimeError(f"{archive} did not contain {marker}")
-    return dest / marker

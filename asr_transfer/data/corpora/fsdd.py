@@ -7,15 +7,20 @@ from pathlib import Path
 
 import soundfile as sf
 
-from asr_transfer.data.corpora.base import Corpus, download_and_extract
+from asr_transfer.data.corpora.base import Corpus
+from asr_transfer.data.corpora.download import download_and_extract, mirrored
 from asr_transfer.utils.errors import MissingPathError
 
 log = logging.getLogger(__name__)
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
 
 
-def find_recordings(root: str | None, download_dir: str) -> Path:
-    """``root`` (a folder with the wavs, or with ``recordings/``), else the public archive, downloaded once."""
+def find_recordings(
+    root: str | None, download_dir: str, mirror: str | None = None, sha256: str | None = None
+) -> Path:
+    """``root`` (a folder with the wavs, or with ``recordings/``), else the public archive (GitHub's tag
+    tarball, or the same file name under ``mirror``), downloaded once; ``sha256`` checks it (GitHub
+    does not promise byte-stable tag archives, so there is no default)."""
     if root:
         p = Path(root).expanduser()
         for cand in (p / "recordings", p):
@@ -26,7 +31,9 @@ def find_recordings(root: str | None, download_dir: str) -> Path:
             f"data.corpus.root={root}",
             "point data.corpus.root at FSDD's recordings/ folder, or data.corpus.root=null to download it",
         )
-    return download_and_extract(FSDD_URL, Path(download_dir), "free-spoken-digit-dataset-1.0.10/recordings")
+    return download_and_extract(
+        mirrored(FSDD_URL, mirror), Path(download_dir), "free-spoken-digit-dataset-1.0.10/recordings", sha256
+    )
 
 
 def scan(recordings: Path) -> list[dict]:
@@ -107,9 +114,12 @@ class FSDD(Corpus):
         test_speakers: list[str] = (),
         download_dir: str = ".cache/data/fsdd",
         label: str = "digit",
+        mirror: str | None = None,
+        sha256: str | None = None,
         **common,
     ) -> None:
         super().__init__(**common)
+        self.mirror, self.sha256 = mirror, sha256
         if label not in self.split_rules:
             raise ValueError(
                 f"data.corpus.label={label!r}: use digit (what was said) or speaker (who said it)"
@@ -119,7 +129,7 @@ class FSDD(Corpus):
         self.val_speakers, self.test_speakers = list(val_speakers or []), list(test_speakers or [])
 
     def settings(self) -> dict:
-        rec = find_recordings(self.root, self.download_dir)
+        rec = find_recordings(self.root, self.download_dir, self.mirror, self.sha256)
         return {
             "recordings": str(rec),
             "n": len(list(rec.glob("*.wav"))),
@@ -129,5 +139,5 @@ class FSDD(Corpus):
         }
 
     def build(self) -> dict[str, list[dict]]:
-        rows = scan(find_recordings(self.root, self.download_dir))
+        rows = scan(find_recordings(self.root, self.download_dir, self.mirror, self.sha256))
         return self.split_rules[self.label](rows, self.val_speakers, self.test_speakers)

@@ -27,8 +27,9 @@ from pathlib import Path
 import soundfile as sf
 
 from asr_transfer.data.corpora.base import Corpus
+from asr_transfer.data.corpora.download import download_and_extract, mirrored
 from asr_transfer.utils.atomic import atomic_path
-from asr_transfer.utils.errors import DownloadError, MissingPathError, first_line
+from asr_transfer.utils.errors import MissingPathError
 from asr_transfer.utils.hashing import stable_hash
 
 log = logging.getLogger(__name__)
@@ -39,12 +40,16 @@ NOISE_DIR = "_background_noise_"
 HASH_DIVIDER = "_nohash_"
 NOISE_REGIONS = (("train", 0.0, 0.8), ("val", 0.8, 0.9), ("test", 0.9, 1.0))
 CLIP_SECONDS = 1.0
+OFFICIAL_BASE = "http://download.tensorflow.org/data"
 
 
-def find_corpus(root: str | None, version: str, download_dir: str) -> Path:
+def find_corpus(
+    root: str | None, version: str, download_dir: str, mirror: str | None = None, sha256: str | None = None
+) -> Path:
     """The version folder (the one holding ``validation_list.txt``): under ``root``, else downloaded once
-    with torchaudio's ``SPEECHCOMMANDS`` (checksummed archive, extracted to
-    ``<download_dir>/SpeechCommands/speech_commands_<version>``)."""
+    (the official archive, or the same file name under ``mirror``; checked against ``sha256``, by
+    default torchaudio's checksum of the official one) and extracted to
+    ``<download_dir>/SpeechCommands/speech_commands_<version>`` (torchaudio's layout)."""
     if version not in VERSIONS:
         raise ValueError(f"data.corpus.version={version!r}: use one of {list(VERSIONS)}")
     sub = f"speech_commands_{version}"
@@ -59,19 +64,19 @@ def find_corpus(root: str | None, version: str, download_dir: str) -> Path:
             f"data.corpus.root={root}",
             "point data.corpus.root at the extracted corpus, or data.corpus.root=null to download it",
         )
-    from torchaudio.datasets import SPEECHCOMMANDS
+    from torchaudio.datasets.speechcommands import _CHECKSUMS
 
-    Path(download_dir).mkdir(parents=True, exist_ok=True)
-    try:
-        SPEECHCOMMANDS(download_dir, url=sub, download=True)
-    except Exception as e:
-        raise DownloadError(
-            f"could not download Speech Commands {version} ({first_line(e)})",
-            f"into {download_dir}",
-            f"download http://download.tensorflow.org/data/{sub}.tar.gz by hand, extract it and set "
-            "data.corpus.root to that folder",
-        ) from e
-    return (Path(download_dir) / "SpeechCommands" / sub).resolve()
+    official = f"{OFFICIAL_BASE}/{sub}.tar.gz"
+    marker = f"SpeechCommands/{sub}"
+    # the tarball has no top folder: its members go straight into the version folder
+    out = download_and_extract(
+        mirrored(official, mirror),
+        Path(download_dir),
+        marker,
+        sha256 or _CHECKSUMS.get(official),
+        into=marker,
+    )
+    return out.resolve()
 
 
 def read_list(path: Path) -> set[str]:
@@ -134,9 +139,12 @@ class SpeechCommands(Corpus):
         unknown_fraction: float | None = None,
         split_seed: int = 0,
         download_dir: str = ".cache/data",
+        mirror: str | None = None,
+        sha256: str | None = None,
         **common,
     ) -> None:
         super().__init__(**common)
+        self.mirror, self.sha256 = mirror, sha256
         if version not in VERSIONS:
             raise ValueError(f"data.corpus.version={version!r}: use one of {list(VERSIONS)}")
         if isinstance(classes, str) and classes not in ("superb", "all"):
@@ -160,7 +168,7 @@ class SpeechCommands(Corpus):
         return None if kw is None else [*kw, UNKNOWN, SILENCE]
 
     def base(self) -> Path:
-        return find_corpus(self.root, self.version, self.download_dir)
+        return find_corpus(self.root, self.version, self.download_dir, self.mirror, self.sha256)
 
     def settings(self) -> dict:
         base = self.base()
