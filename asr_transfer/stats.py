@@ -192,3 +192,11 @@ def seed_summary(values: Sequence[float], level: float = LEVEL) -> dict[str, flo
         ci = stats.ttest_1samp(v, 0.0).confidence_interval(level)
         low, high = float(ci.low), float(ci.high)
     return {"n": len(v), "mean": float(v.mean()), "std": float(v.std(ddof=1)), "ci_low": low, "ci_high": high}
+
+
+def proportion_interval(successes: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Wilson interval of an accuracy known only as a count (a study CSV without per-clip rows)."""
+    if n <= 0:
+        return math.nan, math.nan
+    ci = stats.binomtest(int(round(successes)), int(n)).proportion_ci(level, method="wilson")
+    return float(ci.low), float(ci.high)

@@ -12,7 +12,15 @@ from scipy import stats as sps
 from torchmetrics.classification import MulticlassF1Score
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
-from asr_transfer.stats import Bootstrap, macro_f1_metric, mean_metric, ratio_metric, seed_summary, tost
+from asr_transfer.stats import (
+    Bootstrap,
+    macro_f1_metric,
+    mean_metric,
+    proportion_interval,
+    ratio_metric,
+    seed_summary,
+    tost,
+)
 from asr_transfer.tasks.classification import ClassificationTask
 from asr_transfer.tasks.ctc import CTCTask
 from tests.conftest import CONF
@@ -126,3 +134,13 @@ def test_ctc_clip_metrics_restate_torchmetrics():
 def test_stats_config_builds_the_bootstrap():
     boot = instantiate(OmegaConf.load(CONF / "stats" / "bootstrap.yaml"))
     assert isinstance(boot, Bootstrap) and boot.resamples >= 999
+
+
+def test_proportion_interval_is_wilsons():
+    k, n, z = 45, 50, 1.959963984540054
+    p = k / n
+    centre, half = (
+        (p + z * z / (2 * n)) / (1 + z * z / n),
+        z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5,
+    )
+    assert proportion_interval(k, n) == pytest.approx((centre - half, centre + half))
