@@ -129,10 +129,12 @@ class Bootstrap:
             out[f"{prefix}{name}_ci95_low"], out[f"{prefix}{name}_ci95_high"] = low, high
         return out
 
-    def paired(self, a: ClipMetric, b: ClipMetric, level: float = LEVEL) -> dict[str, float]:
+    def paired(self, a: ClipMetric, b: ClipMetric, level: float = LEVEL, margin: float | None = None) -> dict:
         """``a - b`` on the same clips (entry i of both is clip i): the difference, its paired bootstrap
         interval, and the two-sided p-value of a paired permutation test (``scipy.stats.permutation_test``
-        swapping the two runs' outcomes clip by clip; exact when 2**n <= resamples)."""
+        swapping the two runs' outcomes clip by clip; exact when 2**n <= resamples). ``margin``: also the
+        equivalence check, whether the 90 % paired interval lies inside (-margin, margin) (the interval form
+        of two one-sided tests at 5 %)."""
         if a.n != b.n:
             raise ValueError(f"paired comparison needs the same clips: {a.n} vs {b.n}")
         n = a.n
@@ -142,15 +144,23 @@ class Bootstrap:
         def diff(ia: np.ndarray, ib: np.ndarray, axis: int = -1) -> np.ndarray:
             return both.at(ia) - both.at(ib)
 
-        low, high = self.interval(lambda i: diff(i, i + n), n, level)
+        def same_clips(i: np.ndarray) -> np.ndarray:
+            return diff(i, i + n)
+
+        low, high = self.interval(same_clips, n, level)
         perm = stats.permutation_test(
             (np.arange(n), np.arange(n, 2 * n)), diff, permutation_type="samples", vectorized=True,
             n_resamples=self.resamples, batch=max(1, 2_000_000 // n), rng=np.random.default_rng(self.seed),
         )  # fmt: skip
-        return {
-            "a": a.value(), "b": b.value(), "difference": float(diff(np.arange(n), np.arange(n, 2 * n))),
+        out = {
+            "a": a.value(), "b": b.value(), "difference": float(same_clips(np.arange(n))),
             "ci_low": low, "ci_high": high, "level": level, "p_value": float(perm.pvalue), "n_clips": n,
         }  # fmt: skip
+        if margin is not None:
+            low90, high90 = self.interval(same_clips, n, 0.90)
+            out["equivalence"] = {"margin": margin, "ci90_low": low90, "ci90_high": high90,
+                                  "equivalent": bool(-margin < low90 and high90 < margin)}  # fmt: skip
+        return out
 
 
 def tost(x: Sequence[float], y: Sequence[float] | None = None, margin: float = 0.01, paired: bool = True,

@@ -144,3 +144,16 @@ def test_proportion_interval_is_wilsons():
         z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5,
     )
     assert proportion_interval(k, n) == pytest.approx((centre - half, centre + half))
+
+
+def test_paired_equivalence_on_clips_accepts_and_rejects():
+    rng = np.random.default_rng(8)
+    a = (rng.random(2000) < 0.9).astype(float)
+    flip = np.zeros(2000)
+    flip[rng.choice(2000, 6, replace=False)] = 1  # B differs from A on 6 of 2000 clips: 0.3 points at most
+    close = Bootstrap(999).paired(mean_metric(a), mean_metric(np.abs(a - flip)), margin=0.01)
+    assert close["equivalence"]["equivalent"] and -0.01 < close["equivalence"]["ci90_low"]
+    worse = np.where(rng.random(2000) < 0.06, 0.0, a)  # B loses ~5 points
+    far = Bootstrap(999).paired(mean_metric(a), mean_metric(worse), margin=0.01)
+    assert not far["equivalence"]["equivalent"] and far["equivalence"]["ci90_low"] > 0.01
+    assert "equivalence" not in Bootstrap(999).paired(mean_metric(a), mean_metric(worse))
