@@ -63,7 +63,7 @@ def collect_trials(sweep_dir: str | Path, metric: str, mode: str = "max") -> lis
     test_key = "test/" + metric.split("/", 1)[1] if metric.startswith("val/") else None
     ci_keys = [f"{test_key}_ci95_low", f"{test_key}_ci95_high"] if test_key else []
     if not any(k in m for _, _, m, _ in jobs for k in ci_keys):
-        ci_keys = []  # runs from before intervals (or stats=null): no empty columns
+        ci_keys = []  # runs from before intervals (or ~stats): no empty columns
     rows = []
     for d, overrides, metrics, record in jobs:
         value = metrics.get(metric)
