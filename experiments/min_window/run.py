@@ -64,18 +64,53 @@ def read_rows() -> list[dict]:
     return list(csv.DictReader(CSV.open())) if CSV.is_file() else []
 
 
+def paired(rows: list[dict], chosen: str) -> dict[str, dict]:
+    """Test accuracy of the chosen window minus each other window's on the same 500 test clips
+    (``python -m asr_transfer.compare``), kept in compare.csv: reported, never used to choose."""
+    from asr_transfer.compare import compare_runs
+    from asr_transfer.stats import Bootstrap
+
+    path = HERE / "compare.csv"
+    done = {r["other"]: r for r in csv.DictReader(path.open())} if path.is_file() else {}
+    runs = {r["min_window_s"]: Path(r["run_dir"]) for r in rows}
+    out = {}
+    for w, run in runs.items():
+        if w == chosen:
+            continue
+        if done.get(w, {}).get("chosen") == chosen:
+            out[w] = done[w]
+        elif (run / "test_predictions.jsonl").is_file() and (
+            runs[chosen] / "test_predictions.jsonl"
+        ).is_file():
+            task = "asr_transfer.tasks.classification.ClassificationTask"
+            r = compare_runs(runs[chosen], run, Bootstrap(), task=task)["metrics"]["test/acc"]
+            out[w] = {"chosen": chosen, "other": w, "difference": round(r["difference"], 4),
+                      "ci95_low": round(r["ci_low"], 4), "ci95_high": round(r["ci_high"], 4),
+                      "p_value": round(r["p_value"], 4)}  # fmt: skip
+    if out:
+        write_csv(path, list(out.values()))
+    return out
+
+
 def table(rows: list[dict]) -> str:
     chosen = choose_on_val(rows, "val/acc", setting="min_window_s")[()]
+    diffs = paired(rows, chosen)
     lines = [
-        "| `backbone.min_window_s` | val acc (nicolas) [95 % CI] | test acc (yweweler) [95 % CI] | test macro-F1 | run s |",
-        "|---|---|---|---|---|",
+        "| `backbone.min_window_s` | val acc (nicolas) [95 % CI] | test acc (yweweler) [95 % CI] | chosen minus this, test, same clips [95 % CI], p | test macro-F1 | run s |",
+        "|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: float(r["min_window_s"])):
         mark = " **(chosen on val)**" if r["min_window_s"] == chosen else ""
+        d = diffs.get(r["min_window_s"])
+        paired_cell = (
+            f"{float(d['difference']):+.3f} [{float(d['ci95_low']):+.3f}, {float(d['ci95_high']):+.3f}], p={float(d['p_value']):.4f}"
+            if d
+            else "–"
+        )
         lines.append(
             f"| {r['min_window_s']}{mark} | {float(r['val/acc']):.3f} [{float(r['val/acc_ci95_low']):.3f}, "
             f"{float(r['val/acc_ci95_high']):.3f}] | {float(r['test/acc']):.3f} [{float(r['test/acc_ci95_low']):.3f}, "
-            f"{float(r['test/acc_ci95_high']):.3f}] | {float(r['test/f1']):.3f} | {r['seconds']} |"
+            f"{float(r['test/acc_ci95_high']):.3f}] | {paired_cell} | {float(r['test/f1']):.3f} | {r['seconds']} |"
         )
     return "\n".join(lines), chosen
 
@@ -87,7 +122,9 @@ sum, exact L-BFGS probe with L2 chosen on val) at each window, val speaker nicol
 writes `results.csv`; `--table` rebuilds this file from it. The window is chosen by
 `asr_transfer.selection.choose_on_val` on val accuracy alone (ties go to the listed-first current default,
 0.5). Val intervals are Wilson intervals over the 500 val clips; test intervals are the run's bootstrap over its
-500 test clips (`metrics.json`). `run s` is wall time on a 2-core VM shared with ~8 other jobs (load 8+), not a
+500 test clips (`metrics.json`); the paired column is `python -m asr_transfer.compare` of the chosen run
+against each other run on the same 500 test clips (paired bootstrap interval, permutation p-value; reported,
+not used to choose; `compare.csv`). `run s` is wall time on a 2-core VM shared with ~8 other jobs (load 8+), not a
 speed figure.
 
 {table}
