@@ -38,7 +38,7 @@ def collect_trials(sweep_dir: str | Path, metric: str, mode: str = "max") -> lis
     """One row per job directory of ``sweep_dir``, best first; failed jobs (no metric) last.
 
     Columns: rank, trial (job number), state, epochs trained, the optimised metric, its test
-    counterpart when present (``val/acc`` -> ``test/acc``), the overrides that vary between trials, the
+    counterpart when present (``val/acc`` -> ``test/acc``) with its 95 % interval, the overrides that vary between trials, the
     run directory. The state is the Optuna sweeper's (complete, pruned, failed, running) where it
     left a record, else complete when the job wrote its metric and failed when not. Complete trials
     rank first, then pruned ones (their metric is from fewer epochs), then the rest.
@@ -61,6 +61,9 @@ def collect_trials(sweep_dir: str | Path, metric: str, mode: str = "max") -> lis
     # What every trial shares (data paths, the search itself) would only hide what differs.
     shared = set.intersection(*(set(o) for _, o, _, _ in jobs)) if len(jobs) > 1 else set()
     test_key = "test/" + metric.split("/", 1)[1] if metric.startswith("val/") else None
+    ci_keys = [f"{test_key}_ci95_low", f"{test_key}_ci95_high"] if test_key else []
+    if not any(k in m for _, _, m, _ in jobs for k in ci_keys):
+        ci_keys = []  # runs from before intervals (or ~stats): no empty columns
     rows = []
     for d, overrides, metrics, record in jobs:
         value = metrics.get(metric)
@@ -75,8 +78,9 @@ def collect_trials(sweep_dir: str | Path, metric: str, mode: str = "max") -> lis
             "overrides": " ".join(o for o in overrides if o not in shared),
             "run_dir": str(d.resolve()),
         }
-        if test_key:
-            row[test_key] = metrics.get(test_key, "")
+        if test_key:  # with its interval over test clips (asr_transfer/stats.py) where runs wrote one
+            for key in (test_key, *ci_keys):
+                row[key] = metrics.get(key, "")
         rows.append(row)
     sign = -1.0 if mode == "max" else 1.0
     rows.sort(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import pytest
-
 from asr_transfer.studies import open_storage
 
 

@@ -30,6 +30,9 @@ def test_trials_ranked_best_first_failed_last_only_varying_overrides(tmp_path):
     _job(tmp_path, 1, [*common, "optimizer.lr=0.01"], {"val/acc": 0.9, "test/acc": 0.8})
     _job(tmp_path, 2, [*common, "optimizer.lr=1.0"], None)  # crashed: no metrics.json
     _job(tmp_path, 10, [*common, "optimizer.lr=0.001"], {"val/acc": 0.7, "test/acc": 0.75, "epochs": 20.0})
+    assert "test/acc_ci95_low" not in collect_trials(tmp_path, "val/acc")[0]  # no run wrote an interval
+    ci = {"test/acc_ci95_low": 0.6, "test/acc_ci95_high": 0.95}
+    (tmp_path / "1" / "metrics.json").write_text(json.dumps({"val/acc": 0.9, "test/acc": 0.8, **ci}))
     rows = collect_trials(tmp_path, "val/acc")
     assert [r["trial"] for r in rows] == [1, 10, 0, 2]
     assert [r["rank"] for r in rows] == [1, 2, 3, 4]
@@ -46,9 +49,12 @@ def test_trials_ranked_best_first_failed_last_only_varying_overrides(tmp_path):
         "epochs",
         "val/acc",
         "test/acc",
+        "test/acc_ci95_low",
+        "test/acc_ci95_high",
         "overrides",
         "run_dir",
     ]
+    assert table[0]["test/acc_ci95_low"] == "0.6" and table[1]["test/acc_ci95_low"] == ""
     assert float(table[0]["val/acc"]) == 0.9 and table[0]["run_dir"] == str((tmp_path / "1").resolve())
     assert not list(tmp_path.glob(".trials.csv.*"))  # the temporary file was renamed, not left behind
     # a metric to minimise ranks the other way

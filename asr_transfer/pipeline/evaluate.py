@@ -37,7 +37,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trainer = instantiate(trainer_cfg, logger=False, callbacks=bar, devices=1, default_root_dir=str(run_dir))
     results = trainer.test(task, datamodule=datamodule, verbose=False)
     metrics = flat_metrics(results[0] if results else {})
-    write_results(run_dir, metrics, task)
+    metrics = write_results(run_dir, metrics, task, cfg.get("stats"))
     log.info(
         "eval of %s\n  %s\nresults in %s",
         cfg.ckpt_path,

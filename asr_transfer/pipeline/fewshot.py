@@ -6,9 +6,10 @@ Draw ``d`` trains on ``data.max_per_class=k`` clips per class drawn with ``data.
 (the corpus keeps the first k of a per-class shuffle seeded by it, so for one draw seed the k=5 clips
 are among the k=10 clips: budgets are nested, and a draw is the same set every time). Only the
 training split is subsampled; val and test stay whole. Every draw keeps its own run directory
-(``<out>/k<k>/draw<d>``); ``<out>/draws.csv`` lists them all and ``<out>/summary.csv`` gives mean and
-std per budget. Works for any corpus whose datamodule takes ``max_per_class``/``subset_seed`` and any
-method ``train.py`` runs (probe, fine-tuning, ...), since each draw is an ordinary ``train.py`` run.
+(``<out>/k<k>/draw<d>``); ``<out>/draws.csv`` lists them all and ``<out>/summary.csv`` gives mean,
+std and the 95 % t-interval of the mean per budget. Works for any corpus whose datamodule takes
+``max_per_class``/``subset_seed`` and any method ``train.py`` runs (probe, fine-tuning, ...), since
+each draw is an ordinary ``train.py`` run.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from hydra.errors import ConfigCompositionException
 from asr_transfer.config import compose
 from asr_transfer.console import console_logging, user_errors
 from asr_transfer.pipeline.cli_keys import check_keys_or_exit
+from asr_transfer.stats import seed_summary
 from asr_transfer.utils.atomic import write_csv
 from asr_transfer.utils.errors import ConfigError
 
@@ -76,7 +78,7 @@ def _read_metrics(run_dir: Path) -> dict[str, float]:
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    """Mean and sample std over draws of every metric, per k."""
+    """Mean, sample std and the 95 % t-interval of the mean over draws of every metric, per k."""
     out = []
     for k in sorted({r["k"] for r in rows}):
         group = [r for r in rows if r["k"] == k]
@@ -87,6 +89,9 @@ def summarize(rows: list[dict]) -> list[dict]:
             vals = [float(r[m]) for r in group if m in r]
             row[f"{m} mean"] = round(statistics.fmean(vals), 4)
             row[f"{m} std"] = round(statistics.stdev(vals), 4) if len(vals) > 1 else 0.0
+            if "/" in m and "_ci95_" not in m:
+                s = seed_summary(vals)
+                row[f"{m} ci95_low"], row[f"{m} ci95_high"] = round(s["ci_low"], 4), round(s["ci_high"], 4)
         out.append(row)
     return out
 

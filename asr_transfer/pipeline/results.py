@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from asr_transfer.utils.atomic import write_json
@@ -35,8 +36,12 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
     return out
 
 
-def write_results(run_dir: Path, metrics: dict[str, float], task) -> None:
-    """``metrics.json`` and every file of ``task.test_artifacts()``."""
+def write_results(run_dir: Path, metrics: dict[str, float], task, stats=None) -> dict[str, float]:
+    """``metrics.json`` and every file of ``task.test_artifacts()``. ``stats``: the ``stats`` config
+    (``conf/stats/``): the test metrics' intervals over test clips join the metrics. Returns what was written."""
+    if stats:
+        metrics = {**metrics, **instantiate(stats).intervals(task.test_clip_metrics())}
     write_json(run_dir / "metrics.json", metrics)
     for name, content in task.test_artifacts().items():
         write_json(run_dir / name, content)
+    return metrics

@@ -92,7 +92,7 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> float | None:
         metrics["train/nonfinite_losses"] = float(task.nonfinite_total)
     metrics.update(augment_summary(datamodule, task, trainer.current_epoch))
     if trainer.is_global_zero:
-        write_results(run_dir, metrics, task)
+        metrics = write_results(run_dir, metrics, task, cfg.get("stats"))
         summarize(run_dir, metrics, datamodule, task, encoded, best, time.perf_counter() - t0)
     key = cfg.get("optimized_metric")
     return metrics.get(key) if key else None

@@ -77,6 +77,15 @@ def l2_path(rows: list[dict]):
     )
 
 
+def metric_rows(metrics: dict) -> list[tuple[str, float, tuple[float, float] | None]]:
+    """(name, value, 95 % interval over test clips or None): each ``_ci95_`` pair joins its metric's row."""
+    return [
+        (k, v, (metrics[f"{k}_ci95_low"], metrics[f"{k}_ci95_high"]) if f"{k}_ci95_low" in metrics else None)
+        for k, v in sorted(metrics.items())
+        if "_ci95_" not in k
+    ]
+
+
 def run_context(run: Path, worst: int, max_audio_s: float) -> dict:
     r = load_run(run)
     cfg = r["config"]
@@ -93,7 +102,7 @@ def run_context(run: Path, worst: int, max_audio_s: float) -> dict:
     return {
         "title": f"run report: {run.name}",
         "run_dir": str(run.resolve()),
-        "metrics": sorted(r["metrics"].items()),
+        "metrics": metric_rows(r["metrics"]),
         "parts": parts,
         "overrides": r["overrides"],
         "config_yaml": yaml.safe_dump(cfg, sort_keys=False) if cfg else "",

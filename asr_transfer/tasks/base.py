@@ -20,6 +20,7 @@ from asr_transfer.backbones.base import Backbone
 from asr_transfer.data.leakage import training_fingerprint
 from asr_transfer.data.targets import Targets
 from asr_transfer.featurizers import Featurizer
+from asr_transfer.stats import ClipMetric
 from asr_transfer.tasks.param_groups import param_groups, with_backbone_warmup
 from asr_transfer.tasks.spec_augment import SpecAugment
 from asr_transfer.utils.jsonl import write_jsonl
@@ -114,6 +115,21 @@ class TransferTask(L.LightningModule):
     def test_artifacts(self) -> dict[str, dict]:
         """JSON files for the run directory after testing: ``{file name: content}``."""
         return {}
+
+    test_rows_file: str | None = None  # where write_test_rows puts the per-clip test rows (compare reads it)
+
+    @classmethod
+    def clip_metrics(cls, rows: list[dict]) -> dict[str, ClipMetric]:
+        """Each test metric (name without ``test/``) as a function of the test clips, from the rows
+        ``test_step`` collects (and ``test_rows_file`` holds): what intervals and paired comparisons
+        resample (``asr_transfer/stats.py``). A task without it gets no intervals."""
+        return {}
+
+    def test_clip_metrics(self) -> dict[str, ClipMetric]:
+        """``clip_metrics`` of this test epoch's rows; none under DDP, where each rank holds only its share."""
+        if not self.test_rows or (self._trainer is not None and self._trainer.world_size > 1):
+            return {}
+        return self.clip_metrics(sorted(self.test_rows, key=lambda r: r["index"]))
 
     def on_test_epoch_start(self) -> None:
         self.test_rows = []

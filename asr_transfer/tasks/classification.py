@@ -8,6 +8,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from asr_transfer.data.targets import LabelTargets
+from asr_transfer.stats import ClipMetric, macro_f1_metric, mean_metric
 from asr_transfer.tasks.base import TransferTask
 
 TOP_K = 5  # predictions per clip kept in test_predictions.jsonl (the run report reads them)
@@ -103,7 +104,18 @@ class ClassificationTask(TransferTask):
         """The confusion matrix, and every test clip's true label (``ref``), prediction (``pred``) and top ones to
         ``test_predictions.jsonl`` (the run report plays the worst-classified clips)."""
         self.test_confusion = self.confusion.compute().cpu()
-        self.write_test_rows("test_predictions.jsonl")
+        self.write_test_rows(self.test_rows_file)
+
+    test_rows_file = "test_predictions.jsonl"
+
+    @classmethod
+    def clip_metrics(cls, rows: list[dict]) -> dict[str, ClipMetric]:
+        """acc: the mean of per-clip correctness; f1: macro-F1 of (ref, pred) over the clips."""
+        labels, preds = [r["ref"] for r in rows], [r["pred"] for r in rows]
+        return {
+            "acc": mean_metric([float(y == p) for y, p in zip(labels, preds)]),
+            "f1": macro_f1_metric(labels, preds),
+        }
 
     def test_artifacts(self) -> dict[str, dict]:
         if self.test_confusion is None:

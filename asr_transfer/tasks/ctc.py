@@ -12,8 +12,10 @@ from torchmetrics import MetricCollection
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from asr_transfer.data.targets import TextTargets
+from asr_transfer.stats import ClipMetric, ratio_metric
 from asr_transfer.tasks.base import TransferTask
 from asr_transfer.text.decoding import GreedyDecoder
+from asr_transfer.text.errors import edit_counts
 from asr_transfer.text.tokenizer import Tokenizer, tokenizer_from_state
 
 log = logging.getLogger(__name__)
@@ -200,7 +202,17 @@ class CTCTask(TransferTask):
 
     def on_test_epoch_end(self) -> None:
         """Every test transcript (ref, pred) to ``<run dir>/test_transcripts.jsonl`` (error analysis)."""
-        self.write_test_rows("test_transcripts.jsonl")
+        self.write_test_rows(self.test_rows_file)
+
+    test_rows_file = "test_transcripts.jsonl"
+
+    @classmethod
+    def clip_metrics(cls, rows: list[dict]) -> dict[str, ClipMetric]:
+        """wer / cer: edit errors over reference words / characters, summed over clips (as torchmetrics)."""
+        refs, hyps = [r["ref"] for r in rows], [r["pred"] for r in rows]
+        words = edit_counts(refs, hyps, words=True)
+        chars = edit_counts(refs, hyps, words=False)
+        return {"wer": ratio_metric(*words), "cer": ratio_metric(*chars)}
 
     # ----- prediction ------------------------------------------------------------------------------
     def predict_rows(self, batch: dict) -> list[dict]:

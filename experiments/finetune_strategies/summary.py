@@ -115,42 +115,6 @@ def plot(summary: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-FAMILIES = {
-    "full": ["full", "full_lr3e-5"],
-    "lora": ["lora", "lora_lr3e-4", "lora_r32"],
-    "bottleneck": ["bottleneck", "bottleneck_lr3e-4"],
-}
-
-
-def verdict(summary: list[dict]) -> str:
-    """LoRA and adapters against full fine-tuning on the clean unseen speaker (tiny.en, no augmentation):
-    with the default settings, and with each family's setting of the best mean val accuracy."""
-    lines = [
-        "| budget | family | default: clean | vs full | chosen on val | its clean | vs full (chosen) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for budget in ("5", "all"):
-        ss = {
-            s["method"]: s
-            for s in summary
-            if (s["backbone"], s["aug"], s["budget"]) == ("tiny", "none", budget)
-        }
-        if "full" not in ss:
-            continue
-        chosen = {
-            f: max((ss[m] for m in ms if m in ss), key=lambda s: s["val_mean"])
-            for f, ms in FAMILIES.items()
-            if f in ss
-        }
-        for fam, best in chosen.items():
-            d, c = ss[fam]["clean_mean"], best["clean_mean"]
-            lines.append(
-                f"| {budget} | {fam} | {d:.1f} | {d - ss['full']['clean_mean']:+.1f} | {best['method']} "
-                f"(val {best['val_mean']:.1f}, {best['seeds']} seeds) | {c:.1f} | {c - chosen['full']['clean_mean']:+.1f} |"
-            )
-    return "\n".join(lines)
-
-
 def write_summary(here: Path) -> str:
     rows = list(csv.DictReader(open(here / "results.csv")))
     cost = list(csv.DictReader(open(here / "cost.csv"))) if (here / "cost.csv").is_file() else []
@@ -160,4 +124,7 @@ def write_summary(here: Path) -> str:
         w.writeheader()
         w.writerows(summary)
     plot(summary, here / "results.png")
-    return markdown(summary) + "\n\n" + verdict(summary)
+    from equivalence import main as equivalence  # the "within 1 point" table: val-chosen, equal budgets, TOST
+
+    equivalence()
+    return markdown(summary)

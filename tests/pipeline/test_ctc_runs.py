@@ -73,6 +73,12 @@ def test_train_eval_predict_agree(tmp_path, word_corpus):
     # the reported WER/CER are those of the written transcripts (corpus level, not a mean per clip)
     assert metrics["test/wer"] == pytest.approx(_rate(transcripts, "wer"), abs=1e-6)
     assert metrics["test/cer"] == pytest.approx(_rate(transcripts, "cer"), abs=1e-6)
+    for m in ("wer", "cer"):  # the interval over test utterances brackets the corpus-level rate
+        assert (
+            metrics[f"test/{m}_ci95_low"]
+            <= metrics[f"test/{m}"] + 1e-9
+            <= metrics[f"test/{m}_ci95_high"] + 2e-9
+        )
     refs = [json.loads(x)["text"] for x in word_corpus["test"].read_text().splitlines()]
     assert sorted(r["ref"] for r in transcripts) == sorted(t.lower().rstrip(".") for t in refs)  # normalised
 

@@ -6,6 +6,7 @@ import csv
 import statistics
 
 import pytest
+import scipy.stats
 
 from asr_transfer.pipeline.fewshot import compose_draw, run
 from tests.conftest import TINY_WHISPER, audio_datamodule, tone, write_wav
@@ -60,5 +61,13 @@ def test_runner_keeps_every_draw_and_summarises(tmp_path, folder_corpus):
     accs = [r["test/acc"] for r in rows]
     assert float(summary[0]["test/acc mean"]) == pytest.approx(statistics.fmean(accs), abs=1e-4)
     assert float(summary[0]["test/acc std"]) == pytest.approx(statistics.stdev(accs), abs=1e-4)
+    half = scipy.stats.t.ppf(0.975, 1) * statistics.stdev(accs) / 2**0.5  # the 95 % t-interval over 2 draws
+    low, high = float(summary[0]["test/acc ci95_low"]), float(summary[0]["test/acc ci95_high"])
+    if half > 0:
+        assert (low, high) == pytest.approx(
+            (statistics.fmean(accs) - half, statistics.fmean(accs) + half), abs=1e-4
+        )
+    else:
+        assert low == high == pytest.approx(accs[0], abs=1e-4)
     cpu = [r["cpu_seconds"] for r in rows]
     assert float(summary[0]["cpu_seconds mean"]) == pytest.approx(statistics.fmean(cpu), abs=1e-2)

@@ -31,7 +31,8 @@ def _common(run: Path, task: str, metrics: dict) -> None:
 
 def classification_run(run: Path) -> Path:
     labels = ["high", "low", "mid"]
-    _common(run, "asr_transfer.tasks.classification.ClassificationTask", {"val/acc": 0.8, "test/acc": 0.75})
+    metrics = {"val/acc": 0.8, "test/acc": 0.75, "test/acc_ci95_low": 0.25, "test/acc_ci95_high": 1.0}
+    _common(run, "asr_transfer.tasks.classification.ClassificationTask", metrics)
     (run / "confusion_matrix.json").write_text(
         json.dumps({"labels": labels, "matrix": [[3, 1, 0], [0, 4, 0], [1, 1, 2]]})
     )

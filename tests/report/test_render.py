@@ -22,6 +22,7 @@ def test_classification_report(tmp_path):
     assert html.count("data:image/png;base64,") == 3
     assert "<td>0.6667</td>" in html  # F1 of mid: precision 2/2, recall 2/4
     assert "weighted_sum" in html and "test/acc" in html
+    assert "[0.2500, 1.0000]" in html and "_ci95_" not in html  # the interval sits in its metric's row
     assert "http" not in html.replace("http://www.w3.org", "")  # nothing fetched from the network
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from asr_transfer.utils.errors import DownloadError
 from asr_transfer.data.corpora.fsdd import FSDD
 from asr_transfer.data.corpora.librispeech import LibriSpeech
 from asr_transfer.data.corpora.speech_commands import SpeechCommands
+from asr_transfer.utils.errors import DownloadError
 from tests.fakes import fake_fsdd, fake_librispeech, fake_speech_commands
 from tests.loopback import ArchiveServer
 
@@ -88,7 +88,8 @@ def test_fsdd_truncated_download_is_an_error_then_the_next_run_completes(
     server.truncate[FSDD_TAR] = cut
     dl = tmp_path / "dl"
     with pytest.raises(
-        DownloadError, match=rf"truncated download: {cut} of {len(fsdd_archive)} bytes arrived, .*{FSDD_TAR}. Fix: run again"
+        DownloadError,
+        match=rf"truncated download: {cut} of {len(fsdd_archive)} bytes arrived, .*{FSDD_TAR}. Fix: run again",
     ):
         fsdd(dl, server, tmp_path / "m", sha256=sha(fsdd_archive)).prepare()
     assert not (dl / FSDD_TOP).exists()  # nothing extracted
