@@ -86,9 +86,9 @@ def build_parts(cfg: DictConfig, plan: RunPlan, **data_overrides) -> Parts:
     stored = None
     if plan.store is not None:
         seed = int(cfg.data.get("seed", 0))
-        bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
+        layers = featurizer.layers if featurizer is not None else list(range(backbone.num_layers))
         stored = StoredSplits(
-            plan, backbone, source, featurizer.layers, seed, cache_device(cfg.trainer), bcfg
+            plan, backbone, source, layers, seed, cache_device(cfg.trainer), plan.backbone_cfg
         )
     datamodule = build_datamodule(
         cfg, plan, backbone.sample_rate, backbone.min_samples, store=stored, **data_overrides

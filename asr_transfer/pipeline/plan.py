@@ -55,6 +55,7 @@ class RunPlan:
     predict (predict.py, raw audio), check (check_data.py, no model at all)."""
 
     purpose: str
+    backbone_cfg: dict  # the resolved backbone config (keys the store's cards)
     backbone_trains: str | None  # why the backbone trains (its outputs change), None when it never does
     store: FeatureStore | None  # the features store when this run stores features, else None
     not_stored: str  # why features are not stored ("" when they are)
@@ -138,7 +139,19 @@ def make_plan(cfg: DictConfig, purpose: str = "fit", overrides: list[str] | None
         card = read_card(store.dir, bcfg)
     fit_with = _fit_with(cfg, purpose, store, splits, pooled)
     plan = RunPlan(
-        purpose, trains, store, not_stored, splits, pooled, card, fit_with, featurizer, waveform, spec, copies
+        purpose,
+        bcfg,
+        trains,
+        store,
+        not_stored,
+        splits,
+        pooled,
+        card,
+        fit_with,
+        featurizer,
+        waveform,
+        spec,
+        copies,
     )
     if purpose == "fit":
         refuse_ignored(plan, cfg, hydra_overrides() if overrides is None else overrides)
