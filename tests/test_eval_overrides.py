@@ -116,7 +116,10 @@ def test_predict_reads_audio_as_the_data_overrides_say(run, tmp_path):
         path = run_predict(compose_train(args, out, "predict"))
         return json.loads(path.read_text()), out
 
-    with pytest.raises(AudioError, match="broken.wav: empty"):  # the checkpoint's data.on_bad_audio=error
+    # the checkpoint's data.on_bad_audio=error: the one line names the file, where it was listed, and skip
+    with pytest.raises(
+        AudioError, match=r"^empty audio \(predict.py inputs\), .*broken.wav\. Fix: .*data.on_bad_audio=skip"
+    ):
         predict()
     rows, out = predict("data.on_bad_audio=skip")
     assert len(rows) == n_good and all(not r["audio_filepath"].endswith("broken.wav") for r in rows)
