@@ -22,10 +22,11 @@ def probe_applies(cfg: DictConfig, task, datamodule, trainer) -> bool:
         return False
     first = next(iter(datamodule.train_dataloader()), None)
     pooled = first is not None and first.get("features") is not None and first["features"].dim() == 3
-    ok = pooled and hasattr(task, "labels") and trainer.world_size == 1
+    ok = pooled and task.probe_objective() is not None and trainer.world_size == 1
     if not ok:
         log.info(
-            "probe=%s applies to classification on stored pooled features (frozen backbone, head=linear|mlp) "
+            "probe=%s applies to classification, tagging and regression on stored pooled features "
+            "(frozen backbone, head=linear|mlp) "
             "in one process; this run trains with optimizer=%s instead",
             cfg.probe._target_.rsplit(".", 1)[-1],
             (cfg.get("optimizer") or {}).get("_target_", "?"),
@@ -37,9 +38,14 @@ def fit_probe(cfg: DictConfig, trainer, task, datamodule, run_dir: Path) -> tupl
     """Fit, validate (the val metrics reach the loggers and metrics.json), checkpoint; returns
     (checkpoint path, chosen L2). The test split is not read here."""
     probe = instantiate(cfg.probe, _convert_="all")
-    train = Features.from_loader(datamodule.train_dataloader(), "train")
-    val = Features.from_loader(datamodule.val_dataloader(), "val") if "val" in datamodule.datasets else None
-    result = probe.fit(task.featurizer, task.head, train, val)
+    objective, key = task.probe_objective(), task.probe_objective().target_key
+    train = Features.from_loader(datamodule.train_dataloader(), "train", key)
+    val = (
+        Features.from_loader(datamodule.val_dataloader(), "val", key)
+        if "val" in datamodule.datasets
+        else None
+    )
+    result = probe.fit(task.featurizer, task.head, train, val, objective)
     write_table(run_dir / "probe.csv", result.table)
     if val is not None:
         trainer.validate(task, datamodule=datamodule, verbose=False)

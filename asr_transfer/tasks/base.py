@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from asr_transfer.backbones.base import Backbone
-from asr_transfer.data.targets import Targets
+from asr_transfer.data.targets import LabelTargets, Targets
+from asr_transfer.probe.objectives import SOFTMAX, Objective
 from asr_transfer.tasks.param_groups import param_groups, with_backbone_warmup
 from asr_transfer.tasks.spec_augment import SpecAugment
 from asr_transfer.utils.jsonl import write_jsonl
@@ -98,6 +99,11 @@ class TransferTask(L.LightningModule):
     def extra_checkpoint_state(self) -> dict:
         """Plain values stored in every checkpoint's ``asr_transfer`` entry (labels, a tokenizer)."""
         return {}
+
+    def probe_objective(self) -> Objective | None:
+        """What the exact probe (``probe=lbfgs``) fits on stored pooled features (``probe/objectives.py``),
+        or None: this task trains by minibatch. Class-label targets are multinomial logistic regression."""
+        return SOFTMAX if isinstance(self.make_targets(), LabelTargets) else None
 
     def predict_rows(self, batch: dict) -> list[dict]:
         """One row per clip of ``batch``: ``{"index": dataset index, ...what predict.py writes}``."""
