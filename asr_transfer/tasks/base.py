@@ -109,6 +109,11 @@ class TransferTask(L.LightningModule):
         """One row per clip of ``batch``: ``{"index": dataset index, ...what predict.py writes}``."""
         raise NotImplementedError(f"{type(self).__name__} does not implement predict_rows")
 
+    def predict_files(self, rows: list[dict], entries: list, cfg) -> dict[str, list[dict]]:
+        """Files predict.py writes beside its predictions from all of them (``rows`` in input order, one
+        per ``entries`` item): ``{file name: JSON rows}``; e.g. verification scores a trials file."""
+        return {}
+
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
         return self.predict_rows(batch)
 
