@@ -1,7 +1,8 @@
 """Embedding heads for speaker verification: pool the frames into statistics, project to an embedding.
 
 ``forward(frames (B, T, D), lengths (B,)) -> embeddings (B, embedding_size)`` (not normalised: the
-AAM-softmax and cosine scoring normalise). Statistics need frames, so stored features are frames.
+AAM-softmax and cosine scoring normalise). Statistics need frames, so stored features are frames;
+``MeanEmbeddingHead`` reads only the mean, so a frozen run reads stored pooled vectors (a probe's store).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 
 from asr_transfer.backbones.base import lengths_to_mask
 from asr_transfer.heads.base import Head
+from asr_transfer.heads.utterance import masked_mean
 
 
 def masked_stats(frames: Tensor, weights: Tensor) -> Tensor:
@@ -64,3 +66,21 @@ class AttentiveEmbeddingHead(EmbeddingHead):
         mask = lengths_to_mask(lengths, frames.shape[1])
         scores = self.attention(frames).squeeze(-1).masked_fill(~mask, float("-inf"))
         return torch.softmax(scores.float(), dim=1).to(frames.dtype)
+
+
+class MeanEmbeddingHead(EmbeddingHead):
+    """Mean pooling + layer norm + projection: a function of the mean over frames only, so the features
+    stage stores one pooled vector per layer and clip (the store the tagging and regression probes read)."""
+
+    pools_first = True
+
+    def __init__(
+        self, input_size: int, num_classes: int = 0, embedding_size: int = 192, dropout: float = 0.0
+    ) -> None:
+        super().__init__(input_size, num_classes, embedding_size, dropout)
+        self.norm = nn.LayerNorm(input_size)
+        self.project = nn.Linear(input_size, embedding_size)
+
+    def forward(self, frames: Tensor, lengths: Tensor | None = None) -> Tensor:
+        pooled = frames if frames.dim() == 2 else masked_mean(frames, lengths)
+        return self.project(self.dropout(self.norm(pooled)))

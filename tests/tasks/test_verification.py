@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 
@@ -137,3 +138,41 @@ def test_train_eval_predict_agree(tmp_path, tone_corpus):
         assert (s["enroll"], s["test"]) == (r["enroll"], r["test"]) and s["score"] == pytest.approx(
             r["score"], abs=1e-4
         )
+
+
+def test_zero_training_layerwise_baseline(tmp_path, tone_corpus):
+    from asr_transfer.verification_layers import main
+    from tests.conftest import TINY_WHISPER, tone_overrides
+
+    corpus = mixed_speakers(tone_corpus)
+    out = main(
+        ["--out", str(tmp_path / "layers"), *tone_overrides(corpus, tmp_path / "cache"), *TINY_WHISPER]
+    )
+    rows = list(csv.DictReader(open(out / "layers.csv")))
+    assert [(r["layer"], r["centred"]) for r in rows] == [
+        (str(k), c) for k in range(3) for c in ("False", "True")
+    ]
+    best = json.loads((out / "best.json").read_text())
+    assert best["val/eer"] == min(float(r["val/eer"]) for r in rows)
+    # the same numbers by hand for one layer: mean-pooled frames of layer 1, all pairs of the test split
+    from asr_transfer.pipeline.build import build_backbone
+    from asr_transfer.tasks.trials import eer
+    from tests.conftest import compose_train
+
+    cfg = compose_train([*tone_overrides(corpus, tmp_path / "cache"), *TINY_WHISPER], tmp_path / "x")
+    backbone = build_backbone(cfg)
+    from asr_transfer.data.audio import load_audio
+
+    test = [json.loads(x) for x in corpus["test"].read_text().splitlines()]
+    embs = []
+    with torch.no_grad():
+        for r in test:
+            wav = load_audio(str(corpus["test"].parent / r["audio_filepath"]), 16000, None, 0.0, 400)
+            hidden, _ = backbone(wav[None], torch.tensor([len(wav)]))
+            embs.append(hidden[1][0].mean(0))
+    embs = torch.stack(embs)
+    a, b = zip(*[(i, j) for i in range(len(test)) for j in range(i + 1, len(test))])
+    scores = torch.nn.functional.cosine_similarity(embs[list(a)], embs[list(b)])
+    same = torch.tensor([test[i]["speaker"] == test[j]["speaker"] for i, j in zip(a, b)])
+    raw1 = next(r for r in rows if r["layer"] == "1" and r["centred"] == "False")
+    assert float(raw1["test/eer"]) == pytest.approx(eer(scores, same), abs=0.02)
