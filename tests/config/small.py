@@ -62,8 +62,8 @@ DATA = {
             "data.corpus.val_speakers=[nicolas]",
             "data.corpus.test_speakers=[yweweler]",
             "data.corpus.train_per_speaker=4",
-            "data.corpus.eval_per_speaker=2",
-            "data.corpus.max_digits=3",
+            "data.corpus.eval_per_speaker=4",  # verification: 2 strings of each unseen speaker per split
+            "data.corpus.max_digits=4",  # digit counts vary within each split (regression correlations)
         ],
         "text",
     ),
