@@ -111,3 +111,22 @@ def test_minibatch_run_and_bad_rows_skipped(tmp_path, tone_corpus):
     skipped = [json.loads(x) for x in (run / "bad_audio.jsonl").read_text().splitlines()]
     assert sorted(r["line"] for r in skipped) == [len(train_rows) + 1, len(train_rows) + 2]
     assert {r["reason"] for r in skipped} == {"bad_target"}
+
+
+def test_check_data_names_bad_tags_and_follows_the_policy(tmp_path, tone_corpus):
+    from asr_transfer.pipeline.check_data import check_data, load_report
+    from tests.conftest import TINY_WHISPER, compose_train, tone_overrides
+
+    rows = tone_corpus["val"].read_text().splitlines()
+    tone_corpus["val"].write_text(
+        "\n".join([*rows, json.dumps({**json.loads(rows[0]), "labels": ["nine"]})]) + "\n"
+    )
+    over = [*tone_overrides(tone_corpus, tmp_path / "cache"), *TINY_WHISPER, "task=tagging", "~features"]
+    assert check_data(compose_train(over, tmp_path / "strict")) == 1
+    report = load_report(tmp_path / "strict" / "data_check.jsonl")
+    bad = [r for r in report if r["reason"] == "bad_target"]
+    assert [(r["severity"], r["line"], r["split"]) for r in bad] == [("error", len(rows) + 1, "val")]
+    assert "never occur in training" in bad[0]["detail"]
+    assert check_data(compose_train([*over, "data.on_bad_audio=skip"], tmp_path / "skip")) == 0
+    report = load_report(tmp_path / "skip" / "data_check.jsonl")
+    assert [r["severity"] for r in report if r["reason"] == "bad_target"] == ["skipped"]
