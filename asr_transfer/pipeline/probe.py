@@ -38,7 +38,8 @@ def fit_probe(cfg: DictConfig, trainer, task, datamodule, run_dir: Path) -> tupl
     """Fit, validate (the val metrics reach the loggers and metrics.json), checkpoint; returns
     (checkpoint path, chosen L2). The test split is not read here."""
     probe = instantiate(cfg.probe, _convert_="all")
-    objective, key = task.probe_objective(), task.probe_objective().target_key
+    objective = task.probe_objective()
+    key = objective.target_key
     train = Features.from_loader(datamodule.train_dataloader(), "train", key)
     val = (
         Features.from_loader(datamodule.val_dataloader(), "val", key)
