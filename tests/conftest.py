@@ -65,7 +65,10 @@ TONE_SPLITS = {"train": ["s0", "s1"], "val": ["s2"], "test": ["s3"]}
 def write_tone_corpus(root: Path, per_class: int = 4) -> dict[str, Path]:
     """Three classes (tones at 300/800/1800 Hz), speakers s0,s1 train / s2 val / s3 test, ``per_class``
     clips per speaker and class at 8 or 16 kHz. Returns {"train": manifest, "val": ..., "test": ...}:
-    JSONL with relative audio paths, ``label`` and ``text`` (the class word, for recognition tasks)."""
+    JSONL with relative audio paths, ``label`` and ``text`` (the class word, for recognition tasks), and
+    the targets of the other tasks: ``labels`` (tags: the class, plus "wide" for 16 kHz clips),
+    ``target`` (the tone's frequency in kHz) and ``segments`` (the tone from 50 ms in to 50 ms before
+    the end, the class as its label)."""
     out = {}
     for split, speakers in TONE_SPLITS.items():
         rows = []
@@ -77,7 +80,14 @@ def write_tone_corpus(root: Path, per_class: int = 4) -> dict[str, Path]:
                     rel = Path("audio") / f"{label}_{spk}_{k}.wav"
                     write_wav(root / rel, tone(dur, sr, f * (1 + 0.02 * k), stable_seed(spk, label, k)), sr)
                     row = {"audio_filepath": str(rel), "duration": dur, "label": label, "text": label}
-                    rows.append({**row, "speaker": spk})
+                    tags = [label, "wide"] if sr == 16000 else [label]
+                    segment = {"start": 0.05, "end": round(dur - 0.05, 3), "label": label}
+                    extra = {
+                        "labels": tags,
+                        "target": round(f * (1 + 0.02 * k) / 1000, 4),
+                        "segments": [segment],
+                    }
+                    rows.append({**row, "speaker": spk, **extra})
         m = root / f"{split}.jsonl"
         m.write_text("".join(json.dumps(r) + "\n" for r in rows))
         out[split] = m

@@ -7,6 +7,7 @@ import logging
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import lightning as L
 import torch
@@ -107,7 +108,8 @@ class AudioDataModule(L.LightningDataModule):
 
     def read(self, split: str, path: str, on_error=None) -> list[Entry]:
         """One split's manifest rows as the run reads them (required fields, the training subset)."""
-        required = ("audio_filepath", self.targets.field) if self.targets.field else ("audio_filepath",)
+        field = self.targets.field if self.targets.required else ""
+        required = ("audio_filepath", field) if field else ("audio_filepath",)
         entries = read_manifest(path, required, on_error)
         if split == "train" and self.max_per_class:
             entries = limit_per_class(entries, self.targets.field, self.max_per_class, self.subset_seed)
@@ -124,9 +126,7 @@ class AudioDataModule(L.LightningDataModule):
         for split in SPLITS:
             if paths.get(split):
                 self.entries[split] = self.rules.keep(self.read(split, paths[split]), split, self.bad_log)
-        faults = self.targets.fit(self.entries, self.fixed_labels)
-        if faults:
-            raise faults[0]
+        self.fit_targets()
         for split, entries in self.entries.items():
             if not entries:
                 raise ValueError(
@@ -160,6 +160,26 @@ class AudioDataModule(L.LightningDataModule):
                 log.info(
                     "data: %s (stored features)", ", ".join(f"{s}={len(ds)}" for s, ds in stored.items())
                 )
+
+    def fit_targets(self) -> None:
+        """Fit the targets on every split; rows they reject stop the run, or under ``on_bad_audio=skip``
+        (for targets that allow it) are left out and logged like bad audio."""
+        faults = self.targets.fit(self.entries, self.fixed_labels)
+        if not faults:
+            return
+        if not (self.targets.skippable and self.rules.on_bad_audio == "skip"):
+            raise faults[0]
+        bad = {(f.path, f.line): f for f in faults}
+        for split, rows in self.entries.items():
+            for e in rows:
+                if (e.manifest, e.line) in bad:
+                    self.bad_log.add(
+                        e, split, TargetFault(self.targets.fault_reason, str(bad[e.manifest, e.line]))
+                    )
+            self.entries[split] = [e for e in rows if (e.manifest, e.line) not in bad]
+        faults = self.targets.fit(self.entries, self.fixed_labels)  # what remains fits cleanly
+        if faults:
+            raise faults[0]
 
     # ----- properties the task reads ------------------------------------------------------------
     @property
@@ -244,6 +264,13 @@ class AudioDataModule(L.LightningDataModule):
             raise ValueError(
                 f"checkpoint labels {state['labels']} differ from this data's labels {self.labels}"
             )
+
+
+class TargetFault(NamedTuple):
+    """A row whose target the task cannot use, as ``BadAudioLog`` records it."""
+
+    reason: str
+    detail: str
 
 
 def limit_per_class(entries: list[Entry], field: str, k: int, seed: int) -> list[Entry]:

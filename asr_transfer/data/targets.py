@@ -17,10 +17,16 @@ from asr_transfer.data.manifest import Entry, ManifestError
 class Targets:
     """``field``: the manifest field every row must have ("" for none).
     ``crop_ok``: a clip cropped to ``data.max_duration`` keeps its target (a label does, a transcript
-    does not: over-long clips with such targets are skipped, never cropped)."""
+    does not: over-long clips with such targets are skipped, never cropped).
+    ``skippable``: rows ``fit`` rejects are left out under ``data.on_bad_audio=skip`` like bad audio
+    (logged to bad_audio.jsonl with ``fault_reason``); otherwise the first one stops the run. Such
+    targets judge a missing field themselves (``required = False``), so it follows the same policy."""
 
     field: str = ""
     crop_ok: bool = True
+    skippable: bool = False
+    required: bool = True
+    fault_reason: str = "unseen_label"
 
     def fit(self, entries: dict[str, list[Entry]], labels: list[str] | None = None) -> list[ManifestError]:
         """Called once with every split's rows (after the header checks); returns every row the run

@@ -33,6 +33,7 @@ SEVERITIES = ("error", "skipped", "note")
 NOTES = {
     "manifest": "fix the manifest line (the message names the field)",
     "unseen_label": "this label never occurs in training: add training examples or drop these entries",
+    "bad_target": "the row's target is unusable (the detail names the field): fix it, or data.on_bad_audio=skip",
     "empty_split": "every file of this split would be skipped: fix the files or the manifest",
     "duplicate": "the same file (and offset) is listed twice: both copies are used",
     "cropped": "longer than data.max_duration: only the first max_duration seconds are used",
@@ -112,11 +113,13 @@ def scan(cfg: DictConfig, dm=None) -> tuple[list[Problem], dict[str, int]]:
         where = {(e.manifest, e.line): (split, e) for split, rows in kept.items() for e in rows}
         for fault in dm.targets.fit(kept, dm.fixed_labels):
             split, e = where[(fault.path, fault.line)]
+            targets = dm.targets  # skippable targets follow the run's policy (DataModule.fit_targets)
+            severity = "skipped" if targets.skippable and dm.rules.on_bad_audio == "skip" else "error"
             problems.append(
                 Problem(
                     split,
-                    "unseen_label",
-                    "error",
+                    targets.fault_reason,
+                    severity,
                     e.audio_filepath,
                     e.manifest,
                     e.line,

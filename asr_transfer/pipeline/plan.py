@@ -194,7 +194,7 @@ def _fit_with(cfg: DictConfig, purpose: str, store, splits, pooled: bool) -> str
     ok = store is not None and "train" in splits and pooled and task_fits and single_process(cfg.trainer)
     if not ok:
         log.info(
-            "probe=%s applies to classification on stored pooled features (frozen backbone, head=linear|mlp) "
+            "probe=%s applies to classification, tagging and regression on stored pooled features (frozen backbone, head=linear|mlp) "
             "in one process; this run trains with optimizer=%s instead",
             cfg.probe._target_.rsplit(".", 1)[-1],
             (cfg.get("optimizer") or {}).get("_target_", "?"),

@@ -19,6 +19,7 @@ from asr_transfer.data.manifest import Entry
 from asr_transfer.pipeline.restore import restore, task_overrides
 from asr_transfer.pipeline.results import output_dir
 from asr_transfer.utils.atomic import write_csv, write_json
+from asr_transfer.utils.jsonl import write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,13 @@ def predict(cfg: DictConfig, bad_log: BadAudioLog | None = None) -> list[dict]:
             for row in task.predict_rows(batch):
                 i = row.pop("index")
                 rows[i] = {"audio_filepath": entries[i].audio_filepath, **row}
-    return [rows[i] for i in sorted(rows)]
+    order = sorted(rows)
+    with torch.inference_mode():
+        extra = task.predict_files([rows[i] for i in order], [entries[i] for i in order], cfg)
+    for name, content in extra.items():  # beside the predictions (e.g. a trials file's scores)
+        write_jsonl(output_dir(cfg) / name, content)
+        log.info("wrote %s", output_dir(cfg) / name)
+    return [rows[i] for i in order]
 
 
 def write_predictions(rows: list[dict], path: Path) -> None:

@@ -17,9 +17,15 @@ def fit_probe(cfg: DictConfig, trainer, task, datamodule, run_dir: Path) -> tupl
     """Fit, validate (the val metrics reach the loggers and metrics.json), checkpoint; returns
     (checkpoint path, chosen L2). The test split is not read here."""
     probe = instantiate(cfg.probe, _convert_="all")
-    train = Features.from_loader(datamodule.train_dataloader(), "train")
-    val = Features.from_loader(datamodule.val_dataloader(), "val") if "val" in datamodule.datasets else None
-    result = probe.fit(task.featurizer, task.head, train, val)
+    objective = task.probe_objective()
+    key = objective.target_key
+    train = Features.from_loader(datamodule.train_dataloader(), "train", key)
+    val = (
+        Features.from_loader(datamodule.val_dataloader(), "val", key)
+        if "val" in datamodule.datasets
+        else None
+    )
+    result = probe.fit(task.featurizer, task.head, train, val, objective)
     write_csv(run_dir / "probe.csv", result.table)
     if val is not None:
         trainer.validate(task, datamodule=datamodule, verbose=False)

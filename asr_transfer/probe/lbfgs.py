@@ -6,9 +6,11 @@ reaches it in well under a second (SUPERB and MTEB-style probes fit it the same 
 hyperparameter, the L2 strength, is chosen on the val split from ``l2_grid``; the test split never
 reaches this module.
 
-Objective: ``mean_i CE(head(featurizer(x_i)), y_i) + l2 / 2 * sum ||W||^2`` over the weight matrices of
-the head's ``nn.Linear`` layers (biases and featurizer weights unpenalised). That is scikit-learn's
-``LogisticRegression(C=1 / (l2 * n))``. What is fitted: every ``nn.Linear`` of the head and the
+Objective: ``mean_i loss(head(featurizer(x_i)), y_i) + l2 / 2 * sum ||W||^2`` over the weight matrices of
+the head's ``nn.Linear`` layers (biases and featurizer weights unpenalised). The task names the loss
+(``TransferTask.probe_objective``, ``probe/objectives.py``): cross-entropy is scikit-learn's
+``LogisticRegression(C=1 / (l2 * n))``; binary cross-entropy summed over classes is one-vs-rest logistic
+regression with the same C per class; squared error summed over outputs is ``Ridge(alpha=l2 * n / 2)``. What is fitted: every ``nn.Linear`` of the head and the
 featurizer's own parameters (the weighted sum's layer logits: jointly with the head the problem is
 no longer convex, and the fit starts from the uniform weights). A head's LayerNorm stays at its
 identity affine map, which the following linear layer would absorb anyway.
@@ -22,21 +24,23 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from asr_transfer.probe.objectives import SOFTMAX, Objective
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Features:
-    """Pooled per-layer features of one split: ``x`` (clips, layers, dim), ``y`` (clips,) class ids."""
+    """Pooled per-layer features of one split: ``x`` (clips, layers, dim), ``y`` the targets under the
+    batch key ``key`` (class ids (clips,), multi-hot tags or real targets (clips, k))."""
 
     x: Tensor
     y: Tensor
 
     @classmethod
-    def from_loader(cls, loader, split: str) -> Features:
+    def from_loader(cls, loader, split: str, key: str = "labels") -> Features:
         xs, ys = [], []
         for batch in loader:
             if batch is None:
@@ -50,7 +54,7 @@ class Features:
                     "minibatch optimizer (probe=none)"
                 )
             xs.append(feats)
-            ys.append(batch["labels"])
+            ys.append(batch[key])
         return cls(torch.cat(xs), torch.cat(ys))
 
 
@@ -64,7 +68,8 @@ class ProbeResult:
 class LBFGSProbe:
     """``probe=lbfgs``: fits ``task.featurizer`` + ``task.head`` in place; ``fit`` returns the chosen L2.
 
-    l2_grid: candidate L2 strengths; the one with the best val accuracy wins (ties: lower val loss).
+    l2_grid: candidate L2 strengths; the one with the best val score wins (ties: lower val loss). The score
+      is the objective's: accuracy (classification), mAP (tagging), negative MSE (regression).
     max_iter: L-BFGS iterations per fit (it stops earlier once the gradient is below ``tolerance_grad``).
     num_threads: torch intra-op threads while fitting (restored after); null keeps the process's setting.
       A probe's tensors are small (clips x layers x hidden), so splitting each op across threads costs
@@ -102,7 +107,14 @@ class LBFGSProbe:
         fitted += [p for m in linears for p in m.parameters()]
         return fitted, [m.weight for m in linears]
 
-    def fit_one(self, featurizer: nn.Module, head: nn.Module, data: Features, l2: float) -> dict:
+    def fit_one(
+        self,
+        featurizer: nn.Module,
+        head: nn.Module,
+        data: Features,
+        l2: float,
+        objective: Objective = SOFTMAX,
+    ) -> dict:
         """Fit in place (float64, eval mode: no dropout) from the modules' current state."""
         t0 = time.perf_counter()
         fitted, penalised = self.parameters(featurizer, head)
@@ -123,19 +135,19 @@ class LBFGSProbe:
             line_search_fn="strong_wolfe",
         )
 
-        def objective() -> Tensor:
-            loss = F.cross_entropy(head(featurize(x)), data.y)
+        def total() -> Tensor:
+            loss = objective.loss(head(featurize(x)), data.y)
             return loss + 0.5 * l2 * sum((w * w).sum() for w in penalised)
 
         def closure() -> Tensor:
             opt.zero_grad()
-            loss = objective()
+            loss = total()
             loss.backward()
             return loss
 
         opt.step(closure)
         with torch.no_grad():
-            final = float(objective())
+            final = float(total())
         return {
             "train/objective": final,
             "iterations": int(opt.state[opt._params[0]]["n_iter"]),
@@ -145,16 +157,23 @@ class LBFGSProbe:
 
     @staticmethod
     @torch.no_grad()
-    def evaluate(featurizer: nn.Module, head: nn.Module, data: Features) -> dict:
+    def evaluate(
+        featurizer: nn.Module, head: nn.Module, data: Features, objective: Objective = SOFTMAX
+    ) -> dict:
         dtype = next(head.parameters()).dtype  # float64 while fitting, float32 after
-        logits = head(featurizer(data.x.to(dtype).transpose(0, 1)))
+        outputs = head(featurizer(data.x.to(dtype).transpose(0, 1)))
         return {
-            "acc": float((logits.argmax(-1) == data.y).double().mean()),
-            "loss": float(F.cross_entropy(logits, data.y)),
+            objective.score_name: objective.score(outputs, data.y),
+            "loss": float(objective.loss(outputs, data.y)),
         }
 
     def fit(
-        self, featurizer: nn.Module, head: nn.Module, train: Features, val: Features | None
+        self,
+        featurizer: nn.Module,
+        head: nn.Module,
+        train: Features,
+        val: Features | None,
+        objective: Objective = SOFTMAX,
     ) -> ProbeResult:
         """Fit every grid value, keep the best on val (in place, back in float32).
 
@@ -173,7 +192,7 @@ class LBFGSProbe:
         if self.num_threads is not None:
             torch.set_num_threads(self.num_threads)
         try:
-            result = self._path(featurizer, head, train, val)
+            result = self._path(featurizer, head, train, val, objective)
         finally:
             torch.set_num_threads(threads)
         result.seconds = time.perf_counter() - t0
@@ -187,18 +206,26 @@ class LBFGSProbe:
         return result
 
     def _path(
-        self, featurizer: nn.Module, head: nn.Module, train: Features, val: Features | None
+        self,
+        featurizer: nn.Module,
+        head: nn.Module,
+        train: Features,
+        val: Features | None,
+        objective: Objective,
     ) -> ProbeResult:
         featurizer.double().eval()
         head.double().eval()
         best, best_key, table = None, None, []
         for l2 in sorted(self.l2_grid, reverse=True):
-            row = {"l2": l2, **self.fit_one(featurizer, head, train, l2)}
-            row["train/acc"] = self.evaluate(featurizer, head, train)["acc"]
+            row = {"l2": l2, **self.fit_one(featurizer, head, train, l2, objective)}
+            name = objective.score_name
+            row[f"train/{name}"] = self.evaluate(featurizer, head, train, objective)[name]
             if val is not None:
-                row.update({f"val/{k}": v for k, v in self.evaluate(featurizer, head, val).items()})
+                row.update(
+                    {f"val/{k}": v for k, v in self.evaluate(featurizer, head, val, objective).items()}
+                )
             table.append(row)
-            key = (row.get("val/acc", 0.0), -row.get("val/loss", 0.0))
+            key = (row.get(f"val/{name}", 0.0), -row.get("val/loss", 0.0))
             if best_key is None or key > best_key:
                 best_key = key
                 best = (l2, copy.deepcopy(featurizer.state_dict()), copy.deepcopy(head.state_dict()))

@@ -18,8 +18,9 @@ from torch import Tensor
 
 from asr_transfer.backbones.base import Backbone
 from asr_transfer.data.leakage import training_fingerprint
-from asr_transfer.data.targets import Targets
+from asr_transfer.data.targets import LabelTargets, Targets
 from asr_transfer.featurizers import Featurizer
+from asr_transfer.probe.objectives import SOFTMAX, Objective
 from asr_transfer.stats import ClipMetric
 from asr_transfer.tasks.param_groups import param_groups, with_backbone_warmup
 from asr_transfer.tasks.spec_augment import SpecAugment
@@ -77,8 +78,8 @@ class TransferTask(L.LightningModule):
         self.strict_loading = False
 
     # ----- the protocol the pipeline calls -------------------------------------------------------
-    # The exact probe (probe=lbfgs: full-batch cross-entropy on class labels) solves this task's loss on
-    # stored pooled features; the run plan asks this before anything is built.
+    # The exact probe (probe=lbfgs) solves this task's loss on stored pooled features (the objective is
+    # ``probe_objective``); the run plan asks this before anything is built.
     exact_probe: ClassVar[bool] = False
 
     @classmethod
@@ -105,9 +106,19 @@ class TransferTask(L.LightningModule):
         """Plain values stored in every checkpoint's ``asr_transfer`` entry (labels, a tokenizer)."""
         return {}
 
+    def probe_objective(self) -> Objective | None:
+        """What the exact probe (``probe=lbfgs``) fits on stored pooled features (``probe/objectives.py``),
+        for a task whose ``exact_probe`` is true. Class-label targets are multinomial logistic regression."""
+        return SOFTMAX if isinstance(self.make_targets(), LabelTargets) else None
+
     def predict_rows(self, batch: dict) -> list[dict]:
         """One row per clip of ``batch``: ``{"index": dataset index, ...what predict.py writes}``."""
         raise NotImplementedError(f"{type(self).__name__} does not implement predict_rows")
+
+    def predict_files(self, rows: list[dict], entries: list, cfg) -> dict[str, list[dict]]:
+        """Files predict.py writes beside its predictions from all of them (``rows`` in input order, one
+        per ``entries`` item): ``{file name: JSON rows}``; e.g. verification scores a trials file."""
+        return {}
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
         return self.predict_rows(batch)

@@ -62,8 +62,8 @@ DATA = {
             "data.corpus.val_speakers=[nicolas]",
             "data.corpus.test_speakers=[yweweler]",
             "data.corpus.train_per_speaker=4",
-            "data.corpus.eval_per_speaker=2",
-            "data.corpus.max_digits=3",
+            "data.corpus.eval_per_speaker=4",  # verification: 2 strings of each unseen speaker per split
+            "data.corpus.max_digits=4",  # digit counts vary within each split (regression correlations)
         ],
         "text",
     ),
@@ -109,8 +109,15 @@ def data_target(cfg) -> str | None:
     return data_entry(cfg)[1]
 
 
+# Tasks whose targets the generated manifests carry (tags, a real target, segments, speakers) and
+# whose YAML picks the head they need: composed as they are, not as recognition.
+OWN_TARGETS = {"TaggingTask", "RegressionTask", "VerificationTask", "FramesTask"}
+
+
 def is_recognition(cfg) -> bool:
     classification = get_class("asr_transfer.tasks.classification.ClassificationTask")
+    if cls_name(cfg.task._target_) in OWN_TARGETS:
+        return False
     return (
         not issubclass(get_class(cfg.task._target_), classification)
         or get_class(cfg.head._target_).output == "frames"
@@ -134,6 +141,9 @@ def compose_small(choice: str, tmp_path: Path, assets: dict, extra: tuple = (), 
         if group != "data" and data_target(cfg) == "label":
             needs.append(f"data={RECOGNITION['data']}")
         base = [base[0], *needs, *base[1:]]
+        cfg = compose_train(base, tmp_path / "run")
+    if cls_name(cfg.task._target_) in OWN_TARGETS and group not in ("data", "experiment"):
+        base = [base[0], "data=manifest", *base[1:]]  # the generated manifests carry their targets
         cfg = compose_train(base, tmp_path / "run")
     small = [*TINY_OVERRIDES.get(cls_name(cfg.backbone._target_), []), *data_entry(cfg)[0](assets)]
     if (cfg.get("callbacks") or {}).get("progress_bar") is not None:

@@ -6,6 +6,11 @@ speaker's voice is never heard in training. Everything is a function of the sett
 ``digits_seed``: the same settings give the same audio and manifests. The joined wavs are
 written once into ``audio_dir/fsdd_digits-<settings hash>/`` (a temporary folder renamed into
 place, so a half-written corpus is never used).
+
+Every manifest row carries the targets of each task, from what the plan knows (nothing is labelled
+by hand): ``text`` (CTC), ``labels`` (the distinct digits: tagging), ``target`` (how many digits:
+regression), ``segments`` (each digit's start and end in seconds: frame labelling) and ``speaker``
+(verification).
 """
 
 from __future__ import annotations
@@ -73,6 +78,20 @@ def plan_digit_strings(
     return plans
 
 
+def segments(plan: dict) -> list[dict]:
+    """Where each digit of a joined utterance lies: ``[{start, end, label}]`` in seconds, from the
+    sources' lengths and the gaps exactly as ``render`` joins them (sample-exact)."""
+    out, at, rate = [], 0, None
+    for k, (src, digit) in enumerate(zip(plan["sources"], plan["digits"])):
+        info = sf.info(src)
+        rate = rate or info.samplerate
+        if k:
+            at += int(round(plan["gaps_ms"][k - 1] * rate / 1000))
+        out.append({"start": round(at / rate, 6), "end": round((at + info.frames) / rate, 6), "label": digit})
+        at += info.frames
+    return out
+
+
 def render(plan: dict, path: Path) -> float:
     """Write one joined utterance (the sources' sample rate, PCM 16) and return its duration in seconds."""
     parts, rate = [], None
@@ -93,7 +112,11 @@ class FSDDDigits(FSDD):
     """``count`` strings per speaker: ``train_per_speaker`` for training speakers, ``eval_per_speaker``
     for val/test speakers. The recordings and their speaker split are ``FSDD``'s: ``recordings``
     are its settings (root, val_speakers, test_speakers, download_dir, manifest_dir); its label is
-    the digit (the strings are made of digits)."""
+    the digit (the strings are made of digits).
+
+    ``mix_eval_speakers``: val and test each hold half of every val and test speaker's strings (the
+    first half val, the second test) instead of one speaker group each: speaker verification needs
+    several unseen speakers in each split to make non-target trials; both stay unseen in training."""
 
     name = "fsdd_digits"
 
@@ -107,6 +130,7 @@ class FSDDDigits(FSDD):
         max_gap_ms: float = GAPS_MS[1],
         digits_seed: int = 0,
         audio_dir: str = ".cache/data/fsdd_digits",
+        mix_eval_speakers: bool = False,
         **recordings,
     ) -> None:
         super().__init__(label="digit", **recordings)
@@ -115,8 +139,10 @@ class FSDDDigits(FSDD):
         self.lengths = (min_digits, max_digits)
         self.gaps = (min_gap_ms, max_gap_ms)
         self.digits_seed = digits_seed
+        self.mix_eval_speakers = mix_eval_speakers
 
-    def settings(self) -> dict:
+    def audio_settings(self) -> dict:
+        """What changes the audio (its folder is keyed by it)."""
         return {
             **super().settings(),
             "counts": self.counts,
@@ -124,6 +150,10 @@ class FSDDDigits(FSDD):
             "gaps": self.gaps,
             "seed": self.digits_seed,
         }
+
+    def settings(self) -> dict:
+        # rows: 2 = with every task's targets; mixed: a different val/test split of the same audio
+        return {**self.audio_settings(), "rows": 2, **({"mixed": True} if self.mix_eval_speakers else {})}
 
     def plans(self) -> dict[str, list[dict]]:
         splits = super().build()  # the FSDD recordings, split by speaker
@@ -136,7 +166,7 @@ class FSDDDigits(FSDD):
         }
 
     def build(self) -> dict[str, list[dict]]:
-        out = self.audio_dir / f"{self.name}-{stable_hash(self.settings())}"
+        out = self.audio_dir / f"{self.name}-{stable_hash(self.audio_settings())}"
         plans = self.plans()
         if not out.is_dir():
             tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -165,7 +195,24 @@ class FSDDDigits(FSDD):
                         "text": p["text"],
                         "speaker": p["speaker"],
                         "digits": p["digits"],
+                        "labels": sorted(set(p["digits"])),
+                        "target": len(p["digits"]),
+                        "segments": segments(p),
                     }
                 )
             manifests[split] = rows
-        return manifests
+        return mix_eval_splits(manifests) if self.mix_eval_speakers else manifests
+
+
+def mix_eval_splits(manifests: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Val and test rows pooled, then each speaker's strings split in half: first half val, second test."""
+    pooled = manifests.get("val", []) + manifests.get("test", [])
+    by_speaker: dict[str, list[dict]] = {}
+    for r in pooled:
+        by_speaker.setdefault(r["speaker"], []).append(r)
+    val, test = [], []
+    for rows in by_speaker.values():
+        half = (len(rows) + 1) // 2
+        val += rows[:half]
+        test += rows[half:]
+    return {**manifests, "val": val, "test": test}

@@ -70,3 +70,49 @@ def test_digit_strings_deterministic_speaker_disjoint_and_gapped(tmp_path):
 
     c = _digits(tmp_path / "c", root, seed=1).prepare()
     assert [r["text"] for r in _rows(c["train"])] != [r["text"] for r in _rows(a["train"])]
+
+
+def test_rows_carry_every_tasks_targets_from_the_plan(tmp_path):
+    root = tmp_path / "fsdd"
+    fake_fsdd(root)
+    paths = _digits(tmp_path / "a", root).prepare()
+    for r in _rows(paths["train"]):
+        assert r["labels"] == sorted(set(r["digits"])) and r["target"] == len(r["digits"])
+        segs = r["segments"]
+        assert [s["label"] for s in segs] == list(r["digits"])
+        wav, sr = sf.read(r["audio_filepath"])
+        assert segs[0]["start"] == 0 and segs[-1]["end"] == len(wav) / sr
+        for a, b in zip(segs, segs[1:]):  # gaps are digital silence, segments are the tones
+            assert 0.05 - 1e-3 <= b["start"] - a["end"] <= 0.3 + 1e-3
+            gap = wav[int(round(a["end"] * sr)) : int(round(b["start"] * sr))]
+            assert len(gap) and abs(gap).max() == 0
+            assert abs(wav[int(round(b["start"] * sr)) : int(round(b["start"] * sr)) + 20]).max() > 0
+
+
+def test_mixed_eval_splits_hold_both_unseen_speakers(tmp_path):
+    root = tmp_path / "fsdd"
+    fake_fsdd(root)
+    plain = _digits(tmp_path / "a", root)
+    mixed = FSDDDigits(**{**vars_of(plain), "mix_eval_speakers": True})
+    a, m = plain.prepare(), mixed.prepare()
+    assert (
+        {r["speaker"] for r in _rows(m["val"])} == {r["speaker"] for r in _rows(m["test"])} == {"cat", "dan"}
+    )
+    pooled = sorted(r["audio_filepath"] for s in ("val", "test") for r in _rows(a[s]))
+    assert sorted(r["audio_filepath"] for s in ("val", "test") for r in _rows(m[s])) == pooled  # same audio
+    assert not {r["audio_filepath"] for r in _rows(m["val"])} & {
+        r["audio_filepath"] for r in _rows(m["test"])
+    }
+    assert _rows(m["train"]) == _rows(a["train"])
+
+
+def vars_of(corpus: FSDDDigits) -> dict:
+    return dict(
+        root=corpus.root,
+        val_speakers=corpus.val_speakers,
+        test_speakers=corpus.test_speakers,
+        train_per_speaker=6,
+        eval_per_speaker=3,
+        audio_dir=str(corpus.audio_dir),
+        manifest_dir=str(corpus.manifest_dir),
+    )
