@@ -6,6 +6,8 @@ the real number of frames: the sinusoidal-initialised positional table is *slice
 length (positions 0..T-1 are exactly those the 30 s model gives the first T frames) and padded
 frames inside a batch are masked out of attention. ``pad_to_30s=true`` restores the stock
 behaviour for comparison (a 30 s window reportedly helps long-form decoding).
+``return_window=true`` returns the states of the whole window (clip + trailing silence), which is
+what Whisper's own decoder cross-attends to (``task=seq2seq``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class WhisperEncoderBackbone(Backbone):
         pretrained: bool = True,
         attn_implementation: str = "sdpa",
         config_overrides: dict | None = None,
+        return_window: bool = False,
         **settings,
     ) -> None:
         super().__init__(**settings)
@@ -60,6 +63,7 @@ class WhisperEncoderBackbone(Backbone):
         self.pretrained = pretrained
         self.pad_to_30s = pad_to_30s
         self.min_window_s = float(min_window_s)
+        self.return_window = bool(return_window)
         if pretrained:
             config = load_pretrained(
                 lambda p: WhisperConfig.from_pretrained(p, **(config_overrides or {})), name_or_path
@@ -85,7 +89,7 @@ class WhisperEncoderBackbone(Backbone):
     def identity(self) -> str:
         return (
             f"whisper:{self.name_or_path}:pretrained={self.pretrained}:pad30={self.pad_to_30s}"
-            f":window={self.min_window_s}"
+            f":window={self.min_window_s}" + (":return_window" if self.return_window else "")
         )
 
     def window_lengths(self, lengths: Tensor) -> Tensor:
@@ -161,7 +165,9 @@ class WhisperEncoderBackbone(Backbone):
                 continue
             x = layer(x, mask)
             hidden.append(enc.layer_norm(x) if i == len(enc.layers) - 1 else x)
-        # The silence window served as context only: return the clips' own frames.
+        if self.return_window:  # Whisper's decoder attends to the whole window (task=seq2seq)
+            frame_lengths = keep.sum(1)
+        # Otherwise the silence window served as context only: return the clips' own frames.
         t = int(frame_lengths.max())
         return [h[:, :t] for h in hidden], frame_lengths
 

@@ -9,7 +9,6 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from asr_transfer.backbones.adapters import parameter_counts
 from asr_transfer.features.distributed import start_ranks
 from asr_transfer.pipeline.augment import augment_summary
 from asr_transfer.pipeline.build import build_data, build_task, store_features, task_class
@@ -51,7 +50,7 @@ def train(cfg: DictConfig) -> float | None:
         backbone, datamodule, result = store_features(cfg, features, backbone, datamodule)
         encoded = result.encoded
     task = build_task(cfg, backbone, **task_class(cfg).data_kwargs(datamodule))
-    params = parameter_counts(task)
+    params = task.parameter_counts()
     log.info(
         "trainable parameters: %d of %d (%.3f %%)",
         params["params/trainable"], params["params/total"], params["params/trainable_pct"],
