@@ -23,6 +23,7 @@ from asr_transfer.backbones.hub import load_pretrained
 from asr_transfer.backbones.whisper import _safetensors_files
 from asr_transfer.heads.base import Head
 
+KEY = "head.name_or_path"  # the setting named when loading fails
 DECODER_PREFIXES = ("model.decoder.", "decoder.")  # WhisperForConditionalGeneration / WhisperModel keys
 
 
@@ -178,15 +179,23 @@ def _load_decoder(path: str, pretrained: bool, overrides: dict, attn: str) -> nn
     no encoder weights. Stops with the missing decoder named for an encoder-only checkpoint."""
     from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
 
-    if not pretrained:  # a small random model (tests) or a control
+    if not pretrained:  # random weights (a control, tests): the checkpoint's tokenizer and generation config
         config = WhisperConfig(**overrides)
         config._attn_implementation = attn
-        model = WhisperForConditionalGeneration(config)
+        # A fixed seed, outside the run's random stream: the frozen parts a checkpoint leaves out come
+        # back the same in eval and predict.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = WhisperForConditionalGeneration(config)
         model.model.encoder = _EncoderGeometry()
+        try:
+            model.generation_config = load_pretrained(GenerationConfig.from_pretrained, path, KEY)
+        except OSError:
+            pass  # no folder or hub access: transformers' defaults from the config
         return model.eval()
-    config = load_pretrained(lambda p: WhisperConfig.from_pretrained(p, **overrides), path)
+    config = load_pretrained(lambda p: WhisperConfig.from_pretrained(p, **overrides), path, KEY)
     config._attn_implementation = attn
-    state = load_pretrained(lambda p: _decoder_tensors(p), path)
+    state = load_pretrained(_decoder_tensors, path, KEY)
     with torch.device("meta"):
         model = WhisperForConditionalGeneration(config)
     model.model.encoder = _EncoderGeometry()
@@ -206,7 +215,7 @@ def _load_decoder(path: str, pretrained: bool, overrides: dict, attn: str) -> nn
     model.load_state_dict(state, assign=True, strict=False)
     model.proj_out.weight = model.model.decoder.embed_tokens.weight  # tied, as in Whisper
     try:
-        model.generation_config = load_pretrained(GenerationConfig.from_pretrained, path)
+        model.generation_config = load_pretrained(GenerationConfig.from_pretrained, path, KEY)
     except OSError:  # a folder without generation_config.json decodes badly (51 % digit errors on FSDD)
         raise ValueError(
             f"head.name_or_path={path!r} has no generation_config.json: Whisper's decoding needs its "

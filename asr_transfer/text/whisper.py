@@ -57,7 +57,7 @@ class WhisperText:
             )
         if task not in ("transcribe", "translate"):
             raise ValueError(f"task.task={task!r}: use transcribe | translate")
-        tok = load_pretrained(WhisperTokenizer.from_pretrained, name_or_path)
+        tok = load_pretrained(WhisperTokenizer.from_pretrained, name_or_path, "head.name_or_path")
         if multilingual:
             tok.set_prefix_tokens(language=language, task=task, predict_timestamps=False)
         self.tokenizer, self.multilingual = tok, multilingual
