@@ -50,9 +50,12 @@ def predict(cfg: DictConfig, bad_log: BadAudioLog | None = None) -> list[dict]:
     # data=checkpoint (with any data.* overrides) or data=<corpus>: how audio is read, as in training
     train_cfg, backbone, task = restore(state, cfg.get("data") or None, task_overrides(cfg))
     if cfg.get("adapter", {}).get("merge"):
-        if backbone.adapter is None:
+        # the backbone's adapter, and the head's where it has one (Whisper's decoder: decoder_adapter=lora)
+        adapted = [m for m in (backbone, task.head) if getattr(m, "adapter", None) is not None]
+        if not adapted:
             raise ValueError(f"adapter.merge=true: {cfg.ckpt_path} was trained without an adapter")
-        backbone.adapter.merge(backbone)  # same outputs, without the adapter's extra matmuls
+        for module in adapted:
+            module.adapter.merge(module)  # same outputs, without the adapter's extra matmuls
     data, bad_log = train_cfg.data, bad_log or BadAudioLog(None)
     # the run's rules: the backbone's rate and minimum length, the data config's bad/long-audio policy
     rules = ClipRules(

@@ -239,3 +239,25 @@ def test_decoder_freeze_settings(multilingual):
 def test_hallucination_rule():
     assert hallucinated("one two", "") and hallucinated("one two", "[BLANK_AUDIO]")
     assert hallucinated("one", "one one one one") and not hallucinated("one two", "one three")
+
+
+def test_merged_decoder_lora_gives_the_same_logits(multilingual):
+    """adapter.merge=true (predict.py) folds the decoder's LoRA: same logits, no LoRA layers left."""
+    from peft.tuners.lora import LoraLayer
+
+    if not FSDD_DIR.is_dir():
+        pytest.skip("../shared fsdd absent")
+    task = make_task(multilingual, language="german", adapters=(None, LoRA(rank=4)), freeze="all")
+    torch.manual_seed(0)
+    for name, p in task.head.named_parameters():
+        if "lora_B" in name:  # a trained update (B starts at zero)
+            p.data.normal_(0, 0.1)
+    batch = clips(2)
+    with torch.no_grad():
+        frames, lengths = task.encode(batch)
+        inputs, _ = task.text.teacher_forcing(batch["text"])
+        before = task.head(frames, lengths, inputs)
+        task.head.adapter.merge(task.head)
+        after = task.head(frames, lengths, inputs)
+    assert not any(isinstance(m, LoraLayer) for m in task.head.modules())
+    assert float((before - after).abs().max()) <= 1e-4
