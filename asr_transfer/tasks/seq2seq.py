@@ -18,6 +18,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from asr_transfer.backbones.adapters import parameter_counts
+from asr_transfer.data.manifest import ManifestError
 from asr_transfer.data.targets import TextTargets
 from asr_transfer.tasks.base import TransferTask
 from asr_transfer.tasks.param_groups import param_groups
@@ -52,6 +53,7 @@ class Seq2SeqTask(TransferTask):
         normalizer: str = "english",
         decoding: dict | None = None,
         log_examples: int = 3,
+        transcripts: list[tuple[str, int, str]] | None = None,
         **parts,
     ) -> None:
         super().__init__(head_sizes={}, **parts)
@@ -74,6 +76,7 @@ class Seq2SeqTask(TransferTask):
         )
         self.text = WhisperText(self.head.name_or_path, multilingual, language, task, prompt, normalizer)
         self.decoding = {k: v for k, v in (decoding or {}).items() if v is not None}
+        self.check_lengths(transcripts or [])
         self.log_examples = log_examples
         self.examples: list[tuple[str, str]] = []
         metrics = {
@@ -83,12 +86,33 @@ class Seq2SeqTask(TransferTask):
         self.val_metrics = nn.ModuleDict({k: m.clone() for k, m in metrics.items()})
         self.test_metrics = nn.ModuleDict({k: m.clone() for k, m in metrics.items()})
         self.save_hyperparameters(
-            ignore=["backbone", "featurizer", "head", "optimizer", "scheduler", "spec_augment"]
+            ignore=["backbone", "featurizer", "head", "optimizer", "scheduler", "spec_augment", "transcripts"]
         )
 
     @classmethod
     def make_targets(cls) -> TextTargets:
         return TextTargets()
+
+    @staticmethod
+    def data_kwargs(datamodule) -> dict:
+        """Every row's transcript with its manifest and line, checked against the decoder's positions."""
+        rows = [e for split in datamodule.entries.values() for e in split]
+        return {"transcripts": [(e.manifest, e.line, e.text) for e in rows if e.text is not None]}
+
+    def check_lengths(self, transcripts: list[tuple[str, int, str]]) -> None:
+        """Never truncate silently: a transcript longer than the decoder's positions stops the run,
+        named by manifest and row."""
+        limit = self.head.max_positions
+        for manifest, line, text in transcripts:
+            n = self.text.n_tokens(text)
+            if n > limit:
+                raise ManifestError(
+                    manifest,
+                    line,
+                    f"the transcript takes {n} decoder positions (prompt + labels) but Whisper's decoder has "
+                    f"{limit}: split the recording into shorter segments, or drop the row",
+                    "text",
+                )
 
     # ----- model -----------------------------------------------------------------------------------
     def loss(self, batch: dict) -> Tensor:

@@ -261,3 +261,12 @@ def test_merged_decoder_lora_gives_the_same_logits(multilingual):
         after = task.head(frames, lengths, inputs)
     assert not any(isinstance(m, LoraLayer) for m in task.head.modules())
     assert float((before - after).abs().max()) <= 1e-4
+
+
+def test_transcript_longer_than_the_decoder_is_named_by_manifest_and_row(multilingual):
+    task = make_task(multilingual, language="german")
+    task.check_lengths([("train.jsonl", 2, "eins zwei")])  # fits
+    with pytest.raises(
+        ValueError, match=r"train.jsonl, line 7, field 'text': the transcript takes \d+ decoder"
+    ):
+        task.check_lengths([("train.jsonl", 7, "eins zwei drei " * 200)])
