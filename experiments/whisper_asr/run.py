@@ -73,16 +73,16 @@ class StepTimer:
         return cls.instance
 
 
-def cell(method: str, budget: str, seed: int, n_eval: int) -> dict:
+def cell(method: str, budget: str, seed: int, n_eval: int, extra: tuple = (), tag: str = "") -> dict:
     from hydra import compose, initialize_config_dir
 
     import asr_transfer.config  # noqa: F401  (resolvers)
     from asr_transfer.pipeline.evaluate import zero_shot
     from asr_transfer.pipeline.train import train
 
-    extra, trains = METHODS[method]
-    run_dir = WORK / "runs" / f"{method}-{budget}-seed{seed}-n{n_eval}"
-    ov = [*extra, f"seed={seed}", f"paths.cache_dir={WORK}", f"paths.output_dir={run_dir}",
+    preset, trains = METHODS[method]
+    run_dir = WORK / "runs" / f"{method}-{budget}-seed{seed}-n{n_eval}{tag}"
+    ov = [*preset, *extra, f"seed={seed}", f"paths.cache_dir={WORK}", f"paths.output_dir={run_dir}",
           f"data.corpus.train_per_speaker={BUDGETS[budget]}", f"data.corpus.eval_per_speaker={n_eval}",
           "callbacks.progress_bar=null", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]  # fmt: skip
     if trains:
