@@ -191,6 +191,15 @@ class Seq2SeqTask(TransferTask):
             counts[f"params/{stack}_trainable_pct"] = c["params/trainable_pct"]
         return counts
 
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        c = self.parameter_counts()
+        log.info(
+            "what trains: encoder %d (%.2f %%), decoder %d (%.2f %%) of %d parameters",
+            c["params/encoder_trainable"], c["params/encoder_trainable_pct"],
+            c["params/decoder_trainable"], c["params/decoder_trainable_pct"], c["params/total"],
+        )  # fmt: skip
+
     def untrained_keys(self) -> set[str]:
         """The backbone's (``TransferTask``) plus every frozen decoder tensor (reloaded from the checkpoint
         it came from); the tied output projection is named too."""

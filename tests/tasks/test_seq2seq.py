@@ -270,3 +270,16 @@ def test_transcript_longer_than_the_decoder_is_named_by_manifest_and_row(multili
         ValueError, match=r"train.jsonl, line 7, field 'text': the transcript takes \d+ decoder"
     ):
         task.check_lengths([("train.jsonl", 7, "eins zwei drei " * 200)])
+
+
+def test_layer_lr_decay_covers_both_stacks(multilingual):
+    """task.layer_lr_decay: each stack's top layer at its own rate (encoder: backbone_lr, decoder:
+    optimizer.lr), each layer below times the decay; frozen parts hold no group."""
+    task = make_task(multilingual, language="german", adapters=(LoRA(rank=2), None))
+    task.backbone_lr, task.layer_lr_decay = 1e-3, 0.5
+    groups = {g["name"]: g["lr"] for g in task.param_groups(base_lr=1e-2)}
+    n_enc = TINY_WHISPER_CONFIG["encoder_layers"]
+    assert groups[f"backbone.layer{n_enc}"] == pytest.approx(1e-3)
+    assert groups[f"backbone.layer{n_enc - 1}"] == pytest.approx(5e-4)
+    assert groups[f"decoder.layer{TINY_WHISPER_CONFIG['decoder_layers']}"] == pytest.approx(1e-2)
+    assert "head" not in groups
