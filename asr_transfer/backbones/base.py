@@ -12,9 +12,8 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor, nn
 
+from asr_transfer.utils.freeze import check_freeze_policy
 from asr_transfer.utils.masks import lengths_to_mask
-
-FREEZE_POLICIES = ("all", "none", "feature_encoder", "top_k")
 
 
 class Backbone(nn.Module, ABC):
@@ -60,7 +59,7 @@ class Backbone(nn.Module, ABC):
         unfreeze: list[dict] | None = None,
     ) -> None:
         super().__init__()
-        _check_policy(freeze, top_k, "backbone")
+        check_freeze_policy(freeze, top_k, "backbone")
         self.freeze = freeze
         self.top_k = int(top_k)
         self.layer_drop = layer_drop
@@ -226,13 +225,6 @@ def trains_reason(freeze: str, adapter=None, unfreeze=None) -> str | None:
     return None
 
 
-def _check_policy(freeze: str, top_k: int, where: str) -> None:
-    if freeze not in FREEZE_POLICIES:
-        raise ValueError(f"{where}.freeze={freeze!r} is not one of {list(FREEZE_POLICIES)}")
-    if freeze == "top_k" and int(top_k) <= 0:
-        raise ValueError(f"{where}.freeze=top_k needs {where}.top_k >= 1 (how many top layers train)")
-
-
 def unfreeze_phases(freeze: str, top_k: int, unfreeze: list[dict] | None) -> list[dict]:
     """Staged unfreezing: the constructor's policy from the start, then each ``unfreeze`` entry from
     its ``step`` (optimizer steps) or ``epoch`` on, e.g. ``[{step: 100, freeze: top_k, top_k: 2},
@@ -244,7 +236,7 @@ def unfreeze_phases(freeze: str, top_k: int, unfreeze: list[dict] | None) -> lis
         keys = [k for k in ("step", "epoch") if k in entry]
         if len(keys) != 1 or "freeze" not in entry:
             raise ValueError(f"{where}={entry}: give freeze and exactly one of step or epoch")
-        _check_policy(entry["freeze"], entry.get("top_k", 0), where)
+        check_freeze_policy(entry["freeze"], entry.get("top_k", 0), where)
         units.add(keys[0])
         phase = {"at": int(entry[keys[0]]), "unit": keys[0], "freeze": entry["freeze"]}
         phase["top_k"] = int(entry.get("top_k", 0))

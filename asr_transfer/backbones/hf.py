@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from asr_transfer.backbones.base import Backbone
-from asr_transfer.backbones.hub import load_pretrained, resolve_pretrained
+from asr_transfer.utils.hub import load_pretrained, resolve_pretrained
 from asr_transfer.utils.masks import lengths_to_mask
 
 log = logging.getLogger(__name__)

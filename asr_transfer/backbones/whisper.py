@@ -6,6 +6,8 @@ the real number of frames: the sinusoidal-initialised positional table is *slice
 length (positions 0..T-1 are exactly those the 30 s model gives the first T frames) and padded
 frames inside a batch are masked out of attention. ``pad_to_30s=true`` restores the stock
 behaviour for comparison (a 30 s window reportedly helps long-form decoding).
+``return_window=true`` returns the states of the whole window (clip + trailing silence), which is
+what Whisper's own decoder cross-attends to (``task=seq2seq``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from asr_transfer.backbones.base import Backbone
-from asr_transfer.backbones.hub import load_pretrained
+from asr_transfer.utils.hub import load_pretrained, safetensors_files
 from asr_transfer.utils.masks import lengths_to_mask
 
 N_FFT = 400
@@ -51,6 +53,7 @@ class WhisperEncoderBackbone(Backbone):
         pretrained: bool = True,
         attn_implementation: str = "sdpa",
         config_overrides: dict | None = None,
+        return_window: bool = False,
         **settings,
     ) -> None:
         super().__init__(**settings)
@@ -61,6 +64,7 @@ class WhisperEncoderBackbone(Backbone):
         self.pretrained = pretrained
         self.pad_to_30s = pad_to_30s
         self.min_window_s = float(min_window_s)
+        self.return_window = bool(return_window)
         if pretrained:
             config = load_pretrained(
                 lambda p: WhisperConfig.from_pretrained(p, **(config_overrides or {})), name_or_path
@@ -86,7 +90,7 @@ class WhisperEncoderBackbone(Backbone):
     def identity(self) -> str:
         return (
             f"whisper:{self.name_or_path}:pretrained={self.pretrained}:pad30={self.pad_to_30s}"
-            f":window={self.min_window_s}"
+            f":window={self.min_window_s}" + (":return_window" if self.return_window else "")
         )
 
     def window_lengths(self, lengths: Tensor) -> Tensor:
@@ -162,7 +166,9 @@ class WhisperEncoderBackbone(Backbone):
                 continue
             x = layer(x, mask)
             hidden.append(enc.layer_norm(x) if i == len(enc.layers) - 1 else x)
-        # The silence window served as context only: return the clips' own frames.
+        if self.return_window:  # Whisper's decoder attends to the whole window (task=seq2seq)
+            frame_lengths = keep.sum(1)
+        # Otherwise the silence window served as context only: return the clips' own frames.
         t = int(frame_lengths.max())
         return [h[:, :t] for h in hidden], frame_lengths
 
@@ -177,7 +183,7 @@ def _load_encoder(path: str, config) -> nn.Module:
     without safetensors (an old ``pytorch_model.bin``) goes through ``WhisperModel``."""
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-    files = _safetensors_files(path)
+    files = safetensors_files(path)
     if not files:
         from transformers import WhisperModel
 
@@ -202,26 +208,6 @@ def _load_encoder(path: str, config) -> nn.Module:
         )
     encoder.load_state_dict(state, assign=True)
     return encoder.eval()
-
-
-def _safetensors_files(path: str) -> list[str]:
-    """The checkpoint's safetensors files, local or from the hub cache (downloaded once); [] if none."""
-    from transformers.utils import cached_file
-
-    def find(name: str) -> str | None:
-        return cached_file(path, name, _raise_exceptions_for_missing_entries=False)
-
-    single = find("model.safetensors")
-    if single:
-        return [single]
-    index = find("model.safetensors.index.json")
-    if not index:
-        return []
-    import json
-
-    with open(index) as f:
-        shards = sorted(set(json.load(f)["weight_map"].values()))
-    return [find(s) for s in shards]
 
 
 def _mel_filters(n_mels: int) -> Tensor:

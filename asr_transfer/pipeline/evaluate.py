@@ -50,3 +50,36 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if leak:
         log.warning("%s", leak)
     return metrics
+
+
+def zero_shot(cfg: DictConfig) -> dict[str, float]:
+    """``eval.py`` without ``ckpt_path``: the pretrained model as it is (``TransferTask.zero_shot``: a
+    pretrained head such as Whisper's decoder), composed from train.yaml like a training run
+    (``experiment=...``), scored on the same val and test splits, normalisation and metrics."""
+    import lightning as L
+
+    from asr_transfer.pipeline.build import build_run_task
+
+    if not task_class(cfg).zero_shot:
+        raise ValueError(
+            f"eval.py without ckpt_path scores a pretrained model as it is, but {cfg.task._target_} builds a "
+            "new head that must be trained first: give ckpt_path=<run dir>/checkpoints/<best>.ckpt"
+        )
+    run_dir = output_dir(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    plan = make_plan(cfg, "test")  # no waveform augmentation; the same store a training run reads
+    parts = build_parts(cfg, plan, run_dir=str(run_dir))
+    datamodule = parts.datamodule
+    datamodule.prepare_data()
+    datamodule.setup("fit")  # val and test, both scored
+    task = build_run_task(cfg, parts, **task_class(cfg).data_kwargs(datamodule)).eval()
+    bar = [RichProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=bar, devices=1, default_root_dir=str(run_dir))
+    metrics = task.parameter_counts()
+    if "val" in datamodule.datasets:
+        metrics.update(flat_metrics(trainer.validate(task, datamodule=datamodule, verbose=False)[0]))
+    if "test" in datamodule.datasets:
+        metrics.update(flat_metrics(trainer.test(task, datamodule=datamodule, verbose=False)[0]))
+    metrics = write_results(run_dir, metrics, task, cfg.get("stats"))
+    log.info("zero-shot eval\n  %s", "\n  ".join(f"{k}: {v:.4f}" for k, v in sorted(metrics.items())))
+    return metrics

@@ -55,9 +55,12 @@ def predict(cfg: DictConfig, bad_log: BadAudioLog | None = None) -> list[dict]:
     _, parts, task = restore(state, cfg.get("data") or None, task_overrides(cfg))
     backbone = parts.backbone
     if cfg.get("adapter", {}).get("merge"):
-        if backbone.adapter is None:
+        # the backbone's adapter, and the head's where it has one (Whisper's decoder: decoder_adapter=lora)
+        adapted = [m for m in (backbone, task.head) if getattr(m, "adapter", None) is not None]
+        if not adapted:
             raise ValueError(f"adapter.merge=true: {cfg.ckpt_path} was trained without an adapter")
-        backbone.adapter.merge(backbone)  # same outputs, without the adapter's extra matmuls
+        for module in adapted:
+            module.adapter.merge(module)  # same outputs, without the adapter's extra matmuls
     rules, bad_log = parts.datamodule.rules, bad_log or BadAudioLog(None)
     entries = read_entries(collect_inputs(cfg.inputs), rules, bad_log)
     leak = overlap(state["asr_transfer"].get("training_data"), entries, "inputs")

@@ -9,7 +9,6 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from asr_transfer.backbones.adapters import parameter_counts
 from asr_transfer.checkpoint_io import load_checkpoint
 from asr_transfer.features.distributed import start_ranks
 from asr_transfer.pipeline.augment import augment_summary
@@ -63,7 +62,7 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> float | None:
         start_ranks(trainer)  # under DDP the ranks share the encoding: they must exist first
     datamodule.setup("fit")
     task = build_run_task(cfg, parts, **task_class(cfg).data_kwargs(datamodule))
-    params = parameter_counts(task)
+    params = task.parameter_counts()
     log.info(
         "trainable parameters: %d of %d (%.3f %%)",
         params["params/trainable"], params["params/total"], params["params/trainable_pct"],

@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from asr_transfer.backbones.adapters import parameter_counts
 from asr_transfer.backbones.base import Backbone
 from asr_transfer.data.leakage import training_fingerprint
 from asr_transfer.data.targets import LabelTargets, Targets
@@ -45,6 +46,10 @@ class TransferTask(L.LightningModule):
     backbone_warmup_steps: the backbone's rates also ramp up from 0 over this many optimizer steps.
     spec_augment: feature-level masks (``augment=specaugment``) applied in training after the featurizer.
     """
+
+    # True when the task's head comes pretrained (Whisper's decoder): ``eval.py`` without ``ckpt_path``
+    # then scores the model as it is (zero-shot); a new head must be trained first.
+    zero_shot: bool = False
 
     def __init__(
         self,
@@ -122,6 +127,10 @@ class TransferTask(L.LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
         return self.predict_rows(batch)
+
+    def parameter_counts(self) -> dict[str, float]:
+        """Trainable and total parameters (count, %) for the log and ``metrics.json``."""
+        return parameter_counts(self)
 
     def test_artifacts(self) -> dict[str, dict]:
         """JSON files for the run directory after testing: ``{file name: content}``."""

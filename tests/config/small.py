@@ -13,7 +13,7 @@ from hydra.utils import get_class, instantiate
 
 from asr_transfer.pipeline.build import build_backbone, task_class
 from asr_transfer.pipeline.train import callbacks_for, loggers_for
-from tests.conftest import CONF, audio_datamodule, compose_train, task_for
+from tests.conftest import CONF, WHISPER_DIR, audio_datamodule, compose_train, task_for
 from tests.presets import TINY_OVERRIDES
 
 # Groups whose option picks the class of one built object: the test checks that class.
@@ -92,7 +92,7 @@ DATA = {
 # Recognition options only work together: a CTC task, a frame head and data with text.
 RECOGNITION = {"task": "ctc", "head": "ctc_linear", "data": "manifest"}
 # Groups outside train.yaml's defaults list, and the option that pulls each in.
-PULLED_IN_BY = {"decoding": ["task=ctc"]}
+PULLED_IN_BY = {"decoding": ["task=ctc"], "decoder_adapter": ["task=seq2seq"]}
 
 
 def data_entry(cfg) -> tuple:
@@ -120,7 +120,7 @@ def is_recognition(cfg) -> bool:
         return False
     return (
         not issubclass(get_class(cfg.task._target_), classification)
-        or get_class(cfg.head._target_).output == "frames"
+        or get_class(cfg.head._target_).output in ("frames", "tokens")
         or "decoding" in cfg
         or data_target(cfg) == "text"
     )
@@ -134,9 +134,13 @@ def compose_small(choice: str, tmp_path: Path, assets: dict, extra: tuple = (), 
     cfg = compose_train(base, tmp_path / "run")
     if is_recognition(cfg) and group != "experiment":
         needs = []
+        # Whisper's own decoder (task=seq2seq) is its head: that task, never a frame head
+        seq2seq = (
+            cls_name(cfg.task._target_) == "Seq2SeqTask" or get_class(cfg.head._target_).output == "tokens"
+        )
         if group != "task" and cls_name(cfg.task._target_) == "ClassificationTask":
-            needs.append(f"task={RECOGNITION['task']}")
-        if group != "head" and get_class(cfg.head._target_).output != "frames":
+            needs.append("task=seq2seq" if seq2seq else f"task={RECOGNITION['task']}")
+        if group != "head" and not seq2seq and get_class(cfg.head._target_).output != "frames":
             needs.append(f"head={RECOGNITION['head']}")
         if group != "data" and data_target(cfg) == "label":
             needs.append(f"data={RECOGNITION['data']}")
@@ -145,6 +149,8 @@ def compose_small(choice: str, tmp_path: Path, assets: dict, extra: tuple = (), 
     if cls_name(cfg.task._target_) in OWN_TARGETS and group not in ("data", "experiment"):
         base = [base[0], "data=manifest", *base[1:]]  # the generated manifests carry their targets
         cfg = compose_train(base, tmp_path / "run")
+    if cls_name(cfg.task._target_) == "Seq2SeqTask" and not WHISPER_DIR.is_dir():
+        pytest.skip("task=seq2seq reads Whisper's tokenizer from ../shared/models/whisper-tiny.en (absent)")
     small = [*TINY_OVERRIDES.get(cls_name(cfg.backbone._target_), []), *data_entry(cfg)[0](assets)]
     if (cfg.get("callbacks") or {}).get("progress_bar") is not None:
         small.append("callbacks.progress_bar=null")  # no Rich live display in test logs

@@ -45,3 +45,23 @@ def load_pretrained(loader: Callable[[str], T], name_or_path: str, key: str = "b
             + "for offline use download the model once elsewhere (huggingface-cli download ID --local-dir DIR) "
             f"and set {key}=DIR."
         ) from e
+
+
+def safetensors_files(path: str) -> list[str]:
+    """The checkpoint's safetensors files, local or from the hub cache (downloaded once); [] if none."""
+    from transformers.utils import cached_file
+
+    def find(name: str) -> str | None:
+        return cached_file(path, name, _raise_exceptions_for_missing_entries=False)
+
+    single = find("model.safetensors")
+    if single:
+        return [single]
+    index = find("model.safetensors.index.json")
+    if not index:
+        return []
+    import json
+
+    with open(index) as f:
+        shards = sorted(set(json.load(f)["weight_map"].values()))
+    return [find(s) for s in shards]
