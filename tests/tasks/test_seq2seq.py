@@ -48,7 +48,7 @@ def make_task(
     return Seq2SeqTask(
         language=language,
         backbone=backbone,
-        featurizer=LastLayer,
+        featurizer=LastLayer(num_layers=backbone.num_layers, hidden_size=backbone.hidden_size),
         head=partial(WhisperDecoderHead, name_or_path=str(path), adapter=adapters[1], **head),
         optimizer=partial(torch.optim.AdamW, lr=1e-4),
     ).eval()
