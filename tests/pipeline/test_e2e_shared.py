@@ -73,7 +73,9 @@ def test_fsdd_digits_blstm_wer_and_beam_search_with_digit_lm(tmp_path):
     )
     train(cfg)
     greedy = json.loads((out / "metrics.json").read_text())
-    # yweweler chose nothing: the preset's epochs were chosen on val nicolas (experiments/ctc_epochs/)
+    # Not yet an untouched split: the preset's max_epochs (15) was set on yweweler's test WER (commits 1fa3d11,
+    # 3353974); experiments/ctc_epochs/run.py re-chooses it on val nicolas but has not been run. The checkpoint
+    # tested is the best by val WER either way, so max_epochs only sets the schedule's length.
     assert greedy["test/wer"] <= 0.10, greedy
 
     best = next((out / "checkpoints").glob("best-*.ckpt"))
