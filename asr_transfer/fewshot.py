@@ -116,7 +116,9 @@ def summary_text(rows: list[dict]) -> str:
         n = r["draws"]
         lines = [f"k={r['k']} ({n} draw{'s' if n != 1 else ''}): mean ± std over draws"]
         for m in [c.removesuffix(" mean") for c in r if c.endswith(" mean")]:
-            lines.append(f"  {m:<24s} {number(r[f'{m} mean'])} ± {number(r[f'{m} std'])}")
+            mean, std = r[f"{m} mean"], r[f"{m} std"]
+            fmt = number if float(mean).is_integer() else "{:.4f}".format  # std in its mean's format
+            lines.append(f"  {m:<24s} {fmt(mean)} ± {fmt(std)}")
         blocks.append("\n".join(lines))
     return "\n".join(blocks)
 
