@@ -17,6 +17,7 @@ import argparse
 import csv
 import logging
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -139,7 +140,11 @@ def main(argv: list[str] | None = None) -> None:
         help="folder for <out>/k<k>/draw<d>/ (each a train.py run dir), draws.csv and summary.csv",
     )
     p.add_argument("overrides", nargs="*", help="train.py overrides, e.g. data.corpus.test_speakers=[george]")
-    a = p.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # key=value words are overrides wherever they stand: "--k 2 data.x=1" must not read data.x=1 as a k
+    given = [w for w in argv if "=" in w and not w.startswith("-")]
+    a = p.parse_args([w for w in argv if w not in given])
+    a.overrides = [*a.overrides, *given]
     check_keys_or_exit(a.overrides)  # the key redirect train.py gives (optimiser.lr -> optimizer.lr)
     console_logging()
     with user_errors():
