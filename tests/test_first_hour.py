@@ -210,7 +210,7 @@ def test_fewshot_help_and_key_redirect(tmp_path):
     helptext = fewshot("--help", cwd=tmp_path).stdout
     assert "data.corpus.test_speakers=[george]" in helptext and "data.test_speakers" not in helptext
     assert "draws of k clips per class" in helptext and "draws.csv and summary.csv" in helptext
-    proc = fewshot("--k", "2", "--draws", "1", "data.root=/x", cwd=tmp_path)
+    proc = fewshot("--k", "2", "data.root=/x", cwd=tmp_path)  # an override right after --k's numbers
     assert proc.returncode == 1 and proc.stderr.strip().endswith("Fix: data.corpus.root=/x")
 
 

@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -111,7 +112,9 @@ def summary_text(rows: list[dict]) -> str:
         n = r["draws"]
         lines = [f"k={r['k']} ({n} draw{'s' if n != 1 else ''}): mean ± std over draws"]
         for m in [c.removesuffix(" mean") for c in r if c.endswith(" mean")]:
-            lines.append(f"  {m:<24s} {number(r[f'{m} mean'])} ± {number(r[f'{m} std'])}")
+            mean, std = r[f"{m} mean"], r[f"{m} std"]
+            fmt = number if float(mean).is_integer() else "{:.4f}".format  # std in its mean's format
+            lines.append(f"  {m:<24s} {fmt(mean)} ± {fmt(std)}")
         blocks.append("\n".join(lines))
     return "\n".join(blocks)
 
@@ -132,7 +135,11 @@ def main(argv: list[str] | None = None) -> None:
         help="folder for <out>/k<k>/draw<d>/ (each a train.py run dir), draws.csv and summary.csv",
     )
     p.add_argument("overrides", nargs="*", help="train.py overrides, e.g. data.corpus.test_speakers=[george]")
-    a = p.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # key=value words are overrides wherever they stand: "--k 2 data.x=1" must not read data.x=1 as a k
+    given = [w for w in argv if "=" in w and not w.startswith("-")]
+    a = p.parse_args([w for w in argv if w not in given])
+    a.overrides = [*a.overrides, *given]
     check_keys_or_exit(a.overrides)  # the key redirect train.py gives (optimiser.lr -> optimizer.lr)
     console_logging()
     with user_errors():

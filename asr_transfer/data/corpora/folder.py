@@ -10,6 +10,7 @@ Every random choice uses ``seed``: the same folder and settings give the same ma
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import re
@@ -28,6 +29,11 @@ SPLIT_BY_CLIP = (
     "\"data.corpus.speaker_regex='^([a-z]+)_'\" (its first group is the speaker, read from each file name)"
 )
 SPLIT_DIRS = {"train": ("train",), "val": ("val", "valid", "validation", "dev"), "test": ("test",)}
+
+
+@functools.cache  # once per folder and process: check_data.py builds the corpus twice
+def warn_split_by_clip(root: str) -> None:
+    log.warning(SPLIT_BY_CLIP, root)
 
 
 def scan_classes(folder: Path) -> list[dict]:
@@ -114,7 +120,7 @@ class Folder(Corpus):
         self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, split_seed
         self.speaker_regex = re.compile(speaker_regex) if speaker_regex else None
         if self.speaker_regex is None and not existing_splits(self.root):
-            log.warning(SPLIT_BY_CLIP, self.root)
+            warn_split_by_clip(str(self.root.resolve()))
 
     def settings(self) -> dict:
         files = [str(p) for p in audio_files(self.root)]
