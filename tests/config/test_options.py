@@ -39,7 +39,7 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, assets,
         dm = parts["datamodule"]
         assert {"train", "val", "test"} <= set(dm.datasets)
         field = dm.targets.field
-        assert field == (data_target(cfg) or field) and (field == "text" or dm.num_classes >= 2)
+        assert field == (data_target(cfg) or field) and (field == "text" or len(dm.labels) >= 2)
         batch = next(iter(dm.train_dataloader()))
         targets = batch["labels"] if field == "label" else batch["text"]
         assert batch["wavs"].shape[0] == batch["lengths"].shape[0] == len(targets)
