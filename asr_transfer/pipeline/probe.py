@@ -34,5 +34,5 @@ def fit_probe(cfg: DictConfig, trainer, task, datamodule, run_dir: Path) -> tupl
     path = Path(cfg.callbacks.model_checkpoint.dirpath if cfg.get("callbacks") else run_dir / "checkpoints")
     # "best-": the run-directory contract (scripts glob best-*.ckpt); best of the L2 grid on val
     ckpt = path / f"best-lbfgs-l2_{result.l2:g}.ckpt"  # no "=": the path must survive ckpt_path=...
-    trainer.save_checkpoint(ckpt)
+    trainer.save_checkpoint(ckpt, weights_only=False)  # said, so Lightning does not warn; loads use True
     return str(ckpt), result.l2

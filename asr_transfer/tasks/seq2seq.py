@@ -20,8 +20,10 @@ from torchmetrics.text import CharErrorRate, WordErrorRate
 from asr_transfer.backbones.adapters import parameter_counts
 from asr_transfer.data.manifest import ManifestError
 from asr_transfer.data.targets import TextTargets
+from asr_transfer.stats import ClipMetric, mean_metric, ratio_metric
 from asr_transfer.tasks.base import TransferTask
 from asr_transfer.tasks.param_groups import param_groups
+from asr_transfer.text.errors import edit_counts
 from asr_transfer.text.whisper import IGNORE, WhisperText, hallucinated
 
 log = logging.getLogger(__name__)
@@ -164,14 +166,29 @@ class Seq2SeqTask(TransferTask):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         refs, hyps = self._eval_step(batch, "test", self.test_metrics)
         for i, r, h in zip(batch["index"].tolist(), refs, hyps):
-            row = {"index": i, "ref": r, "hyp": h, "ref_norm": self.text.normalize(r)}
+            # ref / pred: the run files' one vocabulary (docs/concepts/run-directory.md)
+            row = {"index": i, "ref": r, "pred": h, "ref_norm": self.text.normalize(r)}
             self.test_rows.append(
-                {**row, "hyp_norm": self.text.normalize(h), "hallucinated": hallucinated(r, h)}
+                {**row, "pred_norm": self.text.normalize(h), "hallucinated": hallucinated(r, h)}
             )
 
     def on_test_epoch_end(self) -> None:
         """Every test transcript to ``<run dir>/test_transcripts.jsonl`` (the run report shows the worst)."""
-        self.write_test_rows("test_transcripts.jsonl")
+        self.write_test_rows(self.test_rows_file)
+
+    test_rows_file = "test_transcripts.jsonl"
+
+    @classmethod
+    def clip_metrics(cls, rows: list[dict]) -> dict[str, ClipMetric]:
+        """wer / cer on the normalised transcripts, wer_raw / cer_raw on the raw ones (edit errors over
+        reference words / characters, summed over clips, as torchmetrics), hallucination: its share."""
+        out = {}
+        for suffix, ref, pred in (("", "ref_norm", "pred_norm"), ("_raw", "ref", "pred")):
+            refs, preds = [r[ref] for r in rows], [r[pred] for r in rows]
+            out[f"wer{suffix}"] = ratio_metric(*edit_counts(refs, preds, words=True))
+            out[f"cer{suffix}"] = ratio_metric(*edit_counts(refs, preds, words=False))
+        out["hallucination"] = mean_metric([float(r["hallucinated"]) for r in rows])
+        return out
 
     def test_artifacts(self) -> dict[str, dict]:
         text = self.text

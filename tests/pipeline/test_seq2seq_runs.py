@@ -13,6 +13,7 @@ import torch
 
 from asr_transfer.pipeline.evaluate import evaluate, zero_shot
 from asr_transfer.pipeline.train import train
+from asr_transfer.tasks.seq2seq import Seq2SeqTask
 from tests.conftest import TINY_WHISPER, compose_train, needs_shared, predict_rows, tone_overrides
 from tests.pipeline.test_ctc_runs import word_corpus  # noqa: F401  (fixture)
 
@@ -40,8 +41,13 @@ def test_train_eval_predict_and_a_lean_checkpoint(tmp_path, word_corpus):  # noq
     )
     assert metrics["params/encoder_trainable"] == 0 and metrics["params/decoder_trainable"] > 0
     rows = [json.loads(x) for x in (out / "test_transcripts.jsonl").read_text().splitlines()]
-    assert len(rows) == 6 and {"audio_filepath", "ref", "hyp", "ref_norm", "hyp_norm"} <= set(rows[0])
+    assert len(rows) == 6 and {"audio_filepath", "ref", "pred", "ref_norm", "pred_norm"} <= set(rows[0])
     assert metrics["test/hallucination"] == pytest.approx(sum(r["hallucinated"] for r in rows) / 6)
+    # the per-clip rows give the logged metrics back, and every metric carries its interval
+    clip = Seq2SeqTask.clip_metrics(rows)
+    for m in ("wer", "cer", "wer_raw", "cer_raw"):
+        assert clip[m].value() == pytest.approx(metrics[f"test/{m}"], abs=1e-6)
+        assert metrics[f"test/{m}_ci95_low"] <= metrics[f"test/{m}"] <= metrics[f"test/{m}_ci95_high"]
 
     best = next((out / "checkpoints").glob("best-*.ckpt"))
     state = torch.load(best, weights_only=True)
@@ -57,7 +63,7 @@ def test_train_eval_predict_and_a_lean_checkpoint(tmp_path, word_corpus):  # noq
     for k in ("test/wer", "test/cer", "test/wer_raw", "test/hallucination"):
         assert emetrics[k] == metrics[k], k
     pred = predict_rows(best, [r["audio_filepath"] for r in rows], tmp_path / "p.json")
-    assert [r["text"] for r in pred] == [r["hyp"] for r in rows]
+    assert [r["text"] for r in pred] == [r["pred"] for r in rows]
 
 
 @pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("float16", 2e-3)])
@@ -70,7 +76,7 @@ def test_training_from_stored_states_equals_the_uncached_path(tmp_path, word_cor
         out = tmp_path / mode
         extra = ["trainer.max_epochs=1", f"features.mode={mode}", f"features.dtype={dtype}"]
         train(compose_train([*s2s_overrides(word_corpus, tmp_path / "cache"), *extra], out))
-        rows = [json.loads(x)["hyp"] for x in (out / "test_transcripts.jsonl").read_text().splitlines()]
+        rows = [json.loads(x)["pred"] for x in (out / "test_transcripts.jsonl").read_text().splitlines()]
         results[mode] = (json.loads((out / "metrics.json").read_text()), rows)
     (stored, stored_rows), (live, live_rows) = results["auto"], results["off"]
     for k in ("train/loss", "val/loss", "test/loss"):
