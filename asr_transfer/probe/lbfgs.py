@@ -23,7 +23,10 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from scipy.optimize import minimize
 from torch import Tensor, nn
+
+from asr_transfer.probe.objective import AutogradObjective, LinearObjective, linear_path
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,10 @@ class LBFGSProbe:
     """``probe=lbfgs``: fits ``task.featurizer`` + ``task.head`` in place; ``fit`` returns the chosen L2.
 
     l2_grid: candidate L2 strengths; the one with the best val accuracy wins (ties: lower val loss).
-    max_iter: L-BFGS iterations per fit (it stops earlier once the gradient is below ``tolerance_grad``).
+    max_iter: L-BFGS iterations per fit (scipy's L-BFGS-B; it stops earlier once the largest gradient entry is
+      below ``tolerance_grad``, in the preconditioned coordinates of ``objective.py``, or once an iteration
+      lowers the objective by less than ``tolerance_change`` x max(|objective|, 1)).
+    history_size: L-BFGS's memory (correction pairs).
     num_threads: torch intra-op threads while fitting (restored after); null keeps the process's setting.
       A probe's tensors are small (clips x layers x hidden), so splitting each op across threads costs
       more in hand-offs than it saves, and far more on a loaded machine where the second thread waits
@@ -77,13 +83,15 @@ class LBFGSProbe:
         l2_grid: list[float] = (1e-4, 1e-3, 1e-2, 1e-1),
         max_iter: int = 500,
         tolerance_grad: float = 1e-9,
+        tolerance_change: float = 1e-12,
         history_size: int = 20,
         num_threads: int | None = 1,
     ) -> None:
         if not l2_grid:
             raise ValueError("probe.l2_grid is empty: give at least one L2 strength")
         self.l2_grid = [float(v) for v in l2_grid]
-        self.max_iter, self.tolerance_grad, self.history_size = max_iter, tolerance_grad, history_size
+        self.max_iter, self.history_size = max_iter, history_size
+        self.tolerance_grad, self.tolerance_change = tolerance_grad, tolerance_change
         if num_threads is not None and num_threads < 1:
             raise ValueError(
                 f"probe.num_threads={num_threads}: give a positive count, or null for torch's own"
@@ -102,44 +110,35 @@ class LBFGSProbe:
         fitted += [p for m in linears for p in m.parameters()]
         return fitted, [m.weight for m in linears]
 
-    def fit_one(self, featurizer: nn.Module, head: nn.Module, data: Features, l2: float) -> dict:
+    def objective(self, featurizer: nn.Module, head: nn.Module, data: Features):
+        """The training split's objective, features laid out once for the whole grid."""
+        if linear_path(featurizer, head):
+            return LinearObjective(featurizer, head, data.x, data.y)
+        fitted, penalised = self.parameters(featurizer, head)
+        return AutogradObjective(featurizer, head, data.x, data.y, fitted, penalised)
+
+    def solve(self, objective, l2: float) -> dict:
         """Fit in place (float64, eval mode: no dropout) from the modules' current state."""
         t0 = time.perf_counter()
-        fitted, penalised = self.parameters(featurizer, head)
-        x = data.x.double().transpose(0, 1)  # (layers, clips, dim): featurizers reduce dim 0
-        if not any(p.requires_grad for p in featurizer.parameters()):  # last | layer | concat: a constant
-            with torch.no_grad():
-                z = featurizer(x)
-            featurize = lambda _: z  # noqa: E731
-        else:
-            featurize = featurizer
-        opt = torch.optim.LBFGS(
-            fitted,
-            lr=1.0,
-            max_iter=self.max_iter,
-            tolerance_grad=self.tolerance_grad,
-            tolerance_change=1e-12,
-            history_size=self.history_size,
-            line_search_fn="strong_wolfe",
+        objective.precondition(l2)
+        result = minimize(
+            objective,
+            objective.pack(),
+            args=(l2,),
+            jac=True,
+            method="L-BFGS-B",
+            options={
+                "maxiter": self.max_iter,
+                "gtol": self.tolerance_grad,
+                "ftol": self.tolerance_change,
+                "maxcor": self.history_size,
+            },
         )
-
-        def objective() -> Tensor:
-            loss = F.cross_entropy(head(featurize(x)), data.y)
-            return loss + 0.5 * l2 * sum((w * w).sum() for w in penalised)
-
-        def closure() -> Tensor:
-            opt.zero_grad()
-            loss = objective()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
-        with torch.no_grad():
-            final = float(objective())
+        objective.unpack(result.x)
         return {
-            "train/objective": final,
-            "iterations": int(opt.state[opt._params[0]]["n_iter"]),
-            "evaluations": int(opt.state[opt._params[0]]["func_evals"]),
+            "train/objective": float(result.fun),
+            "iterations": int(result.nit),
+            "evaluations": int(result.nfev),
             "seconds": time.perf_counter() - t0,
         }
 
@@ -192,8 +191,9 @@ class LBFGSProbe:
         featurizer.double().eval()
         head.double().eval()
         best, best_key, table = None, None, []
+        objective = self.objective(featurizer, head, train)
         for l2 in sorted(self.l2_grid, reverse=True):
-            row = {"l2": l2, **self.fit_one(featurizer, head, train, l2)}
+            row = {"l2": l2, **self.solve(objective, l2)}
             row["train/acc"] = self.evaluate(featurizer, head, train)["acc"]
             if val is not None:
                 row.update({f"val/{k}": v for k, v in self.evaluate(featurizer, head, val).items()})
