@@ -69,7 +69,7 @@ class LBFGSProbe:
 
     l2_grid: candidate L2 strengths; the one with the best val accuracy wins (ties: lower val loss).
     max_iter: L-BFGS iterations per fit (scipy's L-BFGS-B; it stops earlier once the largest gradient entry is
-      below ``tolerance_grad``, in the preconditioned coordinates of ``objective.py``, or once an iteration
+      below ``tolerance_grad``, or once an iteration
       lowers the objective by less than ``tolerance_change`` x max(|objective|, 1)).
     history_size: L-BFGS's memory (correction pairs).
     num_threads: torch intra-op threads while fitting (restored after); null keeps the process's setting.
@@ -120,7 +120,6 @@ class LBFGSProbe:
     def solve(self, objective, l2: float) -> dict:
         """Fit in place (float64, eval mode: no dropout) from the modules' current state."""
         t0 = time.perf_counter()
-        objective.precondition(l2)
         result = minimize(
             objective,
             objective.pack(),

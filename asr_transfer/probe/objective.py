@@ -4,17 +4,13 @@
 interface (``pack`` the modules' state into a vector, ``unpack`` it back, ``__call__(p, l2) -> (f, grad)``):
 
 - ``LinearObjective``: a ``LinearHead`` (layer norm or none) on a featurizer without trainable weights or on a
-  weighted sum. Its gradient is written out (no autograd graph rebuilt per call), and the features are laid
-  out once per fit: a fixed featurizer is applied once; a weighted sum reads ``(layers, clips * dim)``, so each
-  evaluation is two matrix-vector passes over the stored features plus ``clips x dim x classes`` products.
+  weighted sum. The gradient is written out (no autograd graph rebuilt per call) and the features are laid
+  out once per fit. A fixed featurizer and the layer norm are applied once: each evaluation is then two
+  ``clips x dim x classes`` products. A weighted sum reads ``(layers, clips * dim)``: one matrix-vector pass
+  forms ``z = sum_l w_l x_l``, one more gives the layer weights' gradient, and the layer norm is carried
+  through ``clips x classes`` algebra (per-clip means and Gram matrices of the layers, computed once)
+  instead of ten elementwise passes over ``clips x dim``, which is where the autograd version spent its time.
 - ``AutogradObjective``: any other head (``head=mlp``) through autograd, the same vectors.
-
-Preconditioning (``precondition``): a probe on raw encoder features is badly conditioned (the covariance
-of Whisper's layer-normed pooled vectors spans 1e-3..10), which is what made L-BFGS take hundreds of steps.
-``LinearObjective`` solves for ``V`` with ``W = V M^T``, ``M = U (Lambda + k * l2)^(-1/2)`` from the
-eigendecomposition of the linear layer's (centred) inputs at the start of a solve. This is a change of
-variables, not of the problem: the objective as a function of ``W`` and its minimiser are unchanged, only
-the path to it is shorter. It costs ``classes x dim x dim`` per evaluation, nothing on the features.
 """
 
 from __future__ import annotations
@@ -26,10 +22,6 @@ from torch import Tensor, nn
 
 from asr_transfer.featurizers import WeightedSum
 from asr_transfer.heads.utterance import LinearHead
-
-# the ridge added to the inputs' covariance, in units of l2: makes the preconditioned Hessian of a
-# well-fitted softmax (curvature ~0.1-0.3 per sample) about isotropic, penalty included
-PRECONDITION_RIDGE = 3.0
 
 
 def linear_path(featurizer: nn.Module, head: nn.Module) -> bool:
@@ -45,90 +37,81 @@ def _numpy(t: Tensor) -> np.ndarray:
 
 
 class LinearObjective:
-    """featurizer (fixed or ``WeightedSum``) + ``LinearHead``; modules in float64. ``p = [logits | V | b]``."""
+    """featurizer (fixed or ``WeightedSum``) + ``LinearHead``, modules in float64; ``p = [layer logits | W | b]``."""
 
     def __init__(self, featurizer: nn.Module, head: LinearHead, x: Tensor, y: Tensor) -> None:
         self.featurizer, self.head = featurizer, head
         self.weighted = any(p.requires_grad for p in featurizer.parameters())
         stack = x.to(torch.float64).transpose(0, 1)  # (layers, clips, dim): featurizers reduce dim 0
-        self.n, self.classes = len(y), head.linear.out_features
-        if self.weighted:  # one contiguous copy: z = w @ x and dlogits/dw = x @ dz are each one gemv
-            self.layers = stack.shape[0]
-            self.x = stack.reshape(self.layers, -1).contiguous()
-        else:  # last | layer | concat: a constant, computed once
-            self.layers = 0
-            with torch.no_grad():
-                self.z = featurizer(stack).contiguous()
-        self.dim = head.linear.in_features
+        self.n, self.classes, self.dim = len(y), head.linear.out_features, head.linear.in_features
         self.onehot = F.one_hot(y, self.classes).to(torch.float64)
         norm = head.norm
         self.eps = norm.eps if isinstance(norm, nn.LayerNorm) else None
         affine = isinstance(norm, nn.LayerNorm) and norm.elementwise_affine
-        self.gamma = norm.weight.detach().double() if affine else None
-        self.beta = norm.bias.detach().double() if affine and norm.bias is not None else None
-        self.m = self.m_inv_t = None  # the preconditioner: W = V @ m.T (None: V = W)
+        ones = torch.ones(self.dim, dtype=torch.float64)
+        self.gamma = norm.weight.detach().double() if affine else ones
+        self.beta = norm.bias.detach().double() if affine and norm.bias is not None else 0 * ones
+        self.layers = stack.shape[0] if self.weighted else 0
+        if self.weighted:  # one contiguous copy: z = w @ x and x @ dz are each one gemv
+            self.x = stack.reshape(self.layers, -1).contiguous()
+            if self.eps is not None:  # per clip: each layer's sum over dim, and the layers' Gram matrix
+                by_clip = x.to(torch.float64)  # (clips, layers, dim)
+                self.sums = by_clip.sum(-1)  # (clips, layers)
+                self.gram = torch.bmm(by_clip, by_clip.transpose(1, 2))  # (clips, layers, layers)
+        else:  # last | layer | concat and the layer norm: a constant, computed once
+            with torch.no_grad():
+                self.u = head.norm(featurizer(stack)).contiguous()
 
-    # ----- the model ---------------------------------------------------------------------------
-    def inputs(self, logits: Tensor | None = None) -> tuple[Tensor, tuple]:
-        """The linear layer's input ``(clips, dim)`` and what the backward pass needs."""
-        if self.weighted:
-            w = torch.softmax(logits, 0)
-            z = (w @ self.x).view(self.n, self.dim)
-        else:
-            w, z = None, self.z
-        if self.eps is None:
-            return z, (w, None, None)
-        zc = z - z.mean(1, keepdim=True)
-        rstd = torch.rsqrt(zc.pow(2).mean(1, keepdim=True) + self.eps)
-        h = zc * rstd
-        u = h if self.gamma is None else h * self.gamma
-        u = u if self.beta is None else u + self.beta
-        return u, (w, h, rstd)
-
-    def split(self, p: np.ndarray) -> tuple[Tensor | None, Tensor, Tensor]:
+    def split(self, p: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
         p = torch.from_numpy(p)
         k, cd = self.layers, self.classes * self.dim
-        v = p[k : k + cd].view(self.classes, self.dim)
-        return (p[:k] if k else None), (v if self.m is None else v @ self.m.T), p[k + cd :]
+        return p[:k], p[k : k + cd].view(self.classes, self.dim), p[k + cd :]
 
     def __call__(self, p: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
         logits_w, weight, bias = self.split(p)
-        u, (w, h, rstd) = self.inputs(logits_w)
-        out = torch.addmm(bias, u, weight.T)
+        if not self.weighted:
+            out = torch.addmm(bias, self.u, weight.T)
+            loss, g = self._loss(out, weight, l2)
+            return loss, torch.cat([torch.addmm(weight, g.T, self.u, beta=l2).view(-1), g.sum(0)]).numpy()
+        w = torch.softmax(logits_w, 0)
+        z = (w @ self.x).view(self.n, self.dim)
+        if self.eps is None:
+            out = torch.addmm(bias, z, weight.T)
+            loss, g = self._loss(out, weight, l2)
+            d_weight = torch.addmm(weight, g.T, z, beta=l2)
+            dw = self.x @ (g @ weight).view(-1)
+        else:
+            # u = (z - mu) * rstd * gamma + beta, so u @ W^T = rstd * (z @ Wg^T - mu * r) + W @ beta
+            wg = weight * self.gamma
+            r = wg.sum(1)
+            mu = self.sums @ w / self.dim
+            kw = self.gram @ w  # (clips, layers)
+            rstd = torch.rsqrt(kw @ w / self.dim - mu * mu + self.eps)
+            a = z @ wg.T - mu[:, None] * r
+            out = rstd[:, None] * a + (weight @ self.beta + bias)
+            loss, g = self._loss(out, weight, l2)
+            gs = g * rstd[:, None]
+            d_weight = (gs.T @ z - torch.outer(gs.T @ mu, torch.ones_like(self.gamma))) * self.gamma
+            d_weight += torch.outer(g.sum(0), self.beta) + l2 * weight
+            # d loss / d w_l = sum_nd dz_nd x_nld, with dz the layer norm's backward of dh = g @ Wg:
+            # rstd * (dh - mean(dh) - h * mean(dh * h)), each term reduced through sums, gram and a
+            m1 = g @ r / self.dim  # mean_d dh
+            m2 = (g * a).sum(1) * rstd / self.dim  # mean_d dh * h
+            hx = rstd[:, None] * (kw - mu[:, None] * self.sums)  # sum_d h_d x_ld
+            dw = self.x @ (gs @ wg).view(-1) - (rstd * m1) @ self.sums - (rstd * m2) @ hx
+        d_logits = w * (dw - w @ dw)  # back through the softmax over layers
+        return loss, torch.cat([d_logits, d_weight.view(-1), g.sum(0)]).numpy()
+
+    def _loss(self, out: Tensor, weight: Tensor, l2: float) -> tuple[float, Tensor]:
+        """The objective's value and d loss / d out."""
         lse = torch.logsumexp(out, 1, keepdim=True)
         loss = (lse.sum() - (out * self.onehot).sum()) / self.n + 0.5 * l2 * weight.pow(2).sum()
-        g = (torch.exp(out - lse) - self.onehot) / self.n  # d loss / d out
-        d_weight = torch.addmm(weight, g.T, u, beta=l2)
-        if self.m is not None:
-            d_weight = d_weight @ self.m
-        grads = [d_weight.view(-1), g.sum(0)]
-        if self.weighted:
-            dz = g @ weight
-            if self.eps is not None:  # back through the layer norm
-                dh = dz if self.gamma is None else dz * self.gamma
-                dz = rstd * (dh - dh.mean(1, keepdim=True) - h * (dh * h).mean(1, keepdim=True))
-            dw = self.x @ dz.view(-1)
-            grads.insert(0, w * (dw - w @ dw))  # back through the softmax over layers
-        return float(loss), torch.cat(grads).numpy()
-
-    # ----- state <-> vector ----------------------------------------------------------------------
-    def precondition(self, l2: float) -> None:
-        """Choose ``M`` for the solve at this ``l2`` from the inputs the current state gives."""
-        with torch.no_grad():
-            u = self.inputs(self.featurizer.logits.detach() if self.weighted else None)[0]
-            u = u - u.mean(0)
-            lam, vecs = torch.linalg.eigh(u.T @ u / self.n)
-            scale = (lam.clamp(min=0) + PRECONDITION_RIDGE * l2).sqrt()
-        # M = U S^-1 with U orthogonal, so M^-T = U S: both without an inverse
-        self.m, self.m_inv_t = vecs / scale, vecs * scale
+        return float(loss), (torch.exp(out - lse) - self.onehot) / self.n
 
     def pack(self) -> np.ndarray:
-        weight = self.head.linear.weight.detach()
-        if self.m is not None:  # V = W M^-T
-            weight = weight @ self.m_inv_t
-        parts = [weight, self.head.linear.bias.detach()]
+        parts = [self.head.linear.weight, self.head.linear.bias]
         if self.weighted:
-            parts.insert(0, self.featurizer.logits.detach())
+            parts.insert(0, self.featurizer.logits)
         return np.concatenate([_numpy(t.double()) for t in parts])
 
     @torch.no_grad()
@@ -147,9 +130,6 @@ class AutogradObjective:
         self.featurizer, self.head, self.y = featurizer, head, y
         self.fitted, self.penalised = fitted, penalised
         self.x = x.to(torch.float64).transpose(0, 1).contiguous()
-
-    def precondition(self, l2: float) -> None:  # the generic path takes the problem as it is
-        pass
 
     def pack(self) -> np.ndarray:
         return nn.utils.parameters_to_vector(self.fitted).detach().double().numpy().copy()
