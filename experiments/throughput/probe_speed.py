@@ -209,10 +209,14 @@ def process_runs(args, work: Path) -> list[dict]:
     archive = subprocess.check_output(["git", "archive", args.base], cwd=REPO)
     tarfile.open(fileobj=io.BytesIO(archive)).extractall(old, filter="data")
     roots = {"old": old, "new": REPO}
-    runs = [process_run(roots[s], work, s, "cold", args) for s in ("old", "new")]
-    for i in range(args.repeats):
-        runs += [process_run(roots[s], work, s, f"warm{i}", args) for s in ("old", "new")]
-        print(runs[-2:], flush=True)
+    names = ["cold", *(f"warm{i}" for i in range(args.repeats))]
+    runs = []
+    for name in names:  # warm runs of the two sides alternate: both see the same load
+        for side in ("old", "new"):
+            runs.append(process_run(roots[side], work, side, name, args))
+            print(runs[-1], flush=True)
+            # after every run: a long invocation keeps what it measured
+            write_csv(HERE / "probe_speed_runs.csv", runs)
     return runs
 
 
