@@ -2,7 +2,8 @@
 
 On cached pooled features a linear probe is multinomial logistic regression, a convex problem over a
 few thousand vectors: it has one optimum, needs no learning rate, epochs or schedule, and L-BFGS
-reaches it in well under a second (SUPERB and MTEB-style probes fit it the same way). The only
+reaches it in a few hundred steps (SUPERB and MTEB-style probes fit it the same way; the objective and its
+gradient are in ``objective.py``, the solver is scipy's L-BFGS-B). The only
 hyperparameter, the L2 strength, is chosen on the val split from ``l2_grid``; the test split never
 reaches this module.
 
