@@ -78,6 +78,7 @@ def old_probe_module(base: str, work: Path):
     )
     spec = importlib.util.spec_from_file_location("old_lbfgs", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
