@@ -2,7 +2,8 @@
 
 On cached pooled features a linear probe is multinomial logistic regression, a convex problem over a
 few thousand vectors: it has one optimum, needs no learning rate, epochs or schedule, and L-BFGS
-reaches it in well under a second (SUPERB and MTEB-style probes fit it the same way). The only
+reaches it in a few hundred steps (SUPERB and MTEB-style probes fit it the same way; the objective and its
+gradient are in ``objective.py``, the solver is scipy's L-BFGS-B). The only
 hyperparameter, the L2 strength, is chosen on the val split from ``l2_grid``; the test split never
 reaches this module.
 
@@ -24,8 +25,10 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+from scipy.optimize import minimize
 from torch import Tensor, nn
 
+from asr_transfer.probe.objective import AutogradObjective, LinearObjective, linear_path
 from asr_transfer.probe.objectives import SOFTMAX, Objective
 
 log = logging.getLogger(__name__)
@@ -70,7 +73,10 @@ class LBFGSProbe:
 
     l2_grid: candidate L2 strengths; the one with the best val score wins (ties: lower val loss). The score
       is the objective's: accuracy (classification), mAP (tagging), negative MSE (regression).
-    max_iter: L-BFGS iterations per fit (it stops earlier once the gradient is below ``tolerance_grad``).
+    max_iter: L-BFGS iterations per fit (scipy's L-BFGS-B; it stops earlier once the largest gradient entry is
+      below ``tolerance_grad``, or once an iteration
+      lowers the objective by less than ``tolerance_change`` x max(|objective|, 1)).
+    history_size: L-BFGS's memory (correction pairs).
     num_threads: torch intra-op threads while fitting (restored after); null keeps the process's setting.
       A probe's tensors are small (clips x layers x hidden), so splitting each op across threads costs
       more in hand-offs than it saves, and far more on a loaded machine where the second thread waits
@@ -82,13 +88,15 @@ class LBFGSProbe:
         l2_grid: list[float] = (1e-4, 1e-3, 1e-2, 1e-1),
         max_iter: int = 500,
         tolerance_grad: float = 1e-9,
+        tolerance_change: float = 1e-12,
         history_size: int = 20,
         num_threads: int | None = 1,
     ) -> None:
         if not l2_grid:
             raise ValueError("probe.l2_grid is empty: give at least one L2 strength")
         self.l2_grid = [float(v) for v in l2_grid]
-        self.max_iter, self.tolerance_grad, self.history_size = max_iter, tolerance_grad, history_size
+        self.max_iter, self.history_size = max_iter, history_size
+        self.tolerance_grad, self.tolerance_change = tolerance_grad, tolerance_change
         if num_threads is not None and num_threads < 1:
             raise ValueError(
                 f"probe.num_threads={num_threads}: give a positive count, or null for torch's own"
@@ -107,51 +115,35 @@ class LBFGSProbe:
         fitted += [p for m in linears for p in m.parameters()]
         return fitted, [m.weight for m in linears]
 
-    def fit_one(
-        self,
-        featurizer: nn.Module,
-        head: nn.Module,
-        data: Features,
-        l2: float,
-        objective: Objective = SOFTMAX,
-    ) -> dict:
+    def objective(self, featurizer: nn.Module, head: nn.Module, data: Features, loss: Objective = SOFTMAX):
+        """The training split's objective, features laid out once for the whole grid: the closed form for a
+        linear head under cross-entropy, autograd for any other head or loss."""
+        if loss is SOFTMAX and linear_path(featurizer, head):
+            return LinearObjective(featurizer, head, data.x, data.y)
+        fitted, penalised = self.parameters(featurizer, head)
+        return AutogradObjective(featurizer, head, data.x, data.y, fitted, penalised, loss.loss)
+
+    def solve(self, objective, l2: float) -> dict:
         """Fit in place (float64, eval mode: no dropout) from the modules' current state."""
         t0 = time.perf_counter()
-        fitted, penalised = self.parameters(featurizer, head)
-        x = data.x.double().transpose(0, 1)  # (layers, clips, dim): featurizers reduce dim 0
-        if not any(p.requires_grad for p in featurizer.parameters()):  # last | layer | concat: a constant
-            with torch.no_grad():
-                z = featurizer(x)
-            featurize = lambda _: z  # noqa: E731
-        else:
-            featurize = featurizer
-        opt = torch.optim.LBFGS(
-            fitted,
-            lr=1.0,
-            max_iter=self.max_iter,
-            tolerance_grad=self.tolerance_grad,
-            tolerance_change=1e-12,
-            history_size=self.history_size,
-            line_search_fn="strong_wolfe",
+        result = minimize(
+            objective,
+            objective.pack(),
+            args=(l2,),
+            jac=True,
+            method="L-BFGS-B",
+            options={
+                "maxiter": self.max_iter,
+                "gtol": self.tolerance_grad,
+                "ftol": self.tolerance_change,
+                "maxcor": self.history_size,
+            },
         )
-
-        def total() -> Tensor:
-            loss = objective.loss(head(featurize(x)), data.y)
-            return loss + 0.5 * l2 * sum((w * w).sum() for w in penalised)
-
-        def closure() -> Tensor:
-            opt.zero_grad()
-            loss = total()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
-        with torch.no_grad():
-            final = float(total())
+        objective.unpack(result.x)
         return {
-            "train/objective": final,
-            "iterations": int(opt.state[opt._params[0]]["n_iter"]),
-            "evaluations": int(opt.state[opt._params[0]]["func_evals"]),
+            "train/objective": float(result.fun),
+            "iterations": int(result.nit),
+            "evaluations": int(result.nfev),
             "seconds": time.perf_counter() - t0,
         }
 
@@ -216,8 +208,9 @@ class LBFGSProbe:
         featurizer.double().eval()
         head.double().eval()
         best, best_key, table = None, None, []
+        problem = self.objective(featurizer, head, train, objective)
         for l2 in sorted(self.l2_grid, reverse=True):
-            row = {"l2": l2, **self.fit_one(featurizer, head, train, l2, objective)}
+            row = {"l2": l2, **self.solve(problem, l2)}
             name = objective.score_name
             row[f"train/{name}"] = self.evaluate(featurizer, head, train, objective)[name]
             if val is not None:

@@ -28,6 +28,7 @@ class Measured:
     tree_peak_mib: float  # sampled sum over the process tree
     returncode: int
     timed_out: bool
+    cpu_s: float = 0.0  # user + system CPU seconds of the process and its waited-for children (wait4)
 
 
 def tree_rss(pid: int) -> int:
@@ -91,6 +92,7 @@ def measure(cmd: list[str], log: Path, cwd: Path, env: dict, timeout_s: float) -
         tree_peak_mib=peak[0] / 2**20,
         returncode=proc.returncode,
         timed_out=timed_out.is_set(),
+        cpu_s=usage.ru_utime + usage.ru_stime,
     )
 
 

@@ -1,0 +1,148 @@
+"""The probe's objective and its gradient as flat float64 vectors, for a compiled L-BFGS (scipy's L-BFGS-B).
+
+``mean_i CE(head(featurizer(x_i)), y_i) + l2 / 2 * sum ||W||^2`` (see ``lbfgs.py``). Two implementations with one
+interface (``pack`` the modules' state into a vector, ``unpack`` it back, ``__call__(p, l2) -> (f, grad)``):
+
+- ``LinearObjective``: a ``LinearHead`` (layer norm or none) on a featurizer without trainable weights or on a
+  weighted sum. The gradient is written out (no autograd graph rebuilt per call) and the features are laid
+  out once per fit. A fixed featurizer and the layer norm are applied once: each evaluation is then two
+  ``clips x dim x classes`` products. A weighted sum reads ``(layers, clips * dim)``: one matrix-vector pass
+  forms ``z = sum_l w_l x_l``, one more gives the layer weights' gradient, and the layer norm is carried
+  through ``clips x classes`` algebra (per-clip means and Gram matrices of the layers, computed once)
+  instead of ten elementwise passes over ``clips x dim``, which is where the autograd version spent its time.
+- ``AutogradObjective``: any other head (``head=mlp``) through autograd, the same vectors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from asr_transfer.featurizers import WeightedSum
+from asr_transfer.heads.utterance import LinearHead
+
+
+def linear_path(featurizer: nn.Module, head: nn.Module) -> bool:
+    """Whether ``LinearObjective`` covers this pair (else ``AutogradObjective``)."""
+    trainable = any(p.requires_grad for p in featurizer.parameters())
+    weighted = type(featurizer) is WeightedSum and not featurizer.layer_norm
+    norm = isinstance(getattr(head, "norm", None), nn.LayerNorm | nn.Identity)
+    return type(head) is LinearHead and norm and (weighted or not trainable)
+
+
+def _numpy(t: Tensor) -> np.ndarray:
+    return t.detach().reshape(-1).numpy()
+
+
+class LinearObjective:
+    """featurizer (fixed or ``WeightedSum``) + ``LinearHead``, modules in float64; ``p = [layer logits | W | b]``."""
+
+    def __init__(self, featurizer: nn.Module, head: LinearHead, x: Tensor, y: Tensor) -> None:
+        self.featurizer, self.head = featurizer, head
+        self.weighted = any(p.requires_grad for p in featurizer.parameters())
+        stack = x.to(torch.float64).transpose(0, 1)  # (layers, clips, dim): featurizers reduce dim 0
+        self.n, self.classes, self.dim = len(y), head.linear.out_features, head.linear.in_features
+        self.onehot = F.one_hot(y, self.classes).to(torch.float64)
+        norm = head.norm
+        self.eps = norm.eps if isinstance(norm, nn.LayerNorm) else None
+        affine = isinstance(norm, nn.LayerNorm) and norm.elementwise_affine
+        ones = torch.ones(self.dim, dtype=torch.float64)
+        self.gamma = norm.weight.detach().double() if affine else ones
+        self.beta = norm.bias.detach().double() if affine and norm.bias is not None else 0 * ones
+        self.layers = stack.shape[0] if self.weighted else 0
+        if self.weighted:  # one contiguous copy: z = w @ x and x @ dz are each one gemv
+            self.x = stack.reshape(self.layers, -1).contiguous()
+            if self.eps is not None:  # per clip: each layer's sum over dim, and the layers' Gram matrix
+                by_clip = x.to(torch.float64)  # (clips, layers, dim)
+                self.sums = by_clip.sum(-1)  # (clips, layers)
+                self.gram = torch.bmm(by_clip, by_clip.transpose(1, 2))  # (clips, layers, layers)
+        else:  # last | layer | concat and the layer norm: a constant, computed once
+            with torch.no_grad():
+                self.u = head.norm(featurizer(stack)).contiguous()
+
+    def split(self, p: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
+        p = torch.from_numpy(p)
+        k, cd = self.layers, self.classes * self.dim
+        return p[:k], p[k : k + cd].view(self.classes, self.dim), p[k + cd :]
+
+    def __call__(self, p: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
+        logits_w, weight, bias = self.split(p)
+        if not self.weighted:
+            out = torch.addmm(bias, self.u, weight.T)
+            loss, g = self._loss(out, weight, l2)
+            return loss, torch.cat([torch.addmm(weight, g.T, self.u, beta=l2).view(-1), g.sum(0)]).numpy()
+        w = torch.softmax(logits_w, 0)
+        z = (w @ self.x).view(self.n, self.dim)
+        if self.eps is None:
+            out = torch.addmm(bias, z, weight.T)
+            loss, g = self._loss(out, weight, l2)
+            d_weight = torch.addmm(weight, g.T, z, beta=l2)
+            dw = self.x @ (g @ weight).view(-1)
+        else:
+            # u = (z - mu) * rstd * gamma + beta, so u @ W^T = rstd * (z @ Wg^T - mu * r) + W @ beta
+            wg = weight * self.gamma
+            r = wg.sum(1)
+            mu = self.sums @ w / self.dim
+            kw = self.gram @ w  # (clips, layers)
+            rstd = torch.rsqrt(kw @ w / self.dim - mu * mu + self.eps)
+            a = z @ wg.T - mu[:, None] * r
+            out = rstd[:, None] * a + (weight @ self.beta + bias)
+            loss, g = self._loss(out, weight, l2)
+            gs = g * rstd[:, None]
+            d_weight = (gs.T @ z - torch.outer(gs.T @ mu, torch.ones_like(self.gamma))) * self.gamma
+            d_weight += torch.outer(g.sum(0), self.beta) + l2 * weight
+            # d loss / d w_l = sum_nd dz_nd x_nld, with dz the layer norm's backward of dh = g @ Wg:
+            # rstd * (dh - mean(dh) - h * mean(dh * h)), each term reduced through sums, gram and a
+            m1 = g @ r / self.dim  # mean_d dh
+            m2 = (g * a).sum(1) * rstd / self.dim  # mean_d dh * h
+            hx = rstd[:, None] * (kw - mu[:, None] * self.sums)  # sum_d h_d x_ld
+            dw = self.x @ (gs @ wg).view(-1) - (rstd * m1) @ self.sums - (rstd * m2) @ hx
+        d_logits = w * (dw - w @ dw)  # back through the softmax over layers
+        return loss, torch.cat([d_logits, d_weight.view(-1), g.sum(0)]).numpy()
+
+    def _loss(self, out: Tensor, weight: Tensor, l2: float) -> tuple[float, Tensor]:
+        """The objective's value and d loss / d out."""
+        lse = torch.logsumexp(out, 1, keepdim=True)
+        loss = (lse.sum() - (out * self.onehot).sum()) / self.n + 0.5 * l2 * weight.pow(2).sum()
+        return float(loss), (torch.exp(out - lse) - self.onehot) / self.n
+
+    def pack(self) -> np.ndarray:
+        parts = [self.head.linear.weight, self.head.linear.bias]
+        if self.weighted:
+            parts.insert(0, self.featurizer.logits)
+        return np.concatenate([_numpy(t.double()) for t in parts])
+
+    @torch.no_grad()
+    def unpack(self, p: np.ndarray) -> None:
+        logits, weight, bias = self.split(p)
+        self.head.linear.weight.copy_(weight)
+        self.head.linear.bias.copy_(bias)
+        if self.weighted:
+            self.featurizer.logits.copy_(logits)
+
+
+class AutogradObjective:
+    """Any head (``head=mlp``) or loss (``probe/objectives.py``: tagging, regression): the fitted parameters
+    flattened, gradients by autograd (float64)."""
+
+    def __init__(self, featurizer, head, x: Tensor, y: Tensor, fitted, penalised, loss=F.cross_entropy):
+        self.featurizer, self.head, self.y, self.loss = featurizer, head, y, loss
+        self.fitted, self.penalised = fitted, penalised
+        self.x = x.to(torch.float64).transpose(0, 1).contiguous()
+
+    def pack(self) -> np.ndarray:
+        return nn.utils.parameters_to_vector(self.fitted).detach().double().numpy().copy()
+
+    @torch.no_grad()
+    def unpack(self, p: np.ndarray) -> None:
+        nn.utils.vector_to_parameters(torch.from_numpy(p), self.fitted)
+
+    def __call__(self, p: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
+        self.unpack(p)
+        with torch.enable_grad():
+            out = self.head(self.featurizer(self.x))
+            loss = self.loss(out, self.y) + 0.5 * l2 * sum((w * w).sum() for w in self.penalised)
+            grads = torch.autograd.grad(loss, self.fitted)
+        return float(loss.detach()), torch.cat([g.reshape(-1) for g in grads]).numpy()

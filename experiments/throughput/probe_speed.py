@@ -1,0 +1,251 @@
+"""The exact probe's speed (issue 28): the code before (``--base``, default 8b1e712) against this tree, one invocation.
+
+    python experiments/throughput/probe_speed.py                 # process runs + the 1500-clip grid fit
+    python experiments/throughput/probe_speed.py --repeats 3     # warm runs and new fits repeated, min taken
+
+1. Process runs, frozen Whisper tiny.en, ``experiment=fsdd_probe trainer.max_epochs=3`` (FSDD by speaker: train
+   george + jackson, val nicolas, test yweweler): for each side a cold run (empty feature store and manifests)
+   and ``--repeats`` warm runs (every clip stored). Measured: process wall and CPU seconds (``wait4``),
+   ``train()``'s wall time (the run summary's), test accuracy, chosen L2. The old side runs from a
+   ``git archive`` of ``--base``; warm runs of the two sides alternate, so both see the same load.
+2. The L2 grid fit at 1500 training clips, in this process on one thread: train = george + jackson + nicolas,
+   val = yweweler (the shared FSDD copy has four speakers, so no untouched test split is left at 1500 training
+   clips: this part times the fit and compares its answers, it scores no held-out speaker). Old fit once per
+   ``--old-repeats``, new fit ``--repeats`` times; wall and CPU seconds (min), the chosen L2, val accuracy per
+   grid value, the largest difference in val logits and layer weights between the two fits.
+
+Writes probe_speed_runs.csv, probe_speed_fit.csv and the tables of README.md's "Probe speed" section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from measure import load_average, measure
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+SHARED = REPO.parent / "shared"
+README_START, README_END = "<!-- probe_speed tables: start -->", "<!-- probe_speed tables: end -->"
+
+
+def train_command(root: Path, work: Path, side: str, name: str, whisper: Path, recordings: Path) -> list[str]:
+    return [
+        sys.executable, "train.py", "experiment=fsdd_probe", "trainer.max_epochs=3",
+        f"backbone.name_or_path={whisper}", f"data.corpus.root={recordings}",
+        f"paths.shared_dir={SHARED}", f"paths.cache_dir={work}/{side}/cache",
+        f"features.dir={work}/{side}/features", f"hydra.run.dir={work}/{side}/{name}",
+    ]  # fmt: skip
+
+
+def process_run(root: Path, work: Path, side: str, name: str, args) -> dict:
+    cmd = train_command(root, work, side, name, args.whisper, args.recordings)
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
+    log = work / side / f"{name}.log"
+    load = load_average()
+    m = measure(cmd, log, root, env, args.timeout)
+    text = log.read_text()
+    if m.returncode != 0:
+        sys.exit(f"{side} {name} failed ({m.returncode}): see {log}\n{text[-2000:]}")
+    metrics = json.loads((work / side / name / "metrics.json").read_text())
+    inner = re.search(r"wall time: ([0-9.]+) s", text)
+    fit = re.search(r"probe=lbfgs: l2=\S+ chosen on val from .* \(([0-9.]+) s\)", text)
+    return {
+        "side": side, "run": name.rstrip("0123456789"), "process_wall_s": round(m.wall_s, 2),
+        "process_cpu_s": round(m.cpu_s, 2), "train_wall_s": float(inner.group(1)) if inner else None,
+        "fit_wall_s": float(fit.group(1)) if fit else None, "test_acc": metrics.get("test/acc"),
+        "val_acc": metrics.get("val/acc"), "l2": metrics.get("probe/l2"), "load": load,
+    }  # fmt: skip
+
+
+def old_probe_module(base: str, work: Path):
+    """``asr_transfer/probe/lbfgs.py`` as it was at ``base``, imported under another name."""
+    path = work / "old_lbfgs.py"
+    path.write_text(
+        subprocess.check_output(["git", "show", f"{base}:asr_transfer/probe/lbfgs.py"], cwd=REPO, text=True)
+    )
+    spec = importlib.util.spec_from_file_location("old_lbfgs", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def grid_fits(args, work: Path) -> list[dict]:
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from asr_transfer.featurizers import WeightedSum
+    from asr_transfer.heads import LinearHead
+    from asr_transfer.layerwise import CONF, stored_features
+    from asr_transfer.probe.lbfgs import Features, LBFGSProbe
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        overrides = train_command(REPO, work, "new", "fit", args.whisper, args.recordings)[2:]
+        cfg = compose("train", overrides=[o.replace("hydra.run.dir", "paths.output_dir") for o in overrides])
+    splits, layers, hidden, labels = stored_features(cfg)  # stored by the new side's runs: nothing to encode
+    train = Features(
+        torch.cat([splits["train"].x, splits["val"].x]), torch.cat([splits["train"].y, splits["val"].y])
+    )
+    val = splits["test"]
+    old = old_probe_module(args.base, work).LBFGSProbe
+    rows, fitted = [], {}
+    for side, cls, repeats in (("old", old, args.old_repeats), ("new", LBFGSProbe, args.repeats)):
+        walls, cpus = [], []
+        for _ in range(repeats):
+            torch.manual_seed(0)
+            featurizer, head = WeightedSum(layers, hidden), LinearHead(hidden, len(labels))
+            load = load_average()
+            t0, c0 = time.perf_counter(), time.process_time()
+            result = cls().fit(featurizer, head, train, val)
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+        with torch.no_grad():
+            logits = head(featurizer(val.x.transpose(0, 1)))
+        fitted[side] = (logits, featurizer.weights().detach())
+        for r in result.table:
+            rows.append({"side": side, "clips": len(train.y), "l2": r["l2"], "chosen": r["l2"] == result.l2,
+                         "val_acc": r["val/acc"], "val_loss": round(r["val/loss"], 6),
+                         "objective": r["train/objective"], "iterations": r["iterations"],
+                         "evaluations": r["evaluations"], "solve_s": round(r["seconds"], 3),
+                         "grid_wall_s": round(min(walls), 3), "grid_cpu_s": round(min(cpus), 3),
+                         "repeats": repeats, "load": load})  # fmt: skip
+    d_logits = (fitted["old"][0] - fitted["new"][0]).abs().max().item()
+    d_weights = (fitted["old"][1] - fitted["new"][1]).abs().max().item()
+    for r in rows:
+        r["max_val_logit_diff"], r["max_layer_weight_diff"] = round(d_logits, 6), round(d_weights, 8)
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def table(rows: list[dict], cols: list[str]) -> str:
+    lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
+    lines += ["| " + " | ".join("" if r.get(c) is None else str(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def summary(runs: list[dict], fits: list[dict]) -> str:
+    """Side-by-side tables (min over repeats) from the two CSVs' rows."""
+    out = []
+    if runs:
+        best = []
+        for side in ("old", "new"):
+            cold = [r for r in runs if r["side"] == side and r["run"] == "cold"]
+            warm = [r for r in runs if r["side"] == side and r["run"] == "warm"]
+            if not cold or not warm:
+                continue
+            w = min(warm, key=lambda r: r["process_wall_s"])
+            best.append({
+                "side": side, "cold process s": cold[0]["process_wall_s"], "warm process s": w["process_wall_s"],
+                "warm/cold (wall)": round(w["process_wall_s"] / cold[0]["process_wall_s"], 3),
+                "cold CPU s": cold[0]["process_cpu_s"], "warm CPU s": min(r["process_cpu_s"] for r in warm),
+                "warm/cold (CPU)": round(min(r["process_cpu_s"] for r in warm) / cold[0]["process_cpu_s"], 3),
+                "warm train() s": min(r["train_wall_s"] for r in warm), "warm fit s": min(r["fit_wall_s"] for r in warm),
+                "test acc": w["test_acc"], "L2": w["l2"], "warm runs": len(warm),
+            })  # fmt: skip
+        out.append(table(best, list(best[0])))
+    if fits:
+        cols = [
+            "side",
+            "l2",
+            "chosen",
+            "val_acc",
+            "val_loss",
+            "objective",
+            "iterations",
+            "evaluations",
+            "solve_s",
+        ]
+        out.append(table(fits, cols))
+        grid = {r["side"]: r for r in fits}
+        out.append(table(list(grid.values()), ["side", "clips", "grid_wall_s", "grid_cpu_s", "repeats", "load",
+                                               "max_val_logit_diff", "max_layer_weight_diff"]))  # fmt: skip
+    return "\n\n".join(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--base", default="8b1e712", help="the commit whose probe is 'old'")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--old-repeats", type=int, default=1, help="the old grid fit (tens of seconds) repeats")
+    p.add_argument("--whisper", type=Path, default=SHARED / "models" / "whisper-tiny.en")
+    p.add_argument("--recordings", type=Path, default=SHARED / "data" / "fsdd" / "recordings")
+    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--skip-runs", action="store_true", help="only the grid fit (needs the new side's store)")
+    p.add_argument("--work", type=Path, help="keep runs here (default: a temporary folder)")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="probe_speed_") as tmp:
+        work = args.work or Path(tmp)
+        runs = [] if args.skip_runs else process_runs(args, work)
+        fits = grid_fits(args, work)
+    if runs:
+        write_csv(HERE / "probe_speed_runs.csv", runs)
+    write_csv(HERE / "probe_speed_fit.csv", fits)
+    text = summary(runs or read_csv(HERE / "probe_speed_runs.csv"), fits)
+    print(text)
+    update_readme(text + f"\n\n(load average after: {load_average()})")
+
+
+def process_runs(args, work: Path) -> list[dict]:
+    old = work / "old-tree"
+    old.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.check_output(["git", "archive", args.base], cwd=REPO)
+    tarfile.open(fileobj=io.BytesIO(archive)).extractall(old, filter="data")
+    roots = {"old": old, "new": REPO}
+    names = ["cold", *(f"warm{i}" for i in range(args.repeats))]
+    runs = []
+    for name in names:  # warm runs of the two sides alternate: both see the same load
+        for side in ("old", "new"):
+            runs.append(process_run(roots[side], work, side, name, args))
+            print(runs[-1], flush=True)
+            # after every run: a long invocation keeps what it measured
+            write_csv(HERE / "probe_speed_runs.csv", runs)
+    return runs
+
+
+def read_csv(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k, v in r.items():
+            try:
+                r[k] = float(v)
+            except (TypeError, ValueError):
+                pass
+    return rows
+
+
+def update_readme(text: str) -> None:
+    readme = HERE / "README.md"
+    body = readme.read_text()
+    if README_START not in body:
+        return
+    head, rest = body.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    from asr_transfer.utils.atomic import write_text
+
+    write_text(readme, f"{head}{README_START}\n{text}\n{README_END}{tail}")
+
+
+if __name__ == "__main__":
+    main()
