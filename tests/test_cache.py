@@ -27,7 +27,8 @@ REFERENCE = Path(__file__).parent / "data" / "features_reference.json"
 
 def backbone(seed=0):
     torch.manual_seed(seed)
-    return WhisperEncoderBackbone(pretrained=False, config_overrides=TINY_WHISPER_CONFIG)
+    # min_window_s=0.5: the window tests/data/features_reference.json was computed with
+    return WhisperEncoderBackbone(pretrained=False, config_overrides=TINY_WHISPER_CONFIG, min_window_s=0.5)
 
 
 def audio_dm(corpus, **kw) -> AudioDataModule:

@@ -49,7 +49,7 @@ class WhisperEncoderBackbone(Backbone):
         self,
         name_or_path: str = "openai/whisper-tiny.en",
         pad_to_30s: bool = False,
-        min_window_s: float = 0.5,
+        min_window_s: float = 1.0,  # chosen on val: experiments/min_window/
         pretrained: bool = True,
         attn_implementation: str = "sdpa",
         config_overrides: dict | None = None,

@@ -56,7 +56,7 @@ for name, head in (("pooled", LinearHead), ("frames", AttentiveHead)):
     )
     dm.setup("fit")
     torch.manual_seed(0)
-    bb = WhisperEncoderBackbone(pretrained=False, config_overrides=TINY_WHISPER_CONFIG)
+    bb = WhisperEncoderBackbone(pretrained=False, config_overrides=TINY_WHISPER_CONFIG, min_window_s=0.5)
     torch.manual_seed(1)
     task = ClassificationTask(
         bb,
