@@ -9,17 +9,10 @@ columns are then reported. The test columns are never read here.
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Iterable, Sequence
 
-
-def _num(v) -> float | None:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
+from asr_transfer.utils.numbers import finite_float
 
 
 def _group(row: dict, within: Sequence[str]) -> tuple:
@@ -62,7 +55,7 @@ def choose_on_val(
             )
     values: dict[tuple, dict[str, list[float]]] = {}
     for r in rows:
-        v = _num(r.get(metric))
+        v = finite_float(r.get(metric))
         per = values.setdefault(_group(r, within), {}).setdefault(r[setting], [])
         if v is not None:
             per.append(v)

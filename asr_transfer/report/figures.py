@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 
 from matplotlib.figure import Figure
 
 from asr_transfer.report.align import word_errors
-
-
-def _num(v) -> float | None:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
+from asr_transfer.utils.numbers import finite_float
 
 
 def learning_curves(rows: list[dict]) -> Figure | None:
     """Loss and metric columns of the CSV log against the step, one panel each (loss | other)."""
     if len({r.get("step") for r in rows}) < 2:  # one point in time (a probe=lbfgs fit): no curve to draw
         return None
-    keys = [k for k in rows[0] if "/" in k and any(_num(r.get(k)) is not None for r in rows)]
+    keys = [k for k in rows[0] if "/" in k and any(finite_float(r.get(k)) is not None for r in rows)]
     groups = {
         "loss": [k for k in keys if k.endswith("loss")],
         "metrics": [k for k in keys if not k.endswith("loss")],
@@ -34,7 +26,11 @@ def learning_curves(rows: list[dict]) -> Figure | None:
     for n, (group, ks) in enumerate(groups.items(), 1):
         ax = fig.add_subplot(1, len(groups), n)
         for k in ks:
-            pts = [(_num(r.get("step")), _num(r[k])) for r in rows if _num(r.get(k)) is not None]
+            pts = [
+                (finite_float(r.get("step")), finite_float(r[k]))
+                for r in rows
+                if finite_float(r.get(k)) is not None
+            ]
             pts = [(s, v) for s, v in pts if s is not None]
             if pts:
                 xs, ys = zip(*pts)
@@ -86,11 +82,13 @@ def layer_curve(rows: list[dict], weights: list[float] | None = None) -> Figure 
         ax2.set_ylabel("weight")
     for key, style in ((metric, "o-"), (test, "s--")):
         if key in single[0]:
-            ax.plot(x, [_num(r[key]) for r in single], style, label=key)
+            ax.plot(x, [finite_float(r[key]) for r in single], style, label=key)
     colours = iter(["tab:green", "tab:red", "tab:purple"])
     for r in rows:
-        if not str(r["layer"]).isdigit() and _num(r.get(test)) is not None:
-            ax.axhline(_num(r[test]), ls=":", color=next(colours, "black"), label=f"{r['layer']} ({test})")
+        if not str(r["layer"]).isdigit() and finite_float(r.get(test)) is not None:
+            ax.axhline(
+                finite_float(r[test]), ls=":", color=next(colours, "black"), label=f"{r['layer']} ({test})"
+            )
     ax.set_xticks(x)
     ax.set_xlabel("hidden layer (0 = input to the transformer)")
     ax.set_ylabel("metric")
@@ -104,7 +102,7 @@ def metric_vs_param(values: list, metric: list[float], param: str, metric_name: 
     """One swept parameter: numbers on a (log when spanning >= 2 decades) x axis, categories as strips."""
     fig = Figure(figsize=(3.8, 3.0))
     ax = fig.add_subplot()
-    nums = [_num(v) for v in values]
+    nums = [finite_float(v) for v in values]
     if all(v is not None for v in nums):
         ax.scatter(nums, metric)
         pos = [v for v in nums if v > 0]

@@ -9,12 +9,12 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from asr_transfer.data.targets import LabelTargets
 from asr_transfer.stats import ClipMetric, macro_f1_metric, mean_metric
-from asr_transfer.tasks.base import TransferTask
+from asr_transfer.tasks.labelled import LabelledTask
 
 TOP_K = 5  # predictions per clip kept in test_predictions.jsonl (the run report reads them)
 
 
-class ClassificationTask(TransferTask):
+class ClassificationTask(LabelledTask):
     """Cross-entropy over ``num_classes``; logs loss, accuracy and macro-F1 per split and the test
     confusion matrix. ``parts``: ``TransferTask``'s arguments (backbone, featurizer, head: a partial
     taking ``input_size`` and ``num_classes``, optimizer, ...)."""
@@ -45,16 +45,6 @@ class ClassificationTask(TransferTask):
     @classmethod
     def make_targets(cls) -> LabelTargets:
         return LabelTargets()
-
-    @staticmethod
-    def data_kwargs(datamodule) -> dict:
-        labels = datamodule.targets.labels
-        return {"num_classes": len(labels), "labels": labels}
-
-    @staticmethod
-    def checkpoint_kwargs(state: dict) -> dict:
-        labels = state["asr_transfer"]["labels"]
-        return {"num_classes": len(labels), "labels": labels}
 
     @staticmethod
     def checkpoint_data_kwargs(state: dict) -> dict:
@@ -132,6 +122,3 @@ class ClassificationTask(TransferTask):
             row.update({f"prob_{lab}": round(float(v), 6) for lab, v in zip(self.labels, p)})
             rows.append(row)
         return rows
-
-    def extra_checkpoint_state(self) -> dict:
-        return {"labels": self.labels}

@@ -19,7 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from asr_transfer.data.manifest import Entry, ManifestError
 from asr_transfer.data.targets import Targets, natural_key
-from asr_transfer.tasks.base import TransferTask
+from asr_transfer.tasks.labelled import LabelledTask
 from asr_transfer.tasks.segments import (
     decode,
     diarization_error_rate,
@@ -99,7 +99,7 @@ class SegmentTargets(Targets):
         return {"segments": list(values)}
 
 
-class FramesTask(TransferTask):
+class FramesTask(LabelledTask):
     """Cross-entropy per valid frame over ``num_classes`` (``labels[0]`` is background). ``parts``:
     ``TransferTask``'s (the head: a frame head partial taking ``input_size`` and ``vocab_size``).
     ``median_frames``: median filter length (frames, 1 = none); ``min_duration``: shortest segment kept
@@ -144,19 +144,6 @@ class FramesTask(TransferTask):
     @classmethod
     def make_targets(cls) -> SegmentTargets:
         return SegmentTargets()
-
-    @staticmethod
-    def data_kwargs(datamodule) -> dict:
-        labels = datamodule.targets.labels
-        return {"num_classes": len(labels), "labels": labels}
-
-    @staticmethod
-    def checkpoint_kwargs(state: dict) -> dict:
-        labels = state["asr_transfer"]["labels"]
-        return {"num_classes": len(labels), "labels": labels}
-
-    def extra_checkpoint_state(self) -> dict:
-        return {"labels": self.labels}  # background first, as SegmentTargets.fit rebuilds it from these
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (B, T, classes), frame lengths (B,))."""

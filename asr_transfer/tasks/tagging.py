@@ -18,7 +18,7 @@ from torchmetrics.functional.classification import binary_precision_recall_curve
 from asr_transfer.data.manifest import Entry, ManifestError
 from asr_transfer.data.targets import Targets, natural_key
 from asr_transfer.probe.objectives import ONE_VS_REST, Objective
-from asr_transfer.tasks.base import TransferTask
+from asr_transfer.tasks.labelled import LabelledTask
 
 
 class TagTargets(Targets):
@@ -92,7 +92,7 @@ def best_f1_thresholds(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tens
     return out
 
 
-class TaggingTask(TransferTask):
+class TaggingTask(LabelledTask):
     """Binary cross-entropy over ``num_classes`` tags (``labels`` names them). ``parts``:
     ``TransferTask``'s arguments (the head: a partial taking ``input_size`` and ``num_classes``)."""
 
@@ -121,19 +121,6 @@ class TaggingTask(TransferTask):
     @classmethod
     def make_targets(cls) -> TagTargets:
         return TagTargets()
-
-    @staticmethod
-    def data_kwargs(datamodule) -> dict:
-        labels = datamodule.targets.labels
-        return {"num_classes": len(labels), "labels": labels}
-
-    @staticmethod
-    def checkpoint_kwargs(state: dict) -> dict:
-        labels = state["asr_transfer"]["labels"]
-        return {"num_classes": len(labels), "labels": labels}
-
-    def extra_checkpoint_state(self) -> dict:
-        return {"labels": self.labels}
 
     def probe_objective(self) -> Objective:
         return ONE_VS_REST

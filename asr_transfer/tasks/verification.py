@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from asr_transfer.data.manifest import Entry, ManifestError
 from asr_transfer.data.targets import Targets, natural_key
-from asr_transfer.tasks.base import TransferTask
+from asr_transfer.tasks.labelled import LabelledTask
 from asr_transfer.tasks.trials import (
     adaptive_snorm,
     all_pairs,
@@ -91,11 +91,13 @@ class AAMSoftmax(nn.Module):
         return F.cross_entropy(self.logits(embeddings, labels), labels)
 
 
-class VerificationTask(TransferTask):
+class VerificationTask(LabelledTask):
     """``num_classes``: training speakers (the AAM-softmax's classes); ``speakers`` names them.
     ``margin``, ``scale``: AAM-softmax. ``trials``: ``{val: path, test: path}`` (null: all pairs).
     ``snorm_top_k``: adaptive s-norm with this many top cohort scores (null: raw cosine).
     ``on_bad_trial``: error | skip for trials naming a clip not in the split (the data's policy)."""
+
+    names = "speakers"  # the training speakers: the AAM-softmax classes
 
     def __init__(
         self,
@@ -122,19 +124,6 @@ class VerificationTask(TransferTask):
     @classmethod
     def make_targets(cls) -> SpeakerTargets:
         return SpeakerTargets()
-
-    @staticmethod
-    def data_kwargs(datamodule) -> dict:
-        speakers = datamodule.targets.labels
-        return {"num_classes": len(speakers), "speakers": speakers}
-
-    @staticmethod
-    def checkpoint_kwargs(state: dict) -> dict:
-        speakers = state["asr_transfer"]["speakers"]
-        return {"num_classes": len(speakers), "speakers": speakers}
-
-    def extra_checkpoint_state(self) -> dict:
-        return {"speakers": self.speakers}
 
     def forward(self, batch: dict) -> Tensor:
         """Embeddings (B, embedding_size)."""
