@@ -13,35 +13,37 @@ is chosen on val EER; the test columns of the other layers are for the curve onl
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-import asr_transfer.config  # noqa: F401  (resolvers)
+from asr_transfer.config import compose
 from asr_transfer.probe.lbfgs import Features
 from asr_transfer.tasks.trials import all_pairs, cosine_scores, read_trials, verification_metrics
-from asr_transfer.utils.atomic import write_json
+from asr_transfer.utils.atomic import write_csv, write_json
+from asr_transfer.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def pooled_layers(cfg) -> tuple[dict[str, Features], dict[str, list]]:
     """Every split's pooled features of every stored layer ((clips, layers, dim), y = dataset index) and
     its manifest entries."""
-    from asr_transfer.pipeline.build import build_data, store_features
+    from asr_transfer.pipeline.build import build_parts
+    from asr_transfer.pipeline.plan import make_plan
 
-    backbone, dm, features = build_data(cfg)
-    if features is None:
-        raise ValueError(
-            "zero-training verification reads stored features: use a frozen backbone (features.mode=auto)"
+    plan = make_plan(cfg, "fit", overrides=[])
+    if plan.store is None:
+        raise ConfigError(
+            "zero-training verification reads stored features",
+            f"the features store is off ({plan.not_stored or 'features.mode=off'})",
+            "use a frozen backbone and features.mode=auto",
         )
-    backbone, dm, _ = store_features(cfg, features, backbone, dm)
+    dm = build_parts(cfg, plan).datamodule
+    dm.prepare_data()
+    dm.setup("fit")
     splits = {
         s: Features.from_loader(dm.loader(s), s, "index")
         for s in ("train", "val", "test")
@@ -92,18 +94,12 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     out = Path(args.out)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        # a pooling head: the features stage stores pooled vectors of the layers the featurizer reads
-        base = ["task=verification", "head=mean_embedding", "featurizer=weighted_sum"]
-        cfg = compose("train", overrides=[*base, f"paths.output_dir={out}", *args.overrides])
+    # a pooling head: the features store keeps pooled vectors of the layers the featurizer reads
+    base = ["task=verification", "head=mean_embedding", "featurizer=weighted_sum"]
+    cfg = compose([*base, f"paths.output_dir={out}", *args.overrides])
     splits, entries = pooled_layers(cfg)
     rows = layer_rows(splits, entries, cfg.task.get("trials"))
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "layers.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(out / "layers.csv", rows)
     best = best_row(rows)
     write_json(out / "best.json", best)
     log.info("best layer on val: %s\n%s", json.dumps(best), "\n".join(map(str, rows)))

@@ -11,20 +11,20 @@ from asr_transfer.tasks.base import TransferTask
 
 class LabelledTask(TransferTask):
     """``TransferTask`` with ``num_classes`` and the label names taken from the data's targets, stored in
-    and read back from the checkpoint. ``names``: the constructor argument, attribute and checkpoint key
+    and read back from the checkpoint. ``names_key``: the constructor argument, attribute and checkpoint key
     that hold them ("labels"; "speakers" for verification)."""
 
-    names: ClassVar[str] = "labels"
+    names_key: ClassVar[str] = "labels"
 
     @classmethod
     def data_kwargs(cls, datamodule) -> dict:
         labels = datamodule.targets.labels
-        return {"num_classes": len(labels), cls.names: labels}
+        return {"num_classes": len(labels), cls.names_key: labels}
 
     @classmethod
     def checkpoint_kwargs(cls, state: dict) -> dict:
-        labels = state["asr_transfer"][cls.names]
-        return {"num_classes": len(labels), cls.names: labels}
+        labels = state["asr_transfer"][cls.names_key]
+        return {"num_classes": len(labels), cls.names_key: labels}
 
     def extra_checkpoint_state(self) -> dict:
-        return {self.names: getattr(self, self.names)}
+        return {self.names_key: getattr(self, self.names_key)}

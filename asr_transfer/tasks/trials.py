@@ -59,9 +59,7 @@ def read_trials(
             for name in cells[:2]:
                 full = os.path.normpath(name if os.path.isabs(name) else base / name)
                 if full not in where:
-                    raise ManifestError(
-                        path, n, f"clip {name!r} is not in this split's manifest; fix the trial"
-                    )
+                    raise ManifestError(path, n, f"clip {name!r} is not in this split's manifest")
                 ids.append(where[full])
             rows.append((*ids, TARGET[cells[2].lower()]))
         except ManifestError as e:

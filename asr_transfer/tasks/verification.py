@@ -97,7 +97,7 @@ class VerificationTask(LabelledTask):
     ``snorm_top_k``: adaptive s-norm with this many top cohort scores (null: raw cosine).
     ``on_bad_trial``: error | skip for trials naming a clip not in the split (the data's policy)."""
 
-    names = "speakers"  # the training speakers: the AAM-softmax classes
+    names_key = "speakers"  # the training speakers: the AAM-softmax classes
 
     def __init__(
         self,

@@ -114,7 +114,8 @@ def test_minibatch_run_and_bad_rows_skipped(tmp_path, tone_corpus):
 
 
 def test_check_data_names_bad_tags_and_follows_the_policy(tmp_path, tone_corpus):
-    from asr_transfer.pipeline.check_data import check_data, load_report
+    from asr_transfer.pipeline.check_data import check_data
+    from asr_transfer.utils.jsonl import read_jsonl as load_report
     from tests.conftest import TINY_WHISPER, compose_train, tone_overrides
 
     rows = tone_corpus["val"].read_text().splitlines()
