@@ -39,6 +39,25 @@ def recordings() -> list[dict]:
     return scan(folder)
 
 
+def speaker_split(
+    work: Path, train: tuple[str, ...], val: str, test: str, val_per_digit: int
+) -> dict[str, Path]:
+    """Manifests of a by-speaker split: every clip of the training speakers, ``val_per_digit`` fixed
+    utterances of each digit of the val speaker (the same for every digit, seeded), every test clip."""
+    import random
+
+    from asr_transfer.data.manifest import write_manifest
+
+    rows = recordings()
+    keep = set(random.Random(0).sample(range(50), val_per_digit))
+    splits = {
+        "train": [r for r in rows if r["speaker"] in train],
+        "val": [r for r in rows if r["speaker"] == val and r["utt_index"] in keep],
+        "test": [r for r in rows if r["speaker"] == test],
+    }
+    return {s: Path(write_manifest(work / "manifests" / f"{s}.jsonl", r)) for s, r in splits.items()}
+
+
 def clips_of(speakers: list[str]) -> list[Path]:
     """The recordings of these speakers, sorted by path."""
     return sorted(Path(r["audio_filepath"]) for r in recordings() if r["speaker"] in speakers)

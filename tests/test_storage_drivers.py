@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 import pytest
-from asr_transfer.studies import open_storage
+
+from asr_transfer.optuna_storage import open_storage
 
 
 def test_postgres_storage_without_its_driver_names_the_extra(monkeypatch):

@@ -1,7 +1,7 @@
 """The CTC preset's epochs chosen on validation: one ``experiment=fsdd_digits_ctc`` run, val WER per epoch.
 
-    nice -n 10 python experiments/ctc_epochs/run.py [--work DIR]   # the run (skipped when epochs.csv exists)
-    python experiments/ctc_epochs/run.py --table                  # README.md from the CSVs only
+    nice -n 10 python -m experiments.ctc_epochs.run [--work DIR]   # the run (skipped when epochs.csv exists)
+    python -m experiments.ctc_epochs.run --table                  # README.md from the CSVs only
 
 The run trains the preset (frozen Whisper tiny.en, last layer, BiLSTM CTC head) for its ``max_epochs``
 with val nicolas and test yweweler; Lightning's CSV logger records val WER/CER after every epoch
@@ -15,25 +15,19 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
+from asr_transfer.selection import choose_on_val
+from asr_transfer.utils.atomic import write_csv, write_text
 
-from asr_transfer.selection import choose_on_val  # noqa: E402
-from asr_transfer.utils.atomic import write_csv, write_text  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 VAL, TEST = "nicolas", "yweweler"
 
 
 def run(work: Path, epochs: int) -> None:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    import asr_transfer.config  # noqa: F401
+    from asr_transfer.config import compose
     from asr_transfer.pipeline.train import train
 
     out = work / "run"
@@ -43,9 +37,7 @@ def run(work: Path, epochs: int) -> None:
         f"paths.cache_dir={work / 'cache'}", f"paths.output_dir={out}",
         "callbacks.progress_bar=null", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu",
     ]  # fmt: skip
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = compose(overrides)
     t = time.perf_counter()
     train(cfg)
     seconds = time.perf_counter() - t
@@ -72,7 +64,7 @@ def run(work: Path, epochs: int) -> None:
 
 README = """# The CTC preset's epochs, chosen on validation
 
-`python experiments/ctc_epochs/run.py` trains `experiment=fsdd_digits_ctc` (frozen Whisper tiny.en, last layer,
+`python -m experiments.ctc_epochs.run` trains `experiment=fsdd_digits_ctc` (frozen Whisper tiny.en, last layer,
 BiLSTM CTC head, cosine schedule over {max_epochs} epochs, early stopping off so every epoch is seen) with val
 nicolas and test yweweler, and writes the val WER after every epoch (`epochs.csv`, from Lightning's CSV log)
 and the test result of the best-by-val checkpoint (`result.csv`); `--table` rebuilds this file from them.

@@ -1,7 +1,7 @@
 """``backbone.min_window_s`` chosen on validation: the frozen Whisper tiny.en probe on FSDD at each window.
 
-    nice -n 10 python experiments/min_window/run.py [--work DIR]   # resumable: finished windows are kept
-    python experiments/min_window/run.py --table                  # README.md from results.csv only
+    nice -n 10 python -m experiments.min_window.run [--work DIR]   # resumable: finished windows are kept
+    python -m experiments.min_window.run --table                  # README.md from results.csv only
 
 Every window runs ``experiment=fsdd_probe`` (exact L-BFGS probe, L2 chosen on val) with val nicolas and
 test yweweler, and records val beside test. The window is chosen by ``asr_transfer.selection.choose_on_val``
@@ -14,21 +14,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 
+from asr_transfer.config import compose
+from asr_transfer.selection import choose_on_val
+from asr_transfer.stats import proportion_interval
+from asr_transfer.utils.atomic import write_csv, write_text
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-
-import asr_transfer.config  # noqa: E402, F401
-from asr_transfer.selection import choose_on_val  # noqa: E402
-from asr_transfer.stats import proportion_interval  # noqa: E402
-from asr_transfer.utils.atomic import write_csv, write_text  # noqa: E402
 
 WINDOWS = ["0.5", "0", "1.0", "0.25"]  # the previous default first: it wins ties
 VAL, TEST, N_VAL = "nicolas", "yweweler", 500
@@ -42,9 +37,7 @@ def run_one(window: str, work: Path) -> dict:
         f"data.corpus.test_speakers=[{TEST}]", f"paths.cache_dir={work / 'cache'}", f"paths.output_dir={out}",
         "callbacks.progress_bar=null", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu",
     ]  # fmt: skip
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = compose(overrides)
     from asr_transfer.pipeline.train import train
 
     t = time.perf_counter()
@@ -117,7 +110,7 @@ def table(rows: list[dict]) -> str:
 
 README = """# `backbone.min_window_s` chosen on validation
 
-`python experiments/min_window/run.py` trains `experiment=fsdd_probe` (frozen Whisper tiny.en, weighted layer
+`python -m experiments.min_window.run` trains `experiment=fsdd_probe` (frozen Whisper tiny.en, weighted layer
 sum, exact L-BFGS probe with L2 chosen on val) at each window, val speaker nicolas, test speaker yweweler, and
 writes `results.csv`; `--table` rebuilds this file from it. The window is chosen by
 `asr_transfer.selection.choose_on_val` on val accuracy alone (ties go to the listed-first previous default,

@@ -1,7 +1,7 @@
 """The no-transfer baseline trained to convergence, with its own learning rate chosen on val.
 
-    nice -n 10 python experiments/scratch_baseline/run.py      # resumable: finished runs in results.csv stay
-    python experiments/scratch_baseline/run.py --table         # README.md from results.csv only
+    nice -n 10 python -m experiments.scratch_baseline.run      # resumable: finished runs in results.csv stay
+    python -m experiments.scratch_baseline.run --table         # README.md from results.csv only
 
 Same split as ``experiments/transfer_vs_scratch`` at k=all (train george + jackson, 1000 clips; val the fixed
 100-clip subset of nicolas; test yweweler, 500 clips) and the same randomly initialised encoder
@@ -16,18 +16,18 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "experiments" / "transfer_vs_scratch"))  # its split (manifests), not copied
+from asr_transfer.selection import choose_on_val
+from asr_transfer.stats import seed_summary
+from asr_transfer.utils.atomic import write_csv, write_text
+from experiments.fsdd import PROJECT_ROOT, speaker_split
 
-from asr_transfer.selection import choose_on_val  # noqa: E402
-from asr_transfer.stats import seed_summary  # noqa: E402
-from asr_transfer.utils.atomic import write_csv, write_text  # noqa: E402
+HERE = Path(__file__).resolve().parent
+# transfer_vs_scratch's split (its speakers and val subset), so the two studies' numbers compare
+WORK = PROJECT_ROOT / ".cache" / "experiments" / "transfer_vs_scratch"
+SPLIT = (("george", "jackson"), "nicolas", "yweweler", 10)
 
 RATES = ["3e-4", "1e-3", "3e-3"]  # the study's 1e-3 in the middle
 SELECT_SEEDS, MORE_SEEDS = [0], [1, 2]
@@ -38,15 +38,11 @@ FIELDS = ["rate", "seed", "stage", "val/loss", "val/acc", "test/acc", "test/acc_
 
 
 def run_one(rate: str, seed: int, work: Path) -> dict:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from run import manifests  # experiments/transfer_vs_scratch/run.py
-
-    import asr_transfer.config  # noqa: F401
+    from asr_transfer.config import compose
     from asr_transfer.pipeline.train import train
 
     out = work / f"lr{rate}-seed{seed}"
-    paths = manifests()
+    paths = speaker_split(WORK, *SPLIT)
     overrides = [
         "data=manifest", *[f"data.{s}_manifest={p}" for s, p in paths.items()], f"paths.cache_dir={work / 'cache'}",
         "backbone=scratch", "backbone.hidden_size=128", "backbone.num_layers=2", f"task.backbone_lr={rate}",
@@ -56,9 +52,7 @@ def run_one(rate: str, seed: int, work: Path) -> dict:
         f"+trainer.val_check_interval={VAL_EVERY}", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
         "trainer.accelerator=cpu", "logger=csv", f"paths.output_dir={out}",
     ]  # fmt: skip
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = compose(overrides)
     t = time.perf_counter()
     train(cfg)
     m = json.loads((out / "metrics.json").read_text())
@@ -78,7 +72,7 @@ def read_rows() -> list[dict]:
 
 README = """# The scratch baseline, trained to convergence with its own rate chosen on val
 
-`python experiments/scratch_baseline/run.py` (resumable; `--table` rebuilds this file from `results.csv`).
+`python -m experiments.scratch_baseline.run` (resumable; `--table` rebuilds this file from `results.csv`).
 Split of `experiments/transfer_vs_scratch` at k=all: train george + jackson (1000 clips), val the fixed
 100-clip subset of nicolas, test yweweler (500 clips). Encoder `backbone=scratch` (log-mel + 2-layer
 transformer, d=128, random init), weighted layer sum, linear head; AdamW with one rate for encoder and head,

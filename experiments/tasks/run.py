@@ -1,8 +1,8 @@
 """The four new task presets on FSDD digit strings (frozen Whisper tiny.en, unseen-speaker val nicolas /
 test yweweler): one table of their numbers, every default chosen on val only.
 
-    python experiments/tasks/run.py            # runs what results.csv lacks, then writes README.md's table
-    python experiments/tasks/run.py --table    # the table only
+    python -m experiments.tasks.run            # runs what results.csv lacks, then writes README.md's table
+    python -m experiments.tasks.run --table    # the table only
 
 Each run appends its rows to results.csv as it finishes (a rerun skips what is there). The exact probes
 (tagging, count) are deterministic fits: one run each, whatever the seed. The trained verification head

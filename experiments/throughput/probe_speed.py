@@ -1,7 +1,7 @@
 """The exact probe's speed (issue 28): the code before (``--base``, default 8b1e712) against this tree, one invocation.
 
-    python experiments/throughput/probe_speed.py                 # process runs + the 1500-clip grid fit
-    python experiments/throughput/probe_speed.py --repeats 3     # warm runs and new fits repeated, min taken
+    python -m experiments.throughput.probe_speed                 # process runs + the 1500-clip grid fit
+    python -m experiments.throughput.probe_speed --repeats 3     # warm runs and new fits repeated, min taken
 
 1. Process runs, frozen Whisper tiny.en, ``experiment=fsdd_probe trainer.max_epochs=3`` (FSDD by speaker: train
    george + jackson, val nicolas, test yweweler): for each side a cold run (empty feature store and manifests)
@@ -85,16 +85,15 @@ def old_probe_module(base: str, work: Path):
 
 def grid_fits(args, work: Path) -> list[dict]:
     import torch
-    from hydra import compose, initialize_config_dir
 
+    from asr_transfer.config import compose
     from asr_transfer.featurizers import WeightedSum
     from asr_transfer.heads import LinearHead
-    from asr_transfer.layerwise import CONF, stored_features
+    from asr_transfer.pipeline.layerwise import stored_features
     from asr_transfer.probe.lbfgs import Features, LBFGSProbe
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        overrides = train_command(REPO, work, "new", "fit", args.whisper, args.recordings)[2:]
-        cfg = compose("train", overrides=[o.replace("hydra.run.dir", "paths.output_dir") for o in overrides])
+    overrides = train_command(REPO, work, "new", "fit", args.whisper, args.recordings)[2:]
+    cfg = compose([o.replace("hydra.run.dir", "paths.output_dir") for o in overrides])
     splits, layers, hidden, labels = stored_features(cfg)  # stored by the new side's runs: nothing to encode
     train = Features(
         torch.cat([splits["train"].x, splits["val"].x]), torch.cat([splits["train"].y, splits["val"].y])

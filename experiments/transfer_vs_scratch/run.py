@@ -20,13 +20,12 @@ import csv
 import fcntl
 import json
 import logging
-import random
 import shutil
 import statistics
 import time
 from pathlib import Path
 
-from experiments.fsdd import SHARED, recordings
+from experiments.fsdd import SHARED, speaker_split
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -80,16 +79,7 @@ FIELDS = ["backbone", "method", "k", "n_train", "seed", "val_loss", "val_acc", "
 
 
 def manifests() -> dict[str, Path]:
-    from asr_transfer.data.manifest import write_manifest
-
-    rows = recordings()
-    keep = set(random.Random(0).sample(range(50), VAL_PER_DIGIT))  # the same utterances of every digit
-    splits = {
-        "train": [r for r in rows if r["speaker"] in TRAIN_SPEAKERS],
-        "val": [r for r in rows if r["speaker"] == VAL_SPEAKER and r["utt_index"] in keep],
-        "test": [r for r in rows if r["speaker"] == TEST_SPEAKER],
-    }
-    return {s: Path(write_manifest(WORK / "manifests" / f"{s}.jsonl", r)) for s, r in splits.items()}
+    return speaker_split(WORK, TRAIN_SPEAKERS, VAL_SPEAKER, TEST_SPEAKER, VAL_PER_DIGIT)
 
 
 def overrides(backbone: str, method: str, seed: int, paths: dict[str, Path], head_lr=None) -> list[str]:
