@@ -71,3 +71,19 @@ def weight_change(before: Mapping[str, Tensor], after: Mapping[str, Tensor]) -> 
         diff[k] = diff.get(k, 0.0) + float((after[name].double() - w.double()).pow(2).sum())
         norm[k] = norm.get(k, 0.0) + float(w.double().pow(2).sum())
     return {k: (diff[k] / norm[k]) ** 0.5 if norm[k] > 0 else 0.0 for k in sorted(diff)}
+
+
+def effective_weights(module: torch.nn.Module) -> dict[str, Tensor]:
+    """The weights a module applies, by parameter name: a peft LoRA layer's ``base_layer.weight`` plus its
+    merged update (``get_delta_weight``), the adapters' own factors left out; bottleneck adapters (new
+    parameters, no pretrained counterpart) are left out too."""
+    weights = {n: p.detach() for n, p in module.named_parameters() if "lora_" not in n and "adapter" not in n}
+    try:
+        from peft.tuners.lora import LoraLayer
+    except ImportError:  # no peft: no LoRA layers either
+        return weights
+    for name, m in module.named_modules():
+        if isinstance(m, LoraLayer) and f"{name}.base_layer.weight" in weights:
+            delta = sum(m.get_delta_weight(a) for a in m.active_adapters if a in m.lora_A)
+            weights[f"{name}.base_layer.weight"] = weights[f"{name}.base_layer.weight"] + delta
+    return weights
