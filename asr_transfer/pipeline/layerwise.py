@@ -88,6 +88,7 @@ def run(overrides: list[str], out: Path) -> list[dict]:
     t1 = time.perf_counter()
     rows = probe_rows(splits, num_layers, hidden, len(labels), instantiate(cfg.probe), int(cfg.seed))
     log.info("features %.1f s, %d probes %.1f s", t1 - t0, len(rows), time.perf_counter() - t1)
+    add_silhouettes(rows, splits)
     write_text(
         out / ".hydra" / "config.yaml",
         yaml.safe_dump(OmegaConf.to_container(cfg, resolve=True), sort_keys=False),
@@ -100,6 +101,19 @@ def run(overrides: list[str], out: Path) -> list[dict]:
     weights = [float(r["weight"]) for r in table if r["weight"] != ""]
     layer_curve(table, weights).savefig(out / "layers.png", dpi=120)
     return rows
+
+
+def add_silhouettes(rows: list[dict], splits: dict[str, Features]) -> None:
+    """Each single layer's silhouette of the class labels on the test (else val) pooled vectors: does the
+    layer cluster by class, next to how well a probe reads it (asr_transfer/interpret/embedding.py)."""
+    from asr_transfer.interpret.embedding import silhouette
+
+    f = splits.get("test") or splits.get("val")
+    for r in rows:
+        score = None
+        if f is not None and f.y.dim() == 1 and r["layer"].isdigit():
+            score = silhouette(f.x[:, int(r["layer"])].float().numpy(), f.y.tolist())
+        r["silhouette_label"] = "" if score is None else round(score, 4)
 
 
 def main(argv: list[str] | None = None) -> None:

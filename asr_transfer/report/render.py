@@ -11,6 +11,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from asr_transfer.plots import confusion_figure, layer_weights_figure, per_class_rows
 from asr_transfer.report import figures
 from asr_transfer.report.align import align_words, word_errors
+from asr_transfer.report.interpret import interpret_context
 from asr_transfer.report.media import audio_uri, figure_uri
 from asr_transfer.report.rundir import is_sweep, load_run, load_sweep
 
@@ -114,6 +115,7 @@ def run_context(run: Path, worst: int, max_audio_s: float) -> dict:
         "clips": worst_clips(r["predictions"], worst, max_audio_s) if r["predictions"] else [],
         "transcripts": worst_transcripts(r["transcripts"], worst, max_audio_s) if r["transcripts"] else [],
         "n_predictions": len(r["predictions"] or r["transcripts"] or []),
+        "interpret": interpret_context(run),  # explain.py / asr_transfer.drift output, when present
     }
 
 

@@ -16,7 +16,13 @@ from tests.conftest import CONF
 # "python train.py ...", "python -m asr_transfer.x ...": the command runs to a backtick, or to a gap of
 # 3+ spaces before a remark (the comments' layout); prose after it has no key=value words.
 COMMAND = re.compile(r"python\s+(-m\s+\S+|\S+\.py)(.*)")
-SCRIPTS = {"train.py": "train", "check_data.py": "train", "eval.py": "eval", "predict.py": "predict"}
+SCRIPTS = {
+    "train.py": "train",
+    "check_data.py": "train",
+    "eval.py": "eval",
+    "predict.py": "predict",
+    "explain.py": "explain",
+}
 
 
 def comment_examples() -> list[tuple[str, str, list[str]]]:

@@ -99,3 +99,43 @@ def probe_run(run: Path) -> Path:
             ]
         )
     return run
+
+
+def interpret_run(run: Path) -> Path:
+    """A classification run after ``explain.py faithfulness=true`` and ``python -m asr_transfer.drift``."""
+    import numpy as np
+
+    from asr_transfer.interpret.faithfulness import write_faithfulness
+    from asr_transfer.interpret.figures import write_clip
+    from asr_transfer.pipeline.drift import write_figure
+    from asr_transfer.utils.atomic import write_csv
+
+    classification_run(run)
+    wav = write_wav(run / "clips" / "a.wav", tone(0.5, 16000, 440.0), 16000)
+    import torch
+
+    rows = []
+    for k, kind in enumerate(["worst", "random"]):
+        attr = np.sin(np.linspace(0, 3, 25)) * (k + 1)
+        _, png = write_clip(
+            run / "attributions", f"{k:05d}", attr, 0.5, kind, torch.from_numpy(tone(0.5, 16000, 440.0))
+        )
+        rows.append(
+            {
+                "clip": f"{k:05d}",
+                "kind": kind,
+                "audio_filepath": str(wav),
+                "png": png.name,
+                "true": "high",
+                "pred": "low",
+                "p_true": 0.2,
+            }
+        )
+    (run / "attributions" / "index.json").write_text(json.dumps({"level": "frames", "clips": rows}))
+    write_faithfulness(
+        run, {"metric": "acc", "shares": [0.0, 0.2], "attribution": [0.9, 0.3], "random": [0.9, 0.85]}
+    )
+    drift = [{"layer": k, "cka": 1.0 - 0.1 * k, "weight_change": 0.01 * k} for k in range(3)]
+    write_csv(run / "drift.csv", drift)
+    write_figure(run / "drift.png", drift)
+    return run

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from asr_transfer.report.render import write_report
-from tests.report.rundirs import classification_run, ctc_run, sweep_dir
+from tests.report.rundirs import classification_run, ctc_run, interpret_run, sweep_dir
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -77,7 +77,10 @@ def _shot(name: str) -> str | None:
     return str(Path(folder) / name) if folder else None
 
 
-@pytest.mark.parametrize("kind,make,audio", [("classification", classification_run, 4), ("ctc", ctc_run, 3)])
+@pytest.mark.parametrize(
+    "kind,make,audio",
+    [("classification", classification_run, 4), ("ctc", ctc_run, 3), ("interpret", interpret_run, 4)],
+)
 def test_run_report_in_chromium(browser, tmp_path, kind, make, audio):
     counts = check_page(browser, write_report(make(tmp_path / "run")), _shot(f"{kind}.png"))
     assert counts["audio"] == audio
