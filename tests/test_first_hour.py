@@ -50,7 +50,7 @@ def test_eval_on_the_speakers_it_trained_on_warns_with_counts(trained, caplog):
     state = torch.load(best, weights_only=True)
     assert state["asr_transfer"]["training_data"]["speakers"] == ["s0", "s1"]
     assert len(state["asr_transfer"]["training_data"]["clips"]) == 24
-    # the README's example, data.corpus.test_speakers=[george], on a checkpoint that trained on george:
+    # the documented eval example (docs/how-to/evaluate-predict.md), data.corpus.test_speakers=[george], on a checkpoint that trained on george:
     # here the test split is the training manifest itself
     with caplog.at_level(logging.WARNING):
         cfg = compose_train(

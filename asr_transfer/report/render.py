@@ -14,6 +14,7 @@ from asr_transfer.report.align import align_words, word_errors
 from asr_transfer.report.interpret import interpret_context
 from asr_transfer.report.media import audio_uri, figure_uri
 from asr_transfer.report.rundir import is_sweep, load_run, load_sweep
+from asr_transfer.utils.numbers import finite_float
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def sweep_context(sweep: Path) -> dict:
     metric = next((c for c in columns if c.startswith(("val/", "test/"))), None)
     plots = []
     if metric:
-        done = [t for t in trials if figures._num(t.get(metric)) is not None]
+        done = [t for t in trials if finite_float(t.get(metric)) is not None]
         params = swept_params(done)
         for k, vals in params.items():
             fig = figures.metric_vs_param(vals, [float(t[metric]) for t in done], k, metric)

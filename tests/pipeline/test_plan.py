@@ -110,7 +110,7 @@ def test_settings_the_probe_ignores_are_refused_naming_the_switch(tmp_path, tone
 
 
 def test_train_py_refuses_in_one_line_before_any_job(tmp_path):
-    """As a user types them: the README's example under the default probe, and a manual sweep over a
+    """As a user types them: the documented example (train.py head=mlp optimizer.lr=3e-4) under the default probe, and a manual sweep over a
     learning rate that the probe never reads (which used to give two identical 'trials')."""
     one = run_python("train.py", "head=mlp", "optimizer.lr=3e-4", f"hydra.run.dir={tmp_path / 'r'}")
     assert one.returncode == 1 and one.stdout == ""

@@ -62,7 +62,7 @@ def test_missing_run_dir_names_the_key(tmp_path):
     with pytest.raises(FileNotFoundError, match="run_dir"):
         write_report(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="run_dir=.*neither"):
+    with pytest.raises(FileNotFoundError, match="neither .*, run_dir=.*Fix: "):
         write_report(tmp_path / "empty")
 
 
