@@ -267,7 +267,7 @@ def test_transcript_longer_than_the_decoder_is_named_by_manifest_and_row(multili
     task = make_task(multilingual, language="german")
     task.check_lengths([("train.jsonl", 2, "eins zwei")])  # fits
     with pytest.raises(
-        ValueError, match=r"train.jsonl, line 7, field 'text': the transcript takes \d+ decoder"
+        ValueError, match=r"the transcript takes \d+ decoder positions .*, train.jsonl, line 7, field 'text'"
     ):
         task.check_lengths([("train.jsonl", 7, "eins zwei drei " * 200)])
 
