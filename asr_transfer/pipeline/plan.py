@@ -265,6 +265,7 @@ def ignored_or_exit(argv: list[str]) -> None:
         else o.input_line
         for o in parsed
     ]
+    items += [a for a in argv if a.startswith("~")]  # deletions (~probe): parse() leaves them out
     try:
         make_plan(compose(items), "fit", overrides=items)
     except PlanError as e:
