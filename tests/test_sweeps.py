@@ -161,6 +161,7 @@ def test_submitit_local_launcher_runs_a_two_trial_sweep(tmp_path, tone_corpus):
             "-m",
             "hydra/launcher=submitit_local",
             "hydra.launcher.timeout_min=20",
+            "probe=none",  # a learning-rate sweep is minibatch training
             "optimizer.lr=0.01,0.05",
             f"hydra.sweep.dir={sweep}",
             *_quiet(tone_corpus, tmp_path),
