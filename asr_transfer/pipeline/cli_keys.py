@@ -108,7 +108,7 @@ def key_error(o: Override, data: dict, keys: list[str], config_name: str) -> Con
     )
 
 
-def check_keys(argv: list[str], config_name: str = "train", skip: tuple[str, ...] = ("hydra.",)) -> None:
+def check_keys(argv: list[str], config_name: str = "train", skip: tuple[str, ...] = ("hydra.", "hydra/")) -> None:
     """Raise ``ConfigError`` for the first override whose key the composed config lacks.
 
     Only the group choices (``head=mlp``, ``~probe``, ``experiment=...``) are composed; a sweep over
@@ -141,7 +141,7 @@ def check_keys(argv: list[str], config_name: str = "train", skip: tuple[str, ...
 
 
 def check_keys_or_exit(
-    argv: list[str], config_name: str = "train", skip: tuple[str, ...] = ("hydra.",)
+    argv: list[str], config_name: str = "train", skip: tuple[str, ...] = ("hydra.", "hydra/")
 ) -> None:
     """The entry points' call: a wrong key ends the process with its one line."""
     try:
