@@ -43,6 +43,8 @@ if __name__ == "__main__":
             sys.argv.append("hydra=eval")  # eval's own folder and log, as with a checkpoint
         zero_shot()
     else:
-        check_keys_or_exit(sys.argv[1:], "eval", skip=("hydra.", "hydra/", "data."))  # data.* keys: checked just below
+        check_keys_or_exit(
+            sys.argv[1:], "eval", skip=("hydra.", "hydra/", "data.")
+        )  # data.* keys: checked just below
         checkpoint_data_or_exit(sys.argv[1:])  # data=checkpoint: the data config inside ckpt_path
         main()

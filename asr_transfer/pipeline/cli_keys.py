@@ -108,7 +108,9 @@ def key_error(o: Override, data: dict, keys: list[str], config_name: str) -> Con
     )
 
 
-def check_keys(argv: list[str], config_name: str = "train", skip: tuple[str, ...] = ("hydra.", "hydra/")) -> None:
+def check_keys(
+    argv: list[str], config_name: str = "train", skip: tuple[str, ...] = ("hydra.", "hydra/")
+) -> None:
     """Raise ``ConfigError`` for the first override whose key the composed config lacks.
 
     Only the group choices (``head=mlp``, ``~probe``, ``experiment=...``) are composed; a sweep over
