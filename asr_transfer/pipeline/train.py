@@ -43,7 +43,6 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> float | None:
     run_dir = output_dir(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     plan = make_plan(cfg, "fit", overrides)
-    log.info(plan.summary())
     if cfg.get("ckpt_path"):  # a checkpoint that cannot be read stops here, in one line, before any work
         load_checkpoint(cfg.ckpt_path, mmap=True)
     parts = build_parts(cfg, plan)
@@ -61,6 +60,7 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> float | None:
     if plan.store is not None:
         start_ranks(trainer)  # under DDP the ranks share the encoding: they must exist first
     datamodule.setup("fit")
+    log.info(plan.summary())  # after the data is read: a fault in it stays a one-line error
     task = build_run_task(cfg, parts, **task_class(cfg).data_kwargs(datamodule))
     params = task.parameter_counts()
     log.info(
