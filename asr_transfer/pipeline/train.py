@@ -13,7 +13,7 @@ from asr_transfer.checkpoint_io import load_checkpoint
 from asr_transfer.features.distributed import start_ranks
 from asr_transfer.pipeline.augment import augment_summary
 from asr_transfer.pipeline.build import build_parts, build_run_task, task_class
-from asr_transfer.pipeline.plan import PlanError, make_plan
+from asr_transfer.pipeline.plan import PlanError, make_plan, single_process
 from asr_transfer.pipeline.probe import fit_probe
 from asr_transfer.pipeline.results import flat_metrics, output_dir, write_results
 
@@ -49,6 +49,8 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> float | None:
     datamodule = parts.datamodule
     datamodule.prepare_data()
     has_val = bool(datamodule.manifests().get("val"))
+    if single_process(cfg.trainer):  # data faults surface before Lightning's banner (DDP: after its ranks)
+        datamodule.setup("fit")
     trainer = instantiate(
         cfg.trainer, callbacks=callbacks_for(cfg, has_val), logger=loggers_for(cfg) or False
     )
