@@ -96,3 +96,16 @@ def _fsync(path: str | Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def replace_between(path: str | Path, start: str, end: str, text: str) -> bool:
+    """Rewrite the block between the ``start`` and ``end`` marker lines of a text file (a README table a
+    script generates); False, and nothing written, when the markers are absent."""
+    import re
+
+    old = Path(path).read_text()
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    if not pattern.search(old):
+        return False
+    write_text(path, pattern.sub(lambda _: f"{start}\n{text}\n{end}", old))
+    return True

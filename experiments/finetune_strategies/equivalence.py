@@ -17,7 +17,6 @@ From ``results.csv`` (tiny.en, no augmentation, clean unseen speaker):
 from __future__ import annotations
 
 import csv
-import re
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 from asr_transfer.selection import choose_on_val, chosen_rows  # noqa: E402
 from asr_transfer.stats import seed_summary, tost  # noqa: E402
-from asr_transfer.utils.atomic import write_csv, write_text  # noqa: E402
+from asr_transfer.utils.atomic import replace_between, write_csv  # noqa: E402
 
 GRID = {  # default first, then the learning rate tried on val
     "full": ["full", "full_lr3e-5"],
@@ -100,10 +99,7 @@ def main() -> None:
     ev = evidence(rows)
     write_csv(HERE / "equivalence.csv", ev, list(dict.fromkeys(k for r in ev for k in r)))
     table = markdown(ev)
-    readme = (HERE / "README.md").read_text()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if pattern.search(readme):
-        write_text(HERE / "README.md", pattern.sub(lambda _: f"{START}\n{table}\n{END}", readme))
+    replace_between(HERE / "README.md", START, END, table)
     print(table)
 
 

@@ -12,7 +12,6 @@ that the README used to quote, kept only to show the difference.
 from __future__ import annotations
 
 import csv
-import re
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 from asr_transfer.selection import choose_on_val  # noqa: E402
 from asr_transfer.stats import proportion_interval  # noqa: E402
-from asr_transfer.utils.atomic import write_csv, write_text  # noqa: E402
+from asr_transfer.utils.atomic import replace_between, write_csv  # noqa: E402
 
 # run folder -> (backbone, task, val clips, test clips): digits val nicolas / test yweweler (500 each);
 # speakers: recordings 5-9 / 0-4 of every digit and speaker (4 x 10 x 5 = 200 each)
@@ -75,10 +74,7 @@ def main() -> None:
     sel = [select(run) for run in RUNS]
     write_csv(HERE / "selection.csv", sel)
     table = markdown(sel)
-    readme = (HERE / "README.md").read_text()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if pattern.search(readme):
-        write_text(HERE / "README.md", pattern.sub(lambda _: f"{START}\n{table}\n{END}", readme))
+    replace_between(HERE / "README.md", START, END, table)
     print(table)
 
 
