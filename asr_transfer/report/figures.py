@@ -117,3 +117,33 @@ def metric_vs_param(values: list, metric: list[float], param: str, metric_name: 
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def segments_over_spectrogram(
+    wav, sample_rate: int, ref: list, pred: list, title: str, labels: list[str] | None = None
+) -> Figure:
+    """A clip's spectrogram (matplotlib's ``specgram``, 25 ms windows) above two strips on its time axis:
+    the reference segments and the predicted ones, ``(start s, end s, label)`` each, one colour per label."""
+    seconds = len(wav) / sample_rate
+    names = labels or sorted({str(s[2]) for s in [*ref, *pred]})
+    colour = {n: f"C{k % 10}" for k, n in enumerate(names)}
+    fig = Figure(figsize=(7.5, 3.2))
+    grid = fig.add_gridspec(3, 1, height_ratios=[3, 0.6, 0.6], hspace=0.08)
+    spec = fig.add_subplot(grid[0])
+    window = max(int(0.025 * sample_rate), 16)
+    spec.specgram(wav, NFFT=window, Fs=sample_rate, noverlap=window * 3 // 5, cmap="magma")
+    spec.set_ylabel("Hz")
+    spec.set_title(title, fontsize=9)
+    spec.tick_params(labelbottom=False)
+    for row, (name, segs) in enumerate((("reference", ref), ("predicted", pred)), start=1):
+        ax = fig.add_subplot(grid[row], sharex=spec)
+        for start, end, label in segs:
+            ax.axvspan(float(start), float(end), color=colour.get(str(label), "grey"), alpha=0.75)
+            ax.text((float(start) + float(end)) / 2, 0.5, str(label), ha="center", va="center", fontsize=8)
+        ax.set_yticks([0.5], [name], fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelbottom=row == 2)
+    spec.set_xlim(0, seconds)
+    ax.set_xlabel("time (s)")
+    fig.subplots_adjust(left=0.11, right=0.98, top=0.9, bottom=0.14)
+    return fig

@@ -5,18 +5,21 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from asr_transfer.data.targets import natural_key
 from asr_transfer.plots import confusion_figure, layer_weights_figure, per_class_rows
 from asr_transfer.report import figures
 from asr_transfer.report.align import align_words, word_errors
 from asr_transfer.report.interpret import interpret_context
-from asr_transfer.report.media import audio_uri, figure_uri
+from asr_transfer.report.media import audio_uri, figure_uri, read_audio
 from asr_transfer.report.rundir import is_sweep, load_run, load_sweep
 from asr_transfer.utils.numbers import finite_float
 
 log = logging.getLogger(__name__)
+SEGMENT_FIGURES = 6  # a frames run: at most this many clips drawn with their segments (one PNG each)
 
 
 def _env() -> Environment:
@@ -70,6 +73,52 @@ def worst_transcripts(transcripts: list[dict], n: int, max_audio_s: float) -> li
     return [t for t in scored[:n] if t["errors"] > 0]
 
 
+def disagreement(ref: list, pred: list, step: float = 0.01) -> float:
+    """Share of the clip's labelled time (either side) on which reference and predicted segments differ,
+    on a ``step``-second grid: the order of the report's segment figures, most wrong first."""
+    end = max([float(s[1]) for s in [*ref, *pred]], default=0.0)
+    if end <= 0:
+        return 0.0
+    t = (np.arange(int(np.ceil(end / step))) + 0.5) * step
+
+    def labels(segs: list) -> np.ndarray:
+        out = np.full(len(t), "", dtype=object)
+        for start, stop, label in segs:
+            out[(t >= float(start)) & (t < float(stop))] = str(label)
+        return out
+
+    r, p = labels(ref), labels(pred)
+    labelled = (r != "") | (p != "")
+    return float((r != p)[labelled].mean()) if labelled.any() else 0.0
+
+
+def segment_clips(rows: list[dict], n: int, max_audio_s: float) -> list[dict]:
+    """test_segments.jsonl (frames task): the ``n`` clips whose predicted segments disagree most with the
+    reference, each drawn over its spectrogram (clips whose audio cannot be read are left out)."""
+    names = sorted({str(s[2]) for r in rows for s in [*r["reference"], *r["predicted"]]}, key=natural_key)
+    ranked = sorted(rows, key=lambda r: -disagreement(r["reference"], r["predicted"]))
+    out = []
+    for r in ranked:
+        audio = read_audio(r["audio_filepath"], max_audio_s) if r.get("audio_filepath") else None
+        if audio is None:
+            continue
+        name = Path(r["audio_filepath"]).name
+        share = disagreement(r["reference"], r["predicted"])
+        fig = figures.segments_over_spectrogram(
+            *audio,
+            r["reference"],
+            r["predicted"],
+            f"{name}: {100 * share:.0f} % of labelled time differs",
+            names,
+        )
+        out.append(
+            {"name": name, "image": figure_uri(fig), "audio": audio_uri(r["audio_filepath"], max_audio_s)}
+        )
+        if len(out) == n:
+            break
+    return out
+
+
 def l2_path(rows: list[dict]):
     """probe=lbfgs: val accuracy along the L2 grid (the chosen value is the best one)."""
     if not rows or "val/acc" not in rows[0]:
@@ -115,7 +164,10 @@ def run_context(run: Path, worst: int, max_audio_s: float) -> dict:
         "layers": r["layers"] or [],
         "clips": worst_clips(r["predictions"], worst, max_audio_s) if r["predictions"] else [],
         "transcripts": worst_transcripts(r["transcripts"], worst, max_audio_s) if r["transcripts"] else [],
-        "n_predictions": len(r["predictions"] or r["transcripts"] or []),
+        "segment_clips": segment_clips(r["segments"], min(worst, SEGMENT_FIGURES), max_audio_s)
+        if r["segments"]
+        else [],
+        "n_predictions": len(r["predictions"] or r["transcripts"] or r["segments"] or []),
         "interpret": interpret_context(run),  # explain.py / asr_transfer.drift output, when present
     }
 

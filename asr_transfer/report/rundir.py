@@ -70,6 +70,7 @@ def load_run(run: Path) -> dict:
         )
     preds = run / "test_predictions.jsonl"
     trans = run / "test_transcripts.jsonl"
+    segments = run / "test_segments.jsonl"  # task=frames: each clip's reference and predicted segments
     layers = run / "layers.csv"
     probe = run / "probe.csv"
     return {
@@ -82,6 +83,7 @@ def load_run(run: Path) -> dict:
         "confusion": _json(run / "confusion_matrix.json"),
         "predictions": ref_pred(read_jsonl(preds)) if preds.is_file() else None,
         "transcripts": ref_pred(read_jsonl(trans)) if trans.is_file() else None,
+        "segments": read_jsonl(segments) if segments.is_file() else None,
         "log": metric_log(run),
         "layers": read_csv(layers) if layers.is_file() else None,
         "probe": read_csv(probe) if probe.is_file() else None,  # probe=lbfgs: one row per L2

@@ -139,3 +139,20 @@ def interpret_run(run: Path) -> Path:
     write_csv(run / "drift.csv", drift)
     write_figure(run / "drift.png", drift)
     return run
+
+
+def frames_run(run: Path) -> Path:
+    """A task=frames run: test_segments.jsonl with each clip's reference and predicted segments."""
+    metrics = {"val/frame_f1": 0.8, "test/frame_f1": 0.75, "test/event_f1": 0.5}
+    _common(run, "asr_transfer.tasks.frames.FramesTask", metrics)
+    clips = [  # (reference, predicted): a perfect clip, a wrong label, a missed segment
+        ([[0.1, 0.4, "3"], [0.6, 0.9, "7"]], [[0.1, 0.4, "3"], [0.6, 0.9, "7"]]),
+        ([[0.2, 0.7, "1"]], [[0.2, 0.7, "2"]]),
+        ([[0.1, 0.3, "5"], [0.5, 0.9, "8"]], [[0.1, 0.3, "5"]]),
+    ]
+    rows = []
+    for i, (ref, pred) in enumerate(clips):
+        wav = write_wav(run.parent / "audio" / f"string_{i}.wav", tone(1.0, 16000, 300 + 200 * i, i), 16000)
+        rows.append({"audio_filepath": str(wav), "index": i, "reference": ref, "predicted": pred})
+    (run / "test_segments.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from asr_transfer.report.render import write_report
-from tests.report.rundirs import classification_run, ctc_run, interpret_run, sweep_dir
+from tests.report.rundirs import classification_run, ctc_run, frames_run, interpret_run, sweep_dir
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -79,11 +79,26 @@ def _shot(name: str) -> str | None:
 
 @pytest.mark.parametrize(
     "kind,make,audio",
-    [("classification", classification_run, 4), ("ctc", ctc_run, 3), ("interpret", interpret_run, 4)],
+    [
+        ("classification", classification_run, 4),
+        ("ctc", ctc_run, 3),
+        ("interpret", interpret_run, 4),
+        ("frames", frames_run, 3),
+    ],  # fmt: skip
 )
 def test_run_report_in_chromium(browser, tmp_path, kind, make, audio):
     counts = check_page(browser, write_report(make(tmp_path / "run")), _shot(f"{kind}.png"))
     assert counts["audio"] == audio
+
+
+def test_segment_figures_decode_in_chromium(browser, tmp_path):
+    """A frames run: each clip's segments-over-spectrogram PNG decodes to its full size in the browser."""
+    check_page(browser, write_report(frames_run(tmp_path / "run")))
+    sizes = browser.execute_script(
+        "return Array.from(document.querySelectorAll('img[alt^=\"segments of\"]'))"
+        ".map(i => [i.complete, i.naturalWidth, i.naturalHeight]);"
+    )
+    assert len(sizes) == 3 and all(done and w > 500 and h > 200 for done, w, h in sizes), sizes
 
 
 def test_sweep_report_in_chromium(browser, tmp_path):

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from asr_transfer.report.align import align_words, word_errors
-from asr_transfer.report.render import swept_params, write_report
-from tests.report.rundirs import classification_run, ctc_run, probe_run, sweep_dir
+from asr_transfer.report.render import disagreement, swept_params, write_report
+from tests.report.rundirs import classification_run, ctc_run, frames_run, probe_run, sweep_dir
 
 
 def test_classification_report(tmp_path):
@@ -34,6 +34,32 @@ def test_ctc_report_aligns_transcripts(tmp_path):
     assert html.index("utt_3.wav") < html.index("utt_1.wav")
     assert '<span class="ins">nine</span>' in html and '<span class="del">seven</span>' in html
     assert '<span class="sub">zero→oh</span>' in html
+
+
+def test_frames_report_draws_segments_over_spectrograms(tmp_path):
+    import base64
+    import io
+
+    from matplotlib.image import imread
+
+    html = write_report(frames_run(tmp_path / "run")).read_text()
+    assert "Segments: reference and predicted (3 of 3 test clips)" in html
+    # most wrong first: the wrong label (100 % of labelled time), the missed segment (4 of 6 tenths), the perfect clip
+    names = re.findall(r'alt="segments of (string_\d)\.wav"', html)
+    assert names == ["string_1", "string_2", "string_0"]
+    assert html.count("<audio ") == 3
+    pngs = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="segments of', html)
+    assert len(pngs) == 3
+    for png in pngs:  # each decodes to a real image: the spectrogram and its two strips
+        image = imread(io.BytesIO(base64.b64decode(png)), format="png")
+        assert image.shape[0] > 200 and image.shape[1] > 500 and image[..., :3].std() > 0.05
+
+
+def test_disagreement_is_the_share_of_labelled_time_that_differs():
+    assert disagreement([[0.0, 1.0, "a"]], [[0.0, 1.0, "a"]]) == 0.0
+    assert disagreement([[0.0, 1.0, "a"]], [[0.0, 1.0, "b"]]) == 1.0
+    assert disagreement([[0.0, 0.5, "a"], [0.5, 1.0, "b"]], [[0.0, 0.5, "a"]]) == pytest.approx(0.5)
+    assert disagreement([[0.2, 0.4, "a"]], []) == 1.0 and disagreement([], []) == 0.0
 
 
 def test_sweep_report(tmp_path):
