@@ -126,6 +126,10 @@ def scan(cfg: DictConfig, dm=None) -> tuple[list[Problem], dict[str, int]]:
                     source(e, dm.targets.field, str(fault)),
                 )
             )
+    task_class = get_class(cfg.task._target_)  # files the task reads beside the manifests (trials)
+    for split, fault, skipped in task_class.file_faults(cfg.task, kept):
+        severity = "skipped" if skipped else "error"
+        problems.append(Problem(split, "bad_target", severity, "", fault.path, fault.line, str(fault)))
     return problems, counts
 
 

@@ -92,6 +92,13 @@ class TransferTask(L.LightningModule):
         """What this task learns from each manifest row (field, per-row target, batch collation)."""
         raise NotImplementedError(f"{cls.__name__} must say what its targets are (make_targets)")
 
+    @classmethod
+    def file_faults(cls, settings, entries: dict[str, list]) -> list[tuple[str, Exception, bool]]:
+        """Faults in files the task reads beside the manifests (verification: trials files), checked
+        against each split's usable ``entries``: ``(split, ManifestError naming file and line, whether a
+        run skips it)``. ``settings``: the task's config (``cfg.task``). check_data.py lists them."""
+        return []
+
     @staticmethod
     def data_kwargs(datamodule) -> dict:
         """Constructor arguments that come from the prepared data (never retyped in configs)."""

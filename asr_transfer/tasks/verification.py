@@ -136,6 +136,32 @@ class VerificationTask(LabelledTask):
         return self.guard_loss(loss)
 
     # ----- trials ----------------------------------------------------------------------------------
+    @classmethod
+    def file_faults(cls, settings, entries: dict[str, list[Entry]]) -> list[tuple[str, Exception, bool]]:
+        """Each ``trials.<split>`` file against that split's clips: a line naming a clip not in the split
+        (or malformed) is skipped under ``on_bad_trial=skip``; a missing file, or one with no usable
+        trial, stops a run whatever the policy."""
+        skip = settings.get("on_bad_trial", "error") == "skip"
+        faults = []
+        for split, path in (settings.get("trials") or {}).items():
+            if not path or split not in entries:
+                continue
+            try:
+                faults += [(split, f, skip) for f in read_trials(path, entries[split], skip=True)[3]]
+            except ManifestError as e:
+                faults.append((split, e, False))
+        return faults
+
+    def on_fit_start(self) -> None:
+        """The trials files are read before the first step, not at the first val (or the test) epoch's
+        end: a trial naming a clip not in its split stops the run here, under on_bad_trial=error."""
+        super().on_fit_start()
+        entries = getattr(self.trainer.datamodule, "entries", None) or {}
+        settings = {"trials": self.trials, "on_bad_trial": self.on_bad_trial}
+        for _, fault, skipped in self.file_faults(settings, entries):
+            if not skipped:
+                raise fault
+
     def on_validation_epoch_start(self) -> None:
         self.outputs = []
 
