@@ -71,6 +71,25 @@ def f1(tp: int, fp: int, fn: int) -> float:
     return 2 * tp / max(2 * tp + fp + fn, 1)
 
 
+def frame_counts(frames: np.ndarray, targets: np.ndarray, num_classes: int) -> list[list[int]]:
+    """[true positives, false positives, false negatives] per class of one clip's decoded frames."""
+    hit = frames == targets
+    tp = np.bincount(targets[hit], minlength=num_classes)
+    fp = np.bincount(frames[~hit], minlength=num_classes)
+    fn = np.bincount(targets[~hit], minlength=num_classes)
+    return [tp.tolist(), fp.tolist(), fn.tolist()]
+
+
+def macro_f1_of_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """Macro-F1 over the classes that occur (as reference or prediction) of counts summed over clips:
+    arrays (..., clips, classes) -> (...), as torchmetrics' macro F1 averages."""
+    tp, fp, fn = tp.sum(-2), fp.sum(-2), fn.sum(-2)
+    support = 2 * tp + fp + fn
+    seen = support > 0
+    per_class = np.where(seen, 2 * tp / np.maximum(support, 1), 0.0)
+    return per_class.sum(-1) / np.maximum(seen.sum(-1), 1)
+
+
 def diarization_error_rate(pairs: list[tuple[list[Segment], list[Segment]]]) -> float:
     """DER over clips (pyannote.metrics, no collar, overlaps scored): labels are speakers, and the
     best one-to-one mapping of hypothesis to reference labels is found per clip."""

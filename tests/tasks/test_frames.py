@@ -11,13 +11,15 @@ import pytest
 import torch
 
 from asr_transfer.data.manifest import read_manifest
-from asr_transfer.tasks.frames import SegmentTargets
+from asr_transfer.tasks.frames import FramesTask, SegmentTargets
 from asr_transfer.tasks.segments import (
     decode,
     diarization_error_rate,
     event_counts,
     f1,
+    frame_counts,
     frame_targets,
+    macro_f1_of_counts,
     smooth,
 )
 from tests.presets import BACKBONES
@@ -82,6 +84,51 @@ def test_event_f1_on_hand_made_segments():
     assert event_counts([], [(0.0, 1.0, "a")]) == (0, 1, 0)
 
 
+def test_frame_counts_give_sklearns_macro_f1_and_accuracy():
+    from sklearn.metrics import accuracy_score, f1_score
+
+    rng = np.random.default_rng(0)
+    clips = [
+        (rng.integers(0, 4, n), rng.integers(0, 4, n)) for n in (30, 7, 51)
+    ]  # (pred, ref); class 4 unused
+    counts = np.array([frame_counts(p, y, 5) for p, y in clips])  # (clips, 3, classes)
+    pred, ref = np.concatenate([p for p, _ in clips]), np.concatenate([y for _, y in clips])
+    assert macro_f1_of_counts(counts[:, 0], counts[:, 1], counts[:, 2]) == pytest.approx(
+        f1_score(ref, pred, average="macro")
+    )
+    rows = [{"frames": c.tolist(), "events": [1, 0, 2]} for c in counts]
+    m = FramesTask.clip_metrics(rows)
+    assert m["frame_f1"].value() == pytest.approx(f1_score(ref, pred, average="macro"))
+    assert m["frame_acc"].value() == pytest.approx(accuracy_score(ref, pred))
+    assert m["event_f1"].value() == pytest.approx(f1(3, 0, 6))
+    # a resample of clips [0, 0, 2] is the metric of those clips' frames
+    twice = (
+        np.concatenate([clips[0][0], clips[0][0], clips[2][0]]),
+        np.concatenate([clips[0][1], clips[0][1], clips[2][1]]),
+    )
+    assert float(m["frame_f1"].at(np.array([0, 0, 2]))) == pytest.approx(
+        f1_score(twice[1], twice[0], average="macro")
+    )
+
+
+def test_val_chooses_the_decoding_with_the_best_event_f1():
+    from types import SimpleNamespace
+
+    # "a" from 0.2 to 0.8 s, with a one-frame dropout at 0.5 s and a one-frame blip at 1.0 s (0.1 s frames)
+    frames = np.array([0, 0, 1, 1, 1, 0, 1, 1, 0, 0, 1, 0])
+    clip = (0, np.eye(2)[frames], frames, [(0.2, 0.8, "a")])
+    task = SimpleNamespace(clips=[clip], hop=0.1, labels=["background", "a"], tolerance=(0.2, 0.2),
+                           decoding=torch.zeros(2, dtype=torch.float64))  # fmt: skip
+    # no smoothing: three events, none within tolerance; dropping short ones leaves two halves; a 3-frame
+    # median joins the halves and removes the blip: the one event, a hit
+    task.grid = [(1, 0.0), (1, 0.2), (3, 0.0), (3, 0.2)]
+    FramesTask.choose_decoding(task)
+    assert task.decoding.tolist() == [3.0, 0.0]  # the first of the two perfect pairs in grid order
+    task.grid = [(1, 0.0), (1, 0.2)]  # nothing scores: the first pair
+    FramesTask.choose_decoding(task)
+    assert task.decoding.tolist() == [1.0, 0.0]
+
+
 def test_der_on_hand_made_annotations():
     ref = [(0.0, 5.0, "alice"), (5.0, 10.0, "bob")]
     assert diarization_error_rate([(ref, [(0.0, 5.0, "X"), (5.0, 10.0, "Y")])]) == 0.0  # names are mapped
@@ -128,8 +175,20 @@ def test_train_eval_predict_agree(tmp_path, tone_corpus):
         ]
     )
     assert metrics["test/event_f1"] == pytest.approx(f1(*counts.sum(0).tolist()), abs=1e-6)
+    # intervals over test clips, from the rows' per-clip counts, which give the logged values back
+    clip = FramesTask.clip_metrics(sorted(rows.values(), key=lambda r: r["index"]))
+    for name in ("frame_f1", "frame_acc", "event_f1"):
+        assert clip[name].value() == pytest.approx(metrics[f"test/{name}"], abs=1e-5)
+        assert (
+            metrics[f"test/{name}_ci95_low"] <= metrics[f"test/{name}"] <= metrics[f"test/{name}_ci95_high"]
+        )
+    # the decoding the best epoch's val chose (from the task config's grid) decoded test; the checkpoint keeps it
+    chosen = [metrics["decoding/median_frames"], metrics["decoding/min_duration"]]
+    assert chosen[0] in (1, 3, 5, 9) and chosen[1] in (0.0, 0.05, 0.1, 0.2)
     ckpt = best_checkpoint(run)
-    assert torch.load(ckpt, weights_only=True)["asr_transfer"]["labels"] == [
+    state = torch.load(ckpt, weights_only=True)
+    assert state["state_dict"]["decoding"].tolist() == pytest.approx(chosen)
+    assert state["asr_transfer"]["labels"] == [
         "background",
         "high",
         "low",
