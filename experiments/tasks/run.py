@@ -21,12 +21,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+from asr_transfer.utils.atomic import replace_between, write_csv
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.csv"
 OUT = ROOT / "outputs" / "experiments_tasks"
 FIELDS = ["run", "seed", "metric", "value"]
 SEEDS = (0, 1, 2)
+FRAMES_SIZE = [
+    "data.corpus.train_per_speaker=100",
+    "data.corpus.eval_per_speaker=50",
+    "trainer.max_epochs=15",
+]
 # run name -> (train.py overrides, metrics kept, seeds)
 RUNS = {
     "tagging_probe": (
@@ -44,10 +51,16 @@ RUNS = {
         ["val/eer", "test/eer", "test/min_dcf_0.01", "test/min_dcf_0.05"],
         SEEDS,
     ),
-    # 4 of the preset's 15 epochs: what the loaded 2-core VM could finish in this session (README, Notes)
+    # FRAMES_SIZE: the preset at the size measured to fit the CPU budget (README, "Frames: cost and size")
     "frames_blstm": (
-        ["experiment=fsdd_digits_frames", "trainer.max_epochs=4"],
-        ["val/frame_f1", "test/frame_f1", "test/event_f1"],
+        ["experiment=fsdd_digits_frames", *FRAMES_SIZE],
+        [
+            "val/frame_f1",
+            "decoding/median_frames",
+            "decoding/min_duration",
+            "test/frame_acc",
+            *[f"test/{m}{k}" for m in ("frame_f1", "event_f1") for k in ("", "_ci95_low", "_ci95_high")],
+        ],
         SEEDS,
     ),
 }
@@ -61,12 +74,12 @@ def done() -> set[tuple[str, str]]:
 
 
 def append(rows: list[dict]) -> None:
-    new = not RESULTS.is_file()
-    with open(RESULTS, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS)
-        if new:
-            w.writeheader()
-        w.writerows(rows)
+    """The run's rows added to results.csv in one atomic rewrite (a killed study leaves whole runs only)."""
+    old = []
+    if RESULTS.is_file():
+        with open(RESULTS, newline="") as f:
+            old = list(csv.DictReader(f))
+    write_csv(RESULTS, old + rows, FIELDS)
 
 
 def python(*args: str) -> None:
@@ -105,6 +118,12 @@ def baseline() -> None:
     append(rows)
 
 
+def frames_size() -> str:
+    size = dict(o.split("=") for o in FRAMES_SIZE)
+    return (f"{size['data.corpus.train_per_speaker']} training strings per speaker, "
+            f"{size['data.corpus.eval_per_speaker']} per unseen speaker, {size['trainer.max_epochs']} epochs")  # fmt: skip
+
+
 def table() -> str:
     with open(RESULTS, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -118,6 +137,19 @@ def table() -> str:
             return "-"
         return f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else "")
 
+    def ci(run: str, metric: str) -> str:
+        """The 95 % interval over test clips (bootstrap), its bounds averaged over the seeds."""
+        low, high = values.get((run, f"{metric}_ci95_low")), values.get((run, f"{metric}_ci95_high"))
+        return f"[{statistics.mean(low):.3f}, {statistics.mean(high):.3f}]" if low and high else ""
+
+    def chosen(run: str) -> str:
+        """The (median filter, minimum duration) each seed's best val epoch chose."""
+        pairs = zip(
+            values.get((run, "decoding/median_frames"), []), values.get((run, "decoding/min_duration"), [])
+        )
+        listed = ", ".join(f"{m:.0f} / {d:g}" for m, d in pairs)
+        return f"median frames / min s per seed: {listed}" if listed else "-"
+
     lines = ["| task (preset) | model | val (selection) | test | seeds |", "|---|---|---|---|---|"]
     lines.append(
         f"| tagging (`fsdd_digits_tagging`) | exact probe, weighted sum | mAP {cell('tagging_probe', 'val/map')} | "
@@ -129,9 +161,10 @@ def table() -> str:
         f"MAE {cell('count_probe', 'test/mae')}, Spearman {cell('count_probe', 'test/spearman')} | 1 (exact fit) |"
     )
     lines.append(
-        f"| frames (`fsdd_digits_frames`) | BiLSTM frame head, last layer, 4 epochs | frame F1 {cell('frames_blstm', 'val/frame_f1')} | "
-        f"frame F1 {cell('frames_blstm', 'test/frame_f1')}, event F1 {cell('frames_blstm', 'test/event_f1')} | "
-        f"{len(values.get(('frames_blstm', 'test/frame_f1'), []))} |"
+        f"| frames (`fsdd_digits_frames`) | BiLSTM frame head, last layer, {frames_size()}; decoding chosen on val "
+        f"({chosen('frames_blstm')}) | frame F1 {cell('frames_blstm', 'val/frame_f1')} | frame F1 {cell('frames_blstm', 'test/frame_f1')} "
+        f"{ci('frames_blstm', 'test/frame_f1')}, event F1 {cell('frames_blstm', 'test/event_f1')} "
+        f"{ci('frames_blstm', 'test/event_f1')} | {len(values.get(('frames_blstm', 'test/frame_f1'), []))} |"
     )
     baseline = {m.split(":")[0] for (run, m) in values if run == "baseline_layers"}
     if baseline:
@@ -158,12 +191,7 @@ def table() -> str:
 
 
 def write_readme() -> None:
-    readme = HERE / "README.md"
-    text = readme.read_text() if readme.is_file() else ""
-    start, end = "<!-- table:start -->", "<!-- table:end -->"
-    if start in text:
-        text = text[: text.index(start) + len(start)] + "\n" + table() + "\n" + text[text.index(end) :]
-        readme.write_text(text)
+    replace_between(HERE / "README.md", "<!-- table:start -->", "<!-- table:end -->", table())
     print(table())
 
 
