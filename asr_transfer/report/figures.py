@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from asr_transfer.report.align import word_errors
@@ -131,7 +132,9 @@ def segments_over_spectrogram(
     grid = fig.add_gridspec(3, 1, height_ratios=[3, 0.6, 0.6], hspace=0.08)
     spec = fig.add_subplot(grid[0])
     window = max(int(0.025 * sample_rate), 16)
-    spec.specgram(wav, NFFT=window, Fs=sample_rate, noverlap=window * 3 // 5, cmap="magma")
+    # a -100 dB dither: digital silence (exact zeros, e.g. the gaps of joined recordings) has no log power
+    dither = 1e-5 * np.random.default_rng(0).standard_normal(len(wav))
+    spec.specgram(wav + dither, NFFT=window, Fs=sample_rate, noverlap=window * 3 // 5, cmap="magma")
     spec.set_ylabel("Hz")
     spec.set_title(title, fontsize=9)
     spec.tick_params(labelbottom=False)
