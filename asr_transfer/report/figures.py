@@ -134,7 +134,14 @@ def segments_over_spectrogram(
     window = max(int(0.025 * sample_rate), 16)
     # a -100 dB dither: digital silence (exact zeros, e.g. the gaps of joined recordings) has no log power
     dither = 1e-5 * np.random.default_rng(0).standard_normal(len(wav))
-    spec.specgram(wav + dither, NFFT=window, Fs=sample_rate, noverlap=window * 3 // 5, cmap="magma")
+    spec.specgram(
+        wav + dither,
+        NFFT=window,
+        Fs=sample_rate,
+        noverlap=window * 3 // 5,
+        cmap="magma",
+        xextent=(0, seconds),
+    )
     spec.set_ylabel("Hz")
     spec.set_title(title, fontsize=9)
     spec.tick_params(labelbottom=False)
