@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
 from asr_transfer.probe.objective import AutogradObjective, LinearObjective, linear_path
@@ -77,7 +78,8 @@ class LBFGSProbe:
       below ``tolerance_grad``, or once an iteration
       lowers the objective by less than ``tolerance_change`` x max(|objective|, 1)).
     history_size: L-BFGS's memory (correction pairs).
-    num_threads: torch intra-op threads while fitting (restored after); null keeps the process's setting.
+    num_threads: torch intra-op and BLAS threads while fitting (restored after); null keeps the process's
+      settings.
       A probe's tensors are small (clips x layers x hidden), so splitting each op across threads costs
       more in hand-offs than it saves, and far more on a loaded machine where the second thread waits
       for a core (experiments/transfer_vs_scratch/README.md, "Probe speed").
@@ -91,6 +93,7 @@ class LBFGSProbe:
         tolerance_change: float = 1e-12,
         history_size: int = 20,
         num_threads: int | None = 1,
+        precision: str = "float32",
     ) -> None:
         if not l2_grid:
             raise ValueError("probe.l2_grid is empty: give at least one L2 strength")
@@ -102,6 +105,9 @@ class LBFGSProbe:
                 f"probe.num_threads={num_threads}: give a positive count, or null for torch's own"
             )
         self.num_threads = num_threads
+        if precision not in ("float32", "float64"):
+            raise ValueError(f"probe.precision={precision}: give float32 or float64")
+        self.precision = getattr(torch, precision)
 
     @staticmethod
     def parameters(featurizer: nn.Module, head: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
@@ -119,7 +125,7 @@ class LBFGSProbe:
         """The training split's objective, features laid out once for the whole grid: the closed form for a
         linear head under cross-entropy, autograd for any other head or loss."""
         if loss is SOFTMAX and linear_path(featurizer, head):
-            return LinearObjective(featurizer, head, data.x, data.y)
+            return LinearObjective(featurizer, head, data.x, data.y, self.precision)
         fitted, penalised = self.parameters(featurizer, head)
         return AutogradObjective(featurizer, head, data.x, data.y, fitted, penalised, loss.loss)
 
@@ -184,7 +190,11 @@ class LBFGSProbe:
         if self.num_threads is not None:
             torch.set_num_threads(self.num_threads)
         try:
-            result = self._path(featurizer, head, train, val, objective)
+            # scipy's L-BFGS-B calls numpy's BLAS on every iteration: left at one thread per core, its
+            # threads spin for work a vector of a few thousand entries does not have, which cost 2-3x
+            # the objective itself (experiments/throughput/README.md, "Probe speed")
+            with threadpool_limits(self.num_threads, user_api="blas"):
+                result = self._path(featurizer, head, train, val, objective)
         finally:
             torch.set_num_threads(threads)
         result.seconds = time.perf_counter() - t0

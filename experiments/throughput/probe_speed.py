@@ -43,7 +43,7 @@ README_START, README_END = "<!-- probe_speed tables: start -->", "<!-- probe_spe
 
 def train_command(root: Path, work: Path, side: str, name: str, whisper: Path, recordings: Path) -> list[str]:
     return [
-        sys.executable, "train.py", "experiment=fsdd_probe", "trainer.max_epochs=3",
+        sys.executable, "train.py", "experiment=fsdd_probe",
         f"backbone.name_or_path={whisper}", f"data.corpus.root={recordings}",
         f"paths.shared_dir={SHARED}", f"paths.cache_dir={work}/{side}/cache",
         f"features.dir={work}/{side}/features", f"hydra.run.dir={work}/{side}/{name}",
