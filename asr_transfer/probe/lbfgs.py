@@ -125,13 +125,35 @@ class LBFGSProbe:
         """The training split's objective, features laid out once for the whole grid: the closed form for a
         linear head under cross-entropy, autograd for any other head or loss."""
         if loss is SOFTMAX and linear_path(featurizer, head):
-            return LinearObjective(featurizer, head, data.x, data.y, self.precision)
+            weighted = any(p.requires_grad for p in featurizer.parameters())
+            # a fixed featurizer's fit reads one clips x dim matrix: float64, equal to scikit-learn's
+            return LinearObjective(
+                featurizer, head, data.x, data.y, self.precision if weighted else torch.float64
+            )
         fitted, penalised = self.parameters(featurizer, head)
         return AutogradObjective(featurizer, head, data.x, data.y, fitted, penalised, loss.loss)
 
     def solve(self, objective, l2: float) -> dict:
-        """Fit in place (float64, eval mode: no dropout) from the modules' current state."""
+        """Fit in place (float64, eval mode: no dropout) from the modules' current state.
+
+        A weighted sum's joint problem starts from the head fitted at the current layer weights: that
+        convex fit moves the head most of the way at a fifth of the cost per evaluation (it reads one
+        clips x dim matrix, not the layers' stack), and the joint fit then starts near its optimum.
+        """
         t0 = time.perf_counter()
+        head_evaluations = 0
+        if getattr(objective, "weighted", False):
+            head_evaluations = self._minimize(objective.head_only(), l2).nfev
+        result = self._minimize(objective, l2)
+        return {
+            "train/objective": float(result.fun),
+            "iterations": int(result.nit),
+            "evaluations": int(result.nfev),
+            "head_evaluations": head_evaluations,
+            "seconds": time.perf_counter() - t0,
+        }
+
+    def _minimize(self, objective, l2: float):
         result = minimize(
             objective,
             objective.pack(),
@@ -146,12 +168,7 @@ class LBFGSProbe:
             },
         )
         objective.unpack(result.x)
-        return {
-            "train/objective": float(result.fun),
-            "iterations": int(result.nit),
-            "evaluations": int(result.nfev),
-            "seconds": time.perf_counter() - t0,
-        }
+        return result
 
     @staticmethod
     @torch.no_grad()

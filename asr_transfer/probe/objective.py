@@ -40,14 +40,18 @@ class LinearObjective:
     """featurizer (fixed or ``WeightedSum``) + ``LinearHead``, modules in float64; ``p = [layer logits | W | b]``."""
 
     def __init__(
-        self, featurizer: nn.Module, head: LinearHead, x: Tensor, y: Tensor, dtype=torch.float64
+        self,
+        featurizer: nn.Module,
+        head: LinearHead,
+        x: Tensor,
+        y: Tensor,
+        dtype: torch.dtype = torch.float64,
+        frozen: bool = False,
     ) -> None:
-        self.featurizer, self.head = featurizer, head
-        self.weighted = any(p.requires_grad for p in featurizer.parameters())
-        # the weighted sum reads layers x clips x dim per evaluation: that stack is what `dtype` is for. A
-        # fixed featurizer's one clips x dim matrix stays float64 (the fit equal to scikit-learn's)
-        self.dtype = dtype if self.weighted else torch.float64
-        dtype = self.dtype
+        """``dtype``: of the products over clips x dim (the loss and the gradient are float64 either way);
+        ``frozen``: the featurizer as it is now, trainable or not (``head_only``)."""
+        self.featurizer, self.head, self.dtype, self.source = featurizer, head, dtype, (x, y)
+        self.weighted = not frozen and any(p.requires_grad for p in featurizer.parameters())
         stack = x.to(dtype).transpose(0, 1)  # (layers, clips, dim): featurizers reduce dim 0
         self.n, self.classes, self.dim = len(y), head.linear.out_features, head.linear.in_features
         self.onehot = F.one_hot(y, self.classes).to(torch.float64)
@@ -67,6 +71,11 @@ class LinearObjective:
         else:  # last | layer | concat and the layer norm: a constant, computed once
             with torch.no_grad():
                 self.u = head.norm(featurizer(x.double().transpose(0, 1))).to(dtype).contiguous()
+
+    def head_only(self) -> LinearObjective:
+        """The head's convex problem at the featurizer's current layer weights: each evaluation reads one
+        clips x dim matrix instead of the layers' stack."""
+        return LinearObjective(self.featurizer, self.head, *self.source, self.dtype, frozen=True)
 
     def split(self, p: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
         p = torch.from_numpy(p)
