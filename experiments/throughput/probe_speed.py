@@ -141,6 +141,26 @@ def grid_fits(args, work: Path, roots: dict[str, Path]) -> list[dict]:
     return rows
 
 
+def fewshot_runs(args, work: Path, roots: dict[str, Path]) -> list[dict]:
+    """``python -m asr_transfer.fewshot --k 16 --draws 5`` per side on its warm store: seconds per draw."""
+    rows = []
+    for side in ("old", "new"):
+        out = work / side / "fewshot"
+        overrides = train_command(roots[side], work, side, "fewshot", args.whisper, args.recordings)[2:-1]
+        cmd = [sys.executable, "-m", "asr_transfer.fewshot", "--k", "16", "--draws", "5", "--out", str(out),
+               *overrides]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(roots[side]), "HF_HUB_OFFLINE": "1"}
+        m = measure(cmd, work / side / "fewshot.log", roots[side], env, args.timeout)
+        if m.returncode != 0:
+            sys.exit(f"{side} fewshot failed ({m.returncode}): see {work / side / 'fewshot.log'}")
+        draws = read_csv(out / "draws.csv")
+        rows.append({"side": side, "draw_s": " ".join(f"{r['seconds']:.1f}" for r in draws),
+                     "draw_cpu_s": " ".join(f"{r['cpu_seconds']:.1f}" for r in draws),
+                     "test_acc": " ".join(f"{r['test/acc']:.3f}" for r in draws),
+                     "process_wall_s": round(m.wall_s, 1), "load": load_average()})  # fmt: skip
+    return rows
+
+
 def write_csv(path: Path, rows: list[dict]) -> None:
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
@@ -213,11 +233,17 @@ def main() -> None:
         work = args.work or Path(tmp)
         roots = old_tree(args, work)
         runs = [] if args.skip_runs else process_runs(args, work, roots)
+        fewshot = [] if args.skip_runs else fewshot_runs(args, work, roots)
         fits = grid_fits(args, work, roots)
     if runs:
         write_csv(HERE / "probe_speed_runs.csv", runs)
+        write_csv(HERE / "probe_speed_fewshot.csv", fewshot)
     write_csv(HERE / "probe_speed_fit.csv", fits)
+    fewshot = fewshot or read_csv(HERE / "probe_speed_fewshot.csv")
     text = summary(runs or read_csv(HERE / "probe_speed_runs.csv"), fits)
+    if fewshot:
+        text += "\n\nFew-shot, `python -m asr_transfer.fewshot --k 16 --draws 5` on the warm store:\n\n"
+        text += table(fewshot, list(fewshot[0]))
     print(text)
     update_readme(text + f"\n\n(load average after: {load_average()})")
 
