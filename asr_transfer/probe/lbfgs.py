@@ -80,6 +80,10 @@ class LBFGSProbe:
     history_size: L-BFGS's memory (correction pairs).
     num_threads: torch intra-op and BLAS threads while fitting (restored after); null keeps the process's
       settings.
+    precision: float32 | float64, the dtype of a weighted sum's products over its layers x clips x dim
+      stack, the fit's whole cost; values, gradients and a fixed featurizer's fit stay float64. float32
+      halves the memory the products stream and stops where float32 rounding stops lowering the objective
+      (tests/probe/test_objective.py pins both against one fixed problem).
       A probe's tensors are small (clips x layers x hidden), so splitting each op across threads costs
       more in hand-offs than it saves, and far more on a loaded machine where the second thread waits
       for a core (experiments/transfer_vs_scratch/README.md, "Probe speed").

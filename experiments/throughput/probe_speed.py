@@ -87,7 +87,7 @@ def save_problem(args, work: Path) -> Path:
     return path
 
 
-def fit_worker(problem: Path, repeats: int, out: Path) -> None:
+def fit_worker(problem: Path, repeats: int, out: Path, threads: int | None) -> None:
     """One side's grid fit, in a process whose ``asr_transfer`` is that side's tree (PYTHONPATH)."""
     import torch
 
@@ -103,7 +103,9 @@ def fit_worker(problem: Path, repeats: int, out: Path) -> None:
         featurizer, head = WeightedSum(p["layers"], p["hidden"]), LinearHead(p["hidden"], p["classes"])
         load = load_average()
         t0, c0 = time.perf_counter(), time.process_time()
-        result = LBFGSProbe().fit(featurizer, head, train, val)
+        result = (LBFGSProbe(num_threads=threads) if threads else LBFGSProbe()).fit(
+            featurizer, head, train, val
+        )
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
     with torch.no_grad():
@@ -117,12 +119,14 @@ def grid_fits(args, work: Path, roots: dict[str, Path]) -> list[dict]:
 
     problem = save_problem(args, work)
     rows, fitted = [], {}
-    for side, repeats in (("old", args.old_repeats), ("new", args.repeats)):
+    sides = [("old", "old", args.old_repeats, None), ("new", "new", args.repeats, None),
+             ("new, 2 threads", "new", args.repeats, 2)]  # fmt: skip
+    for side, tree, repeats, threads in sides:
         out = work / f"fit-{side}.pt"
-        env = {**os.environ, "PYTHONPATH": str(roots[side])}
+        env = {**os.environ, "PYTHONPATH": str(roots[tree])}
         cmd = [sys.executable, str(Path(__file__)), "--fit-worker", str(problem), "--repeats", str(repeats),
-               "--fit-out", str(out)]  # fmt: skip
-        subprocess.run(cmd, env=env, check=True, cwd=roots[side])
+               "--fit-out", str(out), *(["--fit-threads", str(threads)] if threads else [])]  # fmt: skip
+        subprocess.run(cmd, env=env, check=True, cwd=roots[tree])
         r = torch.load(out)
         fitted[side] = (r["logits"], r["weights"])
         for row in r["table"]:
@@ -132,12 +136,12 @@ def grid_fits(args, work: Path, roots: dict[str, Path]) -> list[dict]:
                          "iterations": row["iterations"], "evaluations": row["evaluations"],
                          "solve_s": round(row["seconds"], 3), "grid_wall_s": round(min(r["walls"]), 3),
                          "grid_cpu_s": round(min(r["cpus"]), 3), "repeats": repeats, "load": r["load"]})  # fmt: skip
-    d_logits = (fitted["old"][0] - fitted["new"][0]).abs().max().item()
-    d_probs = (fitted["old"][0].softmax(-1) - fitted["new"][0].softmax(-1)).abs().max().item()
-    d_weights = (fitted["old"][1] - fitted["new"][1]).abs().max().item()
-    for r in rows:
-        r["max_val_logit_diff"], r["max_val_prob_diff"] = round(d_logits, 6), round(d_probs, 6)
-        r["max_layer_weight_diff"] = round(d_weights, 8)
+    old_logits, old_weights = fitted["old"]
+    for r in rows:  # each side against the old fit
+        logits, weights = fitted[r["side"]]
+        r["max_val_logit_diff"] = round((old_logits - logits).abs().max().item(), 6)
+        r["max_val_prob_diff"] = round((old_logits.softmax(-1) - logits.softmax(-1)).abs().max().item(), 6)
+        r["max_layer_weight_diff"] = round((old_weights - weights).abs().max().item(), 8)
     return rows
 
 
@@ -226,9 +230,10 @@ def main() -> None:
     p.add_argument("--work", type=Path, help="keep runs here (default: a temporary folder)")
     p.add_argument("--fit-worker", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--fit-out", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--fit-threads", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.fit_worker:
-        return fit_worker(args.fit_worker, args.repeats, args.fit_out)
+        return fit_worker(args.fit_worker, args.repeats, args.fit_out, args.fit_threads)
     with tempfile.TemporaryDirectory(prefix="probe_speed_") as tmp:
         work = args.work or Path(tmp)
         roots = old_tree(args, work)

@@ -107,9 +107,10 @@ PINNED_OBJECTIVE = 0.311286582850018
 
 
 # probe.precision=float32 (the default) runs the products over clips x dim in float32 and stops where float32
-# rounding stops lowering the objective: on this problem its fit agrees with float64's to 4e-6 in the layer
-# weights, 5e-5 in the head's weights and 1e-8 in the objective (the tolerances below: those, rounded up)
-TOLERANCES = {"float64": (1e-5, 1e-4, 1e-9), "float32": (1e-5, 2e-4, 1e-7)}
+# rounding stops lowering the objective: on this problem its fit agrees with the pinned one to 1.1e-5 in the
+# layer weights, 1.2e-4 in the head's weights and 1.1e-8 in the objective; the summation order of a matrix
+# product moves them by that much, so the tolerances below are those x ~5
+TOLERANCES = {"float64": (1e-5, 1e-4, 1e-9), "float32": (5e-5, 5e-4, 5e-8)}
 
 
 @pytest.mark.parametrize("precision", ["float64", "float32"])
