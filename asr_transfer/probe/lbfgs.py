@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
 from asr_transfer.probe.objective import AutogradObjective, LinearObjective, linear_path
@@ -77,7 +78,12 @@ class LBFGSProbe:
       below ``tolerance_grad``, or once an iteration
       lowers the objective by less than ``tolerance_change`` x max(|objective|, 1)).
     history_size: L-BFGS's memory (correction pairs).
-    num_threads: torch intra-op threads while fitting (restored after); null keeps the process's setting.
+    num_threads: torch intra-op and BLAS threads while fitting (restored after); null keeps the process's
+      settings.
+    precision: float32 | float64, the dtype of a weighted sum's products over its layers x clips x dim
+      stack, the fit's whole cost; values, gradients and a fixed featurizer's fit stay float64. float32
+      halves the memory the products stream and stops where float32 rounding stops lowering the objective
+      (tests/probe/test_objective.py pins both against one fixed problem).
       A probe's tensors are small (clips x layers x hidden), so splitting each op across threads costs
       more in hand-offs than it saves, and far more on a loaded machine where the second thread waits
       for a core (experiments/transfer_vs_scratch/README.md, "Probe speed").
@@ -91,6 +97,7 @@ class LBFGSProbe:
         tolerance_change: float = 1e-12,
         history_size: int = 20,
         num_threads: int | None = 1,
+        precision: str = "float32",
     ) -> None:
         if not l2_grid:
             raise ValueError("probe.l2_grid is empty: give at least one L2 strength")
@@ -102,6 +109,9 @@ class LBFGSProbe:
                 f"probe.num_threads={num_threads}: give a positive count, or null for torch's own"
             )
         self.num_threads = num_threads
+        if precision not in ("float32", "float64"):
+            raise ValueError(f"probe.precision={precision}: give float32 or float64")
+        self.precision = getattr(torch, precision)
 
     @staticmethod
     def parameters(featurizer: nn.Module, head: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
@@ -119,13 +129,35 @@ class LBFGSProbe:
         """The training split's objective, features laid out once for the whole grid: the closed form for a
         linear head under cross-entropy, autograd for any other head or loss."""
         if loss is SOFTMAX and linear_path(featurizer, head):
-            return LinearObjective(featurizer, head, data.x, data.y)
+            weighted = any(p.requires_grad for p in featurizer.parameters())
+            # a fixed featurizer's fit reads one clips x dim matrix: float64, equal to scikit-learn's
+            return LinearObjective(
+                featurizer, head, data.x, data.y, self.precision if weighted else torch.float64
+            )
         fitted, penalised = self.parameters(featurizer, head)
         return AutogradObjective(featurizer, head, data.x, data.y, fitted, penalised, loss.loss)
 
     def solve(self, objective, l2: float) -> dict:
-        """Fit in place (float64, eval mode: no dropout) from the modules' current state."""
+        """Fit in place (float64, eval mode: no dropout) from the modules' current state.
+
+        A weighted sum's joint problem starts from the head fitted at the current layer weights: that
+        convex fit moves the head most of the way at a fifth of the cost per evaluation (it reads one
+        clips x dim matrix, not the layers' stack), and the joint fit then starts near its optimum.
+        """
         t0 = time.perf_counter()
+        head_evaluations = 0
+        if getattr(objective, "weighted", False):
+            head_evaluations = self._minimize(objective.head_only(), l2).nfev
+        result = self._minimize(objective, l2)
+        return {
+            "train/objective": float(result.fun),
+            "iterations": int(result.nit),
+            "evaluations": int(result.nfev),
+            "head_evaluations": head_evaluations,
+            "seconds": time.perf_counter() - t0,
+        }
+
+    def _minimize(self, objective, l2: float):
         result = minimize(
             objective,
             objective.pack(),
@@ -140,12 +172,7 @@ class LBFGSProbe:
             },
         )
         objective.unpack(result.x)
-        return {
-            "train/objective": float(result.fun),
-            "iterations": int(result.nit),
-            "evaluations": int(result.nfev),
-            "seconds": time.perf_counter() - t0,
-        }
+        return result
 
     @staticmethod
     @torch.no_grad()
@@ -184,7 +211,11 @@ class LBFGSProbe:
         if self.num_threads is not None:
             torch.set_num_threads(self.num_threads)
         try:
-            result = self._path(featurizer, head, train, val, objective)
+            # scipy's L-BFGS-B calls numpy's BLAS on every iteration: left at one thread per core, its
+            # threads spin for work a vector of a few thousand entries does not have, which cost 2-3x
+            # the objective itself (experiments/throughput/README.md, "Probe speed")
+            with threadpool_limits(self.num_threads, user_api="blas"):
+                result = self._path(featurizer, head, train, val, objective)
         finally:
             torch.set_num_threads(threads)
         result.seconds = time.perf_counter() - t0

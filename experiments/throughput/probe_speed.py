@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import io
 import json
 import os
@@ -33,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from measure import load_average, measure
+from experiments.throughput.measure import load_average, measure
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -43,7 +42,7 @@ README_START, README_END = "<!-- probe_speed tables: start -->", "<!-- probe_spe
 
 def train_command(root: Path, work: Path, side: str, name: str, whisper: Path, recordings: Path) -> list[str]:
     return [
-        sys.executable, "train.py", "experiment=fsdd_probe", "trainer.max_epochs=3",
+        sys.executable, "train.py", "experiment=fsdd_probe",
         f"backbone.name_or_path={whisper}", f"data.corpus.root={recordings}",
         f"paths.shared_dir={SHARED}", f"paths.cache_dir={work}/{side}/cache",
         f"features.dir={work}/{side}/features", f"hydra.run.dir={work}/{side}/{name}",
@@ -70,61 +69,99 @@ def process_run(root: Path, work: Path, side: str, name: str, args) -> dict:
     }  # fmt: skip
 
 
-def old_probe_module(base: str, work: Path):
-    """``asr_transfer/probe/lbfgs.py`` as it was at ``base``, imported under another name."""
-    path = work / "old_lbfgs.py"
-    path.write_text(
-        subprocess.check_output(["git", "show", f"{base}:asr_transfer/probe/lbfgs.py"], cwd=REPO, text=True)
-    )
-    spec = importlib.util.spec_from_file_location("old_lbfgs", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def grid_fits(args, work: Path) -> list[dict]:
+def save_problem(args, work: Path) -> Path:
+    """The 1500-clip problem (train george + jackson + nicolas, val yweweler) from the new side's store."""
     import torch
 
     from asr_transfer.config import compose
-    from asr_transfer.featurizers import WeightedSum
-    from asr_transfer.heads import LinearHead
     from asr_transfer.pipeline.layerwise import stored_features
-    from asr_transfer.probe.lbfgs import Features, LBFGSProbe
 
     overrides = train_command(REPO, work, "new", "fit", args.whisper, args.recordings)[2:]
     cfg = compose([o.replace("hydra.run.dir", "paths.output_dir") for o in overrides])
     splits, layers, hidden, labels = stored_features(cfg)  # stored by the new side's runs: nothing to encode
-    train = Features(
-        torch.cat([splits["train"].x, splits["val"].x]), torch.cat([splits["train"].y, splits["val"].y])
-    )
-    val = splits["test"]
-    old = old_probe_module(args.base, work).LBFGSProbe
+    path = work / "problem.pt"
+    torch.save({"train": (torch.cat([splits["train"].x, splits["val"].x]),
+                          torch.cat([splits["train"].y, splits["val"].y])),
+                "val": (splits["test"].x, splits["test"].y),
+                "layers": layers, "hidden": hidden, "classes": len(labels)}, path)  # fmt: skip
+    return path
+
+
+def fit_worker(problem: Path, repeats: int, out: Path, threads: int | None) -> None:
+    """One side's grid fit, in a process whose ``asr_transfer`` is that side's tree (PYTHONPATH)."""
+    import torch
+
+    from asr_transfer.featurizers import WeightedSum
+    from asr_transfer.heads import LinearHead
+    from asr_transfer.probe.lbfgs import Features, LBFGSProbe
+
+    p = torch.load(problem)
+    train, val = Features(*p["train"]), Features(*p["val"])
+    walls, cpus = [], []
+    for _ in range(repeats):
+        torch.manual_seed(0)
+        featurizer, head = WeightedSum(p["layers"], p["hidden"]), LinearHead(p["hidden"], p["classes"])
+        load = load_average()
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = (LBFGSProbe(num_threads=threads) if threads else LBFGSProbe()).fit(
+            featurizer, head, train, val
+        )
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    with torch.no_grad():
+        logits = head(featurizer(val.x.transpose(0, 1)))
+    torch.save({"logits": logits, "weights": featurizer.weights().detach(), "table": result.table, "l2": result.l2,
+                "walls": walls, "cpus": cpus, "load": load}, out)  # fmt: skip
+
+
+def grid_fits(args, work: Path, roots: dict[str, Path]) -> list[dict]:
+    import torch
+
+    problem = save_problem(args, work)
     rows, fitted = [], {}
-    for side, cls, repeats in (("old", old, args.old_repeats), ("new", LBFGSProbe, args.repeats)):
-        walls, cpus = [], []
-        for _ in range(repeats):
-            torch.manual_seed(0)
-            featurizer, head = WeightedSum(layers, hidden), LinearHead(hidden, len(labels))
-            load = load_average()
-            t0, c0 = time.perf_counter(), time.process_time()
-            result = cls().fit(featurizer, head, train, val)
-            walls.append(time.perf_counter() - t0)
-            cpus.append(time.process_time() - c0)
-        with torch.no_grad():
-            logits = head(featurizer(val.x.transpose(0, 1)))
-        fitted[side] = (logits, featurizer.weights().detach())
-        for r in result.table:
-            rows.append({"side": side, "clips": len(train.y), "l2": r["l2"], "chosen": r["l2"] == result.l2,
-                         "val_acc": r["val/acc"], "val_loss": round(r["val/loss"], 6),
-                         "objective": r["train/objective"], "iterations": r["iterations"],
-                         "evaluations": r["evaluations"], "solve_s": round(r["seconds"], 3),
-                         "grid_wall_s": round(min(walls), 3), "grid_cpu_s": round(min(cpus), 3),
-                         "repeats": repeats, "load": load})  # fmt: skip
-    d_logits = (fitted["old"][0] - fitted["new"][0]).abs().max().item()
-    d_weights = (fitted["old"][1] - fitted["new"][1]).abs().max().item()
-    for r in rows:
-        r["max_val_logit_diff"], r["max_layer_weight_diff"] = round(d_logits, 6), round(d_weights, 8)
+    sides = [("old", "old", args.old_repeats, None), ("new", "new", args.repeats, None),
+             ("new, 2 threads", "new", args.repeats, 2)]  # fmt: skip
+    for side, tree, repeats, threads in sides:
+        out = work / f"fit-{side}.pt"
+        env = {**os.environ, "PYTHONPATH": str(roots[tree])}
+        cmd = [sys.executable, str(Path(__file__)), "--fit-worker", str(problem), "--repeats", str(repeats),
+               "--fit-out", str(out), *(["--fit-threads", str(threads)] if threads else [])]  # fmt: skip
+        subprocess.run(cmd, env=env, check=True, cwd=roots[tree])
+        r = torch.load(out)
+        fitted[side] = (r["logits"], r["weights"])
+        for row in r["table"]:
+            rows.append({"side": side, "clips": len(torch.load(problem)["train"][1]), "l2": row["l2"],
+                         "chosen": row["l2"] == r["l2"], "val_acc": row["val/acc"],
+                         "val_loss": round(row["val/loss"], 6), "objective": row["train/objective"],
+                         "iterations": row["iterations"], "evaluations": row["evaluations"],
+                         "solve_s": round(row["seconds"], 3), "grid_wall_s": round(min(r["walls"]), 3),
+                         "grid_cpu_s": round(min(r["cpus"]), 3), "repeats": repeats, "load": r["load"]})  # fmt: skip
+    old_logits, old_weights = fitted["old"]
+    for r in rows:  # each side against the old fit
+        logits, weights = fitted[r["side"]]
+        r["max_val_logit_diff"] = round((old_logits - logits).abs().max().item(), 6)
+        r["max_val_prob_diff"] = round((old_logits.softmax(-1) - logits.softmax(-1)).abs().max().item(), 6)
+        r["max_layer_weight_diff"] = round((old_weights - weights).abs().max().item(), 8)
+    return rows
+
+
+def fewshot_runs(args, work: Path, roots: dict[str, Path]) -> list[dict]:
+    """``python -m asr_transfer.fewshot --k 16 --draws 5`` per side on its warm store: seconds per draw."""
+    rows = []
+    for side in ("old", "new"):
+        out = work / side / "fewshot"
+        overrides = train_command(roots[side], work, side, "fewshot", args.whisper, args.recordings)[2:-1]
+        cmd = [sys.executable, "-m", "asr_transfer.fewshot", "--k", "16", "--draws", "5", "--out", str(out),
+               *overrides]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(roots[side]), "HF_HUB_OFFLINE": "1"}
+        m = measure(cmd, work / side / "fewshot.log", roots[side], env, args.timeout)
+        if m.returncode != 0:
+            sys.exit(f"{side} fewshot failed ({m.returncode}): see {work / side / 'fewshot.log'}")
+        draws = read_csv(out / "draws.csv")
+        rows.append({"side": side, "draw_s": " ".join(f"{r['seconds']:.1f}" for r in draws),
+                     "draw_cpu_s": " ".join(f"{r['cpu_seconds']:.1f}" for r in draws),
+                     "test_acc": " ".join(f"{r['test/acc']:.3f}" for r in draws),
+                     "process_wall_s": round(m.wall_s, 1), "load": load_average()})  # fmt: skip
     return rows
 
 
@@ -176,13 +213,14 @@ def summary(runs: list[dict], fits: list[dict]) -> str:
         out.append(table(fits, cols))
         grid = {r["side"]: r for r in fits}
         out.append(table(list(grid.values()), ["side", "clips", "grid_wall_s", "grid_cpu_s", "repeats", "load",
-                                               "max_val_logit_diff", "max_layer_weight_diff"]))  # fmt: skip
+                                               "max_val_logit_diff", "max_val_prob_diff",
+                                               "max_layer_weight_diff"]))  # fmt: skip
     return "\n\n".join(out)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--base", default="8b1e712", help="the commit whose probe is 'old'")
+    p.add_argument("--base", default="a8b421e", help="the commit whose probe is 'old'")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--old-repeats", type=int, default=1, help="the old grid fit (tens of seconds) repeats")
     p.add_argument("--whisper", type=Path, default=SHARED / "models" / "whisper-tiny.en")
@@ -190,25 +228,42 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--skip-runs", action="store_true", help="only the grid fit (needs the new side's store)")
     p.add_argument("--work", type=Path, help="keep runs here (default: a temporary folder)")
+    p.add_argument("--fit-worker", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--fit-out", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--fit-threads", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.fit_worker:
+        return fit_worker(args.fit_worker, args.repeats, args.fit_out, args.fit_threads)
     with tempfile.TemporaryDirectory(prefix="probe_speed_") as tmp:
         work = args.work or Path(tmp)
-        runs = [] if args.skip_runs else process_runs(args, work)
-        fits = grid_fits(args, work)
+        roots = old_tree(args, work)
+        runs = [] if args.skip_runs else process_runs(args, work, roots)
+        fewshot = [] if args.skip_runs else fewshot_runs(args, work, roots)
+        fits = grid_fits(args, work, roots)
     if runs:
         write_csv(HERE / "probe_speed_runs.csv", runs)
+        write_csv(HERE / "probe_speed_fewshot.csv", fewshot)
     write_csv(HERE / "probe_speed_fit.csv", fits)
+    fewshot = fewshot or read_csv(HERE / "probe_speed_fewshot.csv")
     text = summary(runs or read_csv(HERE / "probe_speed_runs.csv"), fits)
+    if fewshot:
+        text += "\n\nFew-shot, `python -m asr_transfer.fewshot --k 16 --draws 5` on the warm store:\n\n"
+        text += table(fewshot, list(fewshot[0]))
     print(text)
     update_readme(text + f"\n\n(load average after: {load_average()})")
 
 
-def process_runs(args, work: Path) -> list[dict]:
+def old_tree(args, work: Path) -> dict[str, Path]:
+    """The two sides' source trees: the old one a ``git archive`` of ``--base``."""
     old = work / "old-tree"
-    old.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.check_output(["git", "archive", args.base], cwd=REPO)
-    tarfile.open(fileobj=io.BytesIO(archive)).extractall(old, filter="data")
-    roots = {"old": old, "new": REPO}
+    if not old.is_dir():
+        old.mkdir(parents=True)
+        archive = subprocess.check_output(["git", "archive", args.base], cwd=REPO)
+        tarfile.open(fileobj=io.BytesIO(archive)).extractall(old, filter="data")
+    return {"old": old, "new": REPO}
+
+
+def process_runs(args, work: Path, roots: dict[str, Path]) -> list[dict]:
     names = ["cold", *(f"warm{i}" for i in range(args.repeats))]
     runs = []
     for name in names:  # warm runs of the two sides alternate: both see the same load
