@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import time
 from pathlib import Path
 
 from asr_transfer.selection import choose_on_val
@@ -37,11 +36,12 @@ def run(work: Path, epochs: int) -> None:
         f"paths.cache_dir={work / 'cache'}", f"paths.output_dir={out}",
         "callbacks.progress_bar=null", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu",
     ]  # fmt: skip
-    cfg = compose(overrides)
-    t = time.perf_counter()
-    train(cfg)
-    seconds = time.perf_counter() - t
-    logged = list(csv.DictReader(open(next(out.glob("csv/version_*/metrics.csv")))))
+    if not (out / "metrics.json").is_file():  # a finished run is parsed again, not retrained
+        train(compose(overrides))
+    # training + test wall time: from the logger's first file to the results
+    hparams = next(out.glob("csv/**/hparams.yaml"))
+    seconds = (out / "metrics.json").stat().st_mtime - hparams.stat().st_mtime
+    logged = list(csv.DictReader(open(next(out.glob("csv/**/metrics.csv")))))
     per_epoch = [
         {
             "epoch": int(r["epoch"]) + 1,
