@@ -136,6 +136,14 @@ def table(rows: list[dict]) -> str:
         spread = (f"mean {s['mean']:.3f} ± {s['std']:.3f} over {s['n']} seeds, 95 % t-interval "
                   f"[{s['ci_low']:.3f}, {s['ci_high']:.3f}]") if s["n"] > 1 else f"{s['mean']:.3f} (1 seed)"  # fmt: skip
         verdict = f"Chosen on val: rate **{chosen}**. Its test accuracy: **{spread}**."
+        tried = sorted({r["rate"] for r in sel}, key=LADDER.index)
+        i = LADDER.index(chosen)
+        beyond = LADDER[i - 1] if chosen == tried[0] and i > 0 else None
+        beyond = beyond or (LADDER[i + 1] if chosen == tried[-1] and i < len(LADDER) - 1 else None)
+        if beyond:
+            verdict += (
+                f" The choice is at the edge of the rates tried; the next rung ({beyond}) has not run yet."
+            )
         if s["n"] > 1:
             p = float(probe["acc_mean"])
             resolution = (
