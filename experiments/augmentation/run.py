@@ -134,7 +134,7 @@ def main() -> None:
         "val_10dB": work / "val" / "val_10dB.jsonl",
         "val_0dB": work / "val" / "val_0dB.jsonl",
     }
-    scored = score_manifest(work / "score.jsonl", {**sets, **tests})
+    scored = score_manifest(work / "score.jsonl", {**sets, **tests})  # (manifest, {audio path: set})
     common = [
         "experiment=fsdd_probe",
         "data=manifest",
@@ -192,8 +192,8 @@ def main() -> None:
             write_csv(a.out, rows)
 
 
-def score_manifest(path: Path, sets: dict[str, Path]) -> dict[str, str]:
-    """One manifest of every val and test set (one eval per run instead of one per set); returns
+def score_manifest(path: Path, sets: dict[str, Path]) -> tuple[Path, dict[str, str]]:
+    """One manifest of every val and test set (one eval per run instead of one per set); returns it and
     {audio path: set name}."""
     rows, where = [], {}
     for name, m in sets.items():
@@ -202,22 +202,25 @@ def score_manifest(path: Path, sets: dict[str, Path]) -> dict[str, str]:
             rows.append(r)
             where[r["audio_filepath"]] = name
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return {"manifest": str(path), **where}
+    return path, where
 
 
-def score(ckpt: Path, scored: dict[str, str], cache_dir: Path, out_dir: Path) -> dict[str, list[bool]]:
+def score(
+    ckpt: Path, scored: tuple[Path, dict[str, str]], cache_dir: Path, out_dir: Path
+) -> dict[str, list[bool]]:
     """``eval.py`` of ``ckpt`` on the combined manifest: per set, each clip right or wrong (manifest order)."""
     from asr_transfer.pipeline.evaluate import evaluate
 
+    manifest_path, set_of = scored
     overrides = [
-        f"ckpt_path={ckpt}", "data=manifest", "data.train_manifest=null", f"data.test_manifest={scored['manifest']}",
+        f"ckpt_path={ckpt}", "data=manifest", "data.train_manifest=null", f"data.test_manifest={manifest_path}",
         f"paths.cache_dir={cache_dir}", f"paths.output_dir={out_dir}", "+trainer.enable_progress_bar=false",
     ]  # fmt: skip
     evaluate(compose_cfg("eval", overrides))
     preds = [json.loads(x) for x in (out_dir / "test_predictions.jsonl").read_text().splitlines()]
     out: dict[str, list[bool]] = {}
     for p in sorted(preds, key=lambda p: p["index"]):
-        out.setdefault(scored[p["audio_filepath"]], []).append(p["ref"] == p["pred"])
+        out.setdefault(set_of[p["audio_filepath"]], []).append(p["ref"] == p["pred"])
     return out
 
 
