@@ -90,7 +90,7 @@ loss kept, stopped after {patience} validations ({stop_steps} steps) without a b
 **Rate, chosen on val.** Rates come from the ladder {ladder}: first the middle three (the study's 1e-3 and
 one step either side); a choice at an edge of the tried grid adds the next rung beyond it. The rate is chosen
 by `asr_transfer.selection.choose_on_val` on the best val loss (seed {select_seeds}; val acc is the tested
-checkpoint's and orders the rates the same way); the chosen rate then runs seeds {more_seeds}. Test intervals:
+checkpoint's; {by_acc}); the chosen rate then runs seeds {more_seeds}. Test intervals:
 the run's bootstrap over its 500 test clips; over seeds: the t-interval. `seconds`: wall time on the 2-core
 VM, one thread, niced, beside the other helpers' jobs (load 2-4), not a speed figure.
 
@@ -129,6 +129,16 @@ def table(rows: list[dict]) -> str:
     at_cap = [r for r in rows if int(r["steps"]) >= MAX_STEPS]
     capped = (f"{len(at_cap)} of {len(rows)} runs reached the step cap (a lower bound there)." if at_cap else
               "Every run below stopped on that rule before the step cap: trained to convergence on val loss.")  # fmt: skip
+    # chance is ln 10 = 2.30: a best val loss above 2.0 means the rule stopped the run on an early plateau
+    plateau = [f"{r['rate']} seed {r['seed']} (best {float(r['val/loss']):.2f} at step {r['best_step']})"
+               for r in rows if float(r["val/loss"]) > 2.0]  # fmt: skip
+    if plateau:
+        capped += (" On 100 noisy val clips the rule can still stop a run on an early plateau near chance "
+                   f"(ln 10 = 2.30): {', '.join(plateau)}.")  # fmt: skip
+    by_acc = ""
+    if sel:
+        acc_choice = choose_on_val(sel, "val/acc", setting="rate", mode="max")[()]
+        by_acc = "val acc picks the same rate" if acc_choice == chosen else f"val acc would pick {acc_choice}"
     verdict, resolution = "No run finished yet.", "This study's runs have not finished."
     if chosen:
         accs = [float(r["test/acc"]) for r in rows if r["rate"] == chosen]
@@ -158,9 +168,9 @@ def table(rows: list[dict]) -> str:
             )
     return README.format(
         rows="\n".join(lines), verdict=verdict, max_steps=MAX_STEPS, val_every=VAL_EVERY, patience=PATIENCE,
-        stop_steps=PATIENCE * VAL_EVERY, ladder="{" + ", ".join(LADDER) + "}", select_seeds=SELECT_SEEDS,
-        more_seeds=MORE_SEEDS, tvs_acc=f"{float(tvs['acc_mean']):.3f}", tvs_std=f"{float(tvs['acc_std']):.3f}",
-        resolution=resolution, capped=capped,
+        stop_steps=PATIENCE * VAL_EVERY, ladder="{" + ", ".join(LADDER) + "}", select_seeds=", ".join(map(str, SELECT_SEEDS)),
+        more_seeds=" and ".join(map(str, MORE_SEEDS)), tvs_acc=f"{float(tvs['acc_mean']):.3f}", tvs_std=f"{float(tvs['acc_std']):.3f}",
+        resolution=resolution, capped=capped, by_acc=by_acc,
     )  # fmt: skip
 
 
