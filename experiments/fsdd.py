@@ -6,7 +6,8 @@ Noise (``prepare``): training noise (``train_noise/``) is white, pink and brown 
 of 4 talkers mixed from the TRAINING speakers' clips only. Test noise: white noise of another seed (1000)
 and babble mixed from the VALIDATION speaker's clips (a voice never in training; validation itself stays
 clean), so no test noise sample was ever seen in training. Noisy test sets mix every clip of the test
-speaker with a stretch of test noise at a fixed SNR (``mix_at_snr``, exact).
+speaker with a stretch of test noise at a fixed SNR (``mix_at_snr``, exact). A noisy validation set
+(``noisy_val``) mixes the validation clips with fresh draws of the training-type noise only.
 
 Studies import this as ``experiments.fsdd``: run them from the repository root as modules
 (``python -m experiments.<study>.run``), so no study edits ``sys.path`` or imports another's script.
@@ -102,6 +103,31 @@ def prepare(work: Path, train: list[str], val: str, test: str, snrs: list[int]) 
             m = work / "tests" / f"{name}.jsonl"
             m.write_text("".join(json.dumps(r) + "\n" for r in rows))
             manifests[name] = m
+    return manifests
+
+
+def noisy_val(work: Path, clips: list[Path], train: list[str], snrs: list[int], seed: int = 1) -> dict:
+    """Noisy copies of the validation clips for choosing augmentation settings: training-type noise only
+    (white/pink/brown and 4-talker babble of the TRAINING speakers, as ``prepare`` writes for training, but
+    fresh draws of seed ``seed``), never the test noise or the test speaker. Each clip gets a seeded noise
+    file and start; returns {``val_<snr>dB``: manifest}."""
+    files = write_coloured(work / "val_noise", seconds=20.0, sample_rate=SR, seed=seed)
+    files += make_babble(clips_of(train), work / "val_noise", files=2, seconds=20.0, seed=seed)
+    noises = [load(f) for f in files]
+    manifests = {}
+    for snr in snrs:
+        name, rows = f"val_{snr}dB", []
+        for i, clip in enumerate(clips):
+            gen = clip_generator(seed, snr, i, "val_noise")
+            noise = noises[int(torch.randint(len(noises), (), generator=gen))]
+            x = load(clip)
+            y = mix_at_snr(
+                x, noise_segment(noise, x.shape[0], float(torch.rand((), generator=gen))), float(snr)
+            )
+            out = write(work / "val" / name / clip.name, y / max(1.0, float(y.abs().max())), SR)
+            rows.append({"audio_filepath": str(out), "duration": x.shape[0] / SR, "label": clip.stem[0]})
+        manifests[name] = work / "val" / f"{name}.jsonl"
+        manifests[name].write_text("".join(json.dumps(r) + "\n" for r in rows))
     return manifests
 
 
