@@ -53,7 +53,7 @@ def frames_of(task, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         return batch["features"], batch["frame_lengths"]
     with torch.no_grad():
         hidden, frame_lengths = task.backbone(batch["wavs"], batch["lengths"])
-    return torch.stack(task.featurizer.select(hidden), dim=1), frame_lengths
+    return task.featurizer.select(hidden).transpose(0, 1), frame_lengths  # (batch, layers, time, dim)
 
 
 def explain_batch(task, batch: dict, cfg: DictConfig, sample_rate: int) -> dict:

@@ -130,7 +130,7 @@ def padding(work: Path, models: dict[str, Path]) -> list[dict]:
                 padded[i, pad : pad + n] = wavs[i, :n]
             with torch.no_grad():
                 hidden, frame_lengths = backbone(padded, lengths + 2 * pad)
-            frames = torch.stack(task.featurizer.select(hidden), dim=1)
+            frames = task.featurizer.select(hidden).transpose(0, 1)  # (batch, layers, time, dim)
             # speech frames: those whose samples start inside the clip (frame k covers samples k*hop...)
             hop = backbone.downsample_rate
             starts = torch.arange(frames.shape[2])[None, :] * hop
