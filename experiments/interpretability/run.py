@@ -6,7 +6,7 @@ Models (Whisper tiny.en, attentive-pooling head, train george+jackson+lucas+theo
 three short fine-tuning runs, ``top2`` (top two layers), ``lora`` (rank 8) and ``full``
 (``FT_STEPS`` steps at batch 16, backbone lr 1e-4 / LoRA 1e-3).
 
-Steps, each resumable (a CSV already written is kept; delete it to rerun that step):
+Steps, in this order, each resumable (a step whose rows are in its CSV is skipped; delete them to rerun):
 
 - ``faithfulness.csv``: the deletion test (``explain.py faithfulness=true``) per model x method x
   deletion (mask; zero too on the probe) at shares 0-0.5;
@@ -15,7 +15,9 @@ Steps, each resumable (a CSV already written is kept; delete it to rerun that st
 - ``drift.csv``: per hidden state, linear CKA and relative weight change (``python -m asr_transfer.drift``)
   of top2, lora and full against the pretrained encoder on 64 val clips;
 - ``layers.csv``: ``python -m asr_transfer.layerwise`` (the exact probe per layer) with its silhouettes
-  by digit (test) and by speaker (train's four speakers); ``map_layer<k>.png``: seeded t-SNE maps.
+  by digit (test) and by speaker (train's four speakers);
+- ``maps.csv``, ``map_layer<k>.png``: seeded t-SNE maps of the training clips at layers 0 and 4, by digit
+  and by speaker, with their silhouettes.
 
     python -m experiments.interpretability.run            # every step not yet in a CSV (via /work/bin/heavy)
     python -m experiments.interpretability.run --table    # README tables and plots from the CSVs
@@ -38,7 +40,15 @@ METHODS = ["integrated_gradients", "input_x_gradient", "saliency"]
 SHARES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
 FT_STEPS = 150
 PAD_S = 0.5
-STEPS = ["faithfulness:probe", "padding:probe", "drift", "faithfulness:lora", "padding:lora", "layers"]
+STEPS = [
+    "faithfulness:probe",
+    "padding:probe",
+    "drift",
+    "faithfulness:lora",
+    "padding:lora",
+    "layers",
+    "maps",
+]
 FINETUNE = {
     "top2": ["backbone.freeze=top_k", "backbone.top_k=2", "task.backbone_lr=1e-4"],
     "lora": ["adapter=lora", "task.backbone_lr=1e-3"],
@@ -172,28 +182,38 @@ def drift(work: Path, models: dict[str, Path]) -> list[dict]:
 
 
 def layers(work: Path) -> list[dict]:
-    """The layer-wise probe with silhouettes, and t-SNE maps of two layers by digit and by speaker."""
-    from asr_transfer.interpret.embedding import write_map
-    from asr_transfer.pipeline.layerwise import run, stored_features
+    """The layer-wise probe with its silhouettes (``python -m asr_transfer.layerwise``)."""
+    from asr_transfer.pipeline.layerwise import run
 
-    overrides = [
+    return run(layer_overrides(work), work / "layers")
+
+
+def layer_overrides(work: Path) -> list[str]:
+    return [
         f"backbone.name_or_path={MODELS / 'whisper-tiny.en'}",
         "data.max_per_class=40",
         f"paths.cache_dir={work / 'cache'}",
         "experiment=fsdd_probe",
     ]
-    rows = run(overrides, work / "layers")
-    cfg = compose_cfg("train", ["featurizer=weighted_sum", *overrides])
+
+
+def maps(work: Path) -> list[dict]:
+    """Seeded t-SNE maps of the training clips' pooled vectors at layers 0 and 4, by digit and by speaker
+    (the store the layers step filled: nothing is encoded)."""
+    from asr_transfer.interpret.embedding import write_map
+    from asr_transfer.pipeline.layerwise import stored_features
+
+    cfg = compose_cfg(
+        "train", ["featurizer=weighted_sum", *layer_overrides(work), f"paths.output_dir={work / 'maps'}"]
+    )
     splits, *_ = stored_features(cfg)
     train = splits["train"]
-    for k in (1, train.x.shape[1] - 1):
+    rows = []
+    for k in (0, train.x.shape[1] - 1):
         x = train.x[:, k].float().numpy()
-        write_map(
-            HERE / f"map_layer{k}.png",
-            x,
-            {"digit": train.y.tolist(), "speaker": train.speakers},
-            f"layer {k}",
-        )
+        groups = {"digit": train.y.tolist(), "speaker": train.speakers}
+        scores = write_map(HERE / f"map_layer{k}.png", x, groups, f"layer {k}")
+        rows.append({"model": "probe", "layer": k, **{n: round(v, 4) for n, v in scores.items()}})
     return rows
 
 
@@ -220,8 +240,8 @@ def main() -> None:
         rows = read(out)
         if rows and (not model or any(r["model"] == model for r in rows)):
             continue  # done: delete the CSV (or its rows of that model) to rerun
-        if name == "layers":
-            new = layers(a.work)
+        if name in ("layers", "maps"):
+            new = {"layers": layers, "maps": maps}[name](a.work)
         elif name == "drift":
             new = drift(a.work, {n: train_model(a.work, n) for n in FINETUNE})
         else:

@@ -27,7 +27,7 @@ def ratio(by: dict[float, dict], share: float) -> str:
     d_attr = base - float(by[share]["attribution"])
     d_rand = base - float(by[share]["random"])
     if d_rand <= 0:
-        return f"inf (random {-d_rand:+.3f})" if d_attr > 0 else "-"
+        return f"inf (random {0.0 - d_rand + 0.0:+.3f})" if d_attr > 0 else "-"
     return f"{d_attr / d_rand:.1f}x"
 
 
