@@ -1,7 +1,7 @@
 """Interpretability on FSDD's unseen speaker (issue 30): are the attributions faithful and on the speech,
 where did fine-tuning change the encoder, and how do the layers cluster.
 
-Models (Whisper tiny.en, attentive-pooling head, train george+jackson+lucas+theo at 40 clips per digit
+Models (Whisper tiny.en, attentive-pooling head, train george+jackson at 40 clips per digit
 = 400 clips, val nicolas, test yweweler 500 clips): ``probe`` (frozen, stored frames, 8 epochs) and
 three short fine-tuning runs, ``top2`` (top two layers), ``lora`` (rank 8) and ``full``
 (``FT_STEPS`` steps at batch 16, backbone lr 1e-4 / LoRA 1e-3).
@@ -15,7 +15,7 @@ Steps, in this order, each resumable (a step whose rows are in its CSV is skippe
 - ``drift.csv``: per hidden state, linear CKA and relative weight change (``python -m asr_transfer.drift``)
   of top2, lora and full against the pretrained encoder on 64 val clips;
 - ``layers.csv``: ``python -m asr_transfer.layerwise`` (the exact probe per layer) with its silhouettes
-  by digit (test) and by speaker (train's four speakers);
+  by digit (test) and by speaker (train's two speakers);
 - ``maps.csv``, ``map_layer<k>.png``: seeded t-SNE maps of the training clips at layers 0 and 4, by digit
   and by speaker, with their silhouettes.
 
