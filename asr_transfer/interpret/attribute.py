@@ -15,12 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from captum.attr import InputXGradient, IntegratedGradients, Occlusion
+from captum.attr import InputXGradient, IntegratedGradients, Occlusion, Saliency
 from torch import Tensor, nn
 
 from asr_transfer.utils.masks import lengths_to_mask
 
-METHODS = {"integrated_gradients": IntegratedGradients, "input_x_gradient": InputXGradient}
+# saliency: |gradient|, unsigned, so its "positive mass" is all of it; the others are signed
+METHODS = {
+    "integrated_gradients": IntegratedGradients,
+    "input_x_gradient": InputXGradient,
+    "saliency": Saliency,
+}
 
 
 class FrameModel(nn.Module):

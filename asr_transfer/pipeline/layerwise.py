@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -32,7 +33,23 @@ from asr_transfer.utils.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def stored_features(cfg) -> tuple[dict[str, Features], int, int, list[str]]:
+@dataclass
+class SplitFeatures(Features):
+    """A split's pooled features and each row's speaker (the manifest's; None where it has none)."""
+
+    speakers: list = field(default_factory=list)
+
+
+def _noting_index(loader, seen: list):
+    """The loader's batches, each batch's clip indices appended to ``seen`` (a shuffled train loader's
+    order is only known as it runs)."""
+    for batch in loader:
+        if batch is not None:
+            seen.append(batch["index"])
+        yield batch
+
+
+def stored_features(cfg) -> tuple[dict[str, SplitFeatures], int, int, list[str]]:
     """Every split's pooled features of every layer: ({split: Features}, num_layers, hidden, labels).
     Built like a training run's parts (the same plan and store); no task is built."""
     from asr_transfer.pipeline.build import build_parts
@@ -42,7 +59,12 @@ def stored_features(cfg) -> tuple[dict[str, Features], int, int, list[str]]:
     dm = parts.datamodule
     dm.prepare_data()
     dm.setup("fit")  # without a store, Features.from_loader below says why audio batches cannot be probed
-    splits = {s: Features.from_loader(dm.loader(s), s) for s in ("train", "val", "test") if s in dm.datasets}
+    splits = {}
+    for s in ("train", "val", "test"):
+        if s in dm.datasets:
+            seen: list = []
+            splits[s] = SplitFeatures.from_loader(_noting_index(dm.loader(s), seen), s)
+            splits[s].speakers = [dm.entries[s][i].speaker for i in torch.cat(seen).tolist()]
     return splits, parts.backbone.num_layers, parts.backbone.hidden_size, list(dm.labels)
 
 
@@ -103,17 +125,33 @@ def run(overrides: list[str], out: Path) -> list[dict]:
     return rows
 
 
-def add_silhouettes(rows: list[dict], splits: dict[str, Features]) -> None:
-    """Each single layer's silhouette of the class labels on the test (else val) pooled vectors: does the
-    layer cluster by class, next to how well a probe reads it (asr_transfer/interpret/embedding.py)."""
+def add_silhouettes(rows: list[dict], splits: dict[str, SplitFeatures]) -> None:
+    """Each single layer's cosine silhouette of the pooled vectors (asr_transfer/interpret/embedding.py):
+    ``silhouette_label`` on the test (else val) split's classes, ``silhouette_speaker`` on the first
+    split with several speakers (train when val and test hold one unseen speaker each). Does the layer
+    cluster by class or by speaker, next to how well a probe reads it."""
     from asr_transfer.interpret.embedding import silhouette
 
     f = splits.get("test") or splits.get("val")
+    by_speaker = next(
+        (g for g in (splits.get(s) for s in ("test", "val", "train")) if g is not None and _speakers(g) > 1),
+        None,
+    )
     for r in rows:
-        score = None
-        if f is not None and f.y.dim() == 1 and r["layer"].isdigit():
-            score = silhouette(f.x[:, int(r["layer"])].float().numpy(), f.y.tolist())
-        r["silhouette_label"] = "" if score is None else round(score, 4)
+        label = speaker = None
+        if r["layer"].isdigit():
+            k = int(r["layer"])
+            if f is not None and f.y.dim() == 1:
+                label = silhouette(f.x[:, k].float().numpy(), f.y.tolist())
+            if by_speaker is not None:
+                speaker = silhouette(by_speaker.x[:, k].float().numpy(), by_speaker.speakers)
+        r["silhouette_label"] = "" if label is None else round(label, 4)
+        r["silhouette_speaker"] = "" if speaker is None else round(speaker, 4)
+
+
+def _speakers(f: SplitFeatures) -> int:
+    """How many speakers the split names (0 when any row has none)."""
+    return 0 if None in f.speakers else len(set(f.speakers))
 
 
 def main(argv: list[str] | None = None) -> None:

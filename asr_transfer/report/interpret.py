@@ -23,12 +23,11 @@ def interpret_context(run: Path) -> dict:
     clips = []
     if index.is_file():
         for c in json.loads(index.read_text()).get("clips", []):
-            uri = png_uri(run / "attributions" / c["png"])
-            if uri:
-                title = (
-                    f"{c['kind']}: {Path(c['audio_filepath']).name}, true {c['true']}, predicted {c['pred']}"
-                )
-                clips.append({"title": title, "uri": uri})
+            title = c.get("title") or f"{c['kind']}: {Path(c['audio_filepath']).name}, predicted {c['pred']}"
+            for key, what in (("png", ""), ("png_tf", " (time x frequency)")):  # png_tf: spectrogram=true
+                uri = png_uri(run / "attributions" / c[key]) if c.get(key) else None
+                if uri:
+                    clips.append({"title": title + what, "uri": uri})
     faith = run / "faithfulness.json"
     drift = run / "drift.csv"
     return {

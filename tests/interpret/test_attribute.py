@@ -15,6 +15,14 @@ def test_frame_attributions_put_their_mass_on_the_deciding_window(method):
     assert positive_share(attr, inside).min() > 0.9
 
 
+def test_saliency_is_sensitivity_not_evidence():
+    """|gradient| of a mean-pooled linear head is the same on every frame: it cannot find the window,
+    which is why saliency is offered for comparison and never as the default."""
+    model, x, lengths, labels = window_task()
+    attr = frame_attributions(model, x, lengths, method="saliency")
+    assert torch.allclose(attr, attr[:, :1].expand_as(attr))
+
+
 def test_frame_attributions_are_zero_on_padding_and_follow_the_chosen_class():
     model, x, lengths, labels = window_task()
     lengths = lengths.clone()
