@@ -23,7 +23,9 @@ def interpret_context(run: Path) -> dict:
     clips = []
     if index.is_file():
         for c in json.loads(index.read_text()).get("clips", []):
-            title = c.get("title") or f"{c['kind']}: {Path(c['audio_filepath']).name}, predicted {c['pred']}"
+            true = f", true {c['true']}" if "true" in c else ""  # absent for explained files (inputs=)
+            name = Path(c["audio_filepath"]).name
+            title = c.get("title") or f"{c['kind']}: {name}{true}, predicted {c['pred']}"
             for key, what in (("png", ""), ("png_tf", " (time x frequency)")):  # png_tf: spectrogram=true
                 uri = png_uri(run / "attributions" / c[key]) if c.get(key) else None
                 if uri:
