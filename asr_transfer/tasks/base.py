@@ -92,6 +92,12 @@ class TransferTask(L.LightningModule):
         """What this task learns from each manifest row (field, per-row target, batch collation)."""
         raise NotImplementedError(f"{cls.__name__} must say what its targets are (make_targets)")
 
+    @classmethod
+    def targets_for(cls, cfg) -> Targets:
+        """The targets of a run with this config (the datamodule's); a task whose targets depend on its
+        settings (seq2seq: the decoder's positions, ``data.long_audio``) reads them here."""
+        return cls.make_targets()
+
     @staticmethod
     def data_kwargs(datamodule) -> dict:
         """Constructor arguments that come from the prepared data (never retyped in configs)."""
