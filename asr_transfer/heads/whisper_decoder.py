@@ -168,8 +168,8 @@ class WhisperDecoderHead(Head):
     ) -> list[list[int]]:
         """Greedy decoding of the whole batch at once, equal to ``generate``'s greedy output clip by clip
         (``tests/tasks/test_seq2seq.py``): the checkpoint's ``suppress_tokens`` and
-        ``begin_suppress_tokens``, the same length limit, ``pad_token_id`` after end-of-text; the output
-        holds the generated tokens only (as ``generate`` returns them), padded to the longest.
+        ``begin_suppress_tokens``, the same length limit; the output holds the generated tokens without
+        the end-of-text (as ``generate`` returns them), padded with ``pad_token_id`` to the longest.
         ``generate`` cannot mask padded encoder states, so it would need one call per clip length;
         here the padded states are masked out of cross-attention and keys/values are cached.
         ``prefix``: the forced tokens (prompt, start-of-transcript, language, task, no-timestamps)."""
@@ -198,7 +198,11 @@ class WhisperDecoderHead(Head):
             if bool(done.all()):
                 break
             ids = token[:, None]
-        return torch.stack(out, 1).tolist() if out else [[] for _ in range(batch)]
+        rows = torch.stack(out, 1).tolist() if out else [[] for _ in range(batch)]
+        # As generate returns them: each sequence without its end-of-text, padded to the longest.
+        rows = [r[: next((i for i, t in enumerate(r) if t in eos), len(r))] for r in rows]
+        width = max(len(r) for r in rows)
+        return [r + [config.pad_token_id] * (width - len(r)) for r in rows]
 
     @torch.no_grad()
     def generate(self, frames: Tensor, lengths: Tensor | None, **kwargs) -> list[list[int]]:
