@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import json
 import resource
 import statistics
@@ -52,7 +53,7 @@ METHODS = {  # method -> (preset overrides, trains?)
 WINDOWS = {"zero_shot": "real", "zero_shot_30s": "30s", "decoder": "real", "decoder_30s": "30s"}
 FIELDS = ["method", "budget", "seed", "n_train", "n_eval", "val_wer", "val_wer_raw", "val_cer",
           "val_hallucination", "test_wer", "test_wer_ci95_low", "test_wer_ci95_high", "test_wer_raw",
-          "test_cer", "test_cer_ci95_low", "test_cer_ci95_high", "test_cer_raw", "test_hallucination",
+          "test_der", "test_der_ci95_low", "test_der_ci95_high", "test_cer", "test_cer_ci95_low", "test_cer_ci95_high", "test_cer_raw", "test_hallucination",
           "trainable", "s_per_step", "peak_rss_mb", "ckpt_mb", "store_kb_per_clip", "eval_s", "seconds"]  # fmt: skip
 
 
@@ -105,10 +106,13 @@ def cell(method: str, budget: str, seed: int, n_eval: int, extra: tuple = (), ta
     else:
         zero_shot(cfg)
     m = json.loads((run_dir / "metrics.json").read_text())
+    scored = whisper_scored(run_dir, cfg.backbone.name_or_path)
     if method == "ctc":  # CTC's own WER counts spelled words; score its transcripts as seq2seq's are
         own = {k: v for k, v in m.items() if not k.startswith(("val/", "test/"))}  # val: not comparable
-        m = {**own, **whisper_scored(run_dir, cfg.backbone.name_or_path)}
-    timer = getattr(StepTimer, "instance", None)
+        m = {**own, **scored}
+    m.update({k: v for k, v in scored.items() if k.startswith("test/der")})
+    # Hydra imported this file under its module name (a second copy when run as __main__): its timer.
+    timer = getattr(importlib.import_module("experiments.whisper_asr.run").StepTimer, "instance", None)
     ckpt = sorted((run_dir / "checkpoints").glob("best-*.ckpt")) if trains else []
     row = {
         "method": method, "budget": budget if trains else "-", "seed": seed, "n_train": 2 * BUDGETS[budget] if trains else 0,
@@ -131,8 +135,9 @@ def whisper_scored(run_dir: Path, model: str) -> dict:
     """A run's test transcripts scored as ``task=seq2seq`` scores its own (Whisper's EnglishTextNormalizer
     on reference and hypothesis, the same per-clip metrics and bootstrap), so CTC ("eight three zero")
     and the decoder ("830") share one WER/CER. Val transcripts are not written: val stays CTC's own."""
-    from asr_transfer.stats import Bootstrap
+    from asr_transfer.stats import Bootstrap, ratio_metric
     from asr_transfer.tasks.seq2seq import Seq2SeqTask
+    from asr_transfer.text.errors import edit_counts
     from asr_transfer.text.whisper import WhisperText, hallucinated
 
     text = WhisperText(model, multilingual=False)
@@ -140,7 +145,31 @@ def whisper_scored(run_dir: Path, model: str) -> dict:
     rows = [{**r, "ref_norm": text.normalize(r["ref"]), "pred_norm": text.normalize(r["pred"]),
              "hallucinated": hallucinated(r["ref"], r["pred"])} for r in rows]  # fmt: skip
     metrics = Seq2SeqTask.clip_metrics(rows)
+    # Digit error rate: the digits of the normalised texts, edit distance over the reference's digits.
+    # Whisper writes "8, 3, 0" or "830" for the same three digits; the normalised WER counts that
+    # formatting (one word against three), the digit error rate does not.
+    # The normaliser leaves a lone digit spelled ("one 0"): spelled digits count as digits.
+    spelled = {w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine".split())}
+
+    def digit_string(text: str) -> str:
+        return "".join(spelled.get(w, "".join(c for c in w if c.isdigit())) for w in text.split())
+
+    digits = [(digit_string(r["ref_norm"]), digit_string(r["pred_norm"])) for r in rows]
+    metrics["der"] = ratio_metric(*edit_counts([d[0] for d in digits], [d[1] for d in digits], words=False))
     return {**{f"test/{k}": m.value() for k, m in metrics.items()}, **Bootstrap().intervals(metrics)}
+
+
+def backfill(row: dict) -> dict:
+    """A row written before a column existed gets the digit error rate from its run's transcripts."""
+    budget = "50" if row["budget"] == "-" else row["budget"]
+    run_dir = WORK / "runs" / f"{row['method']}-{budget}-seed{row['seed']}-n{row['n_eval']}"
+    if row.get("test_der") in ("", None) and (run_dir / "test_transcripts.jsonl").is_file():
+        from asr_transfer.config import compose
+
+        model = compose([*METHODS[row["method"]][0], f"paths.cache_dir={WORK}"]).backbone.name_or_path
+        scored = whisper_scored(run_dir, model)
+        row.update({f.replace("test/", "test_"): v for f, v in scored.items() if f.startswith("test/der")})
+    return row
 
 
 def store_kb_per_clip(backbone_cfg) -> float | str:
@@ -299,6 +328,7 @@ def main() -> None:
                 continue
             write_csv(results, [r for r in read_csv(results) if key(r) != row_key] + rows)
             print(rows[0], flush=True)
+    write_csv(results, [backfill(r) for r in read_csv(results)])
     write_tables(read_csv(results))
 
 
