@@ -54,7 +54,7 @@ WINDOWS = {"zero_shot": "real", "zero_shot_30s": "30s", "decoder": "real", "deco
 FIELDS = ["method", "budget", "seed", "n_train", "n_eval", "val_wer", "val_wer_raw", "val_cer",
           "val_hallucination", "test_wer", "test_wer_ci95_low", "test_wer_ci95_high", "test_wer_raw",
           "test_der", "test_der_ci95_low", "test_der_ci95_high", "test_cer", "test_cer_ci95_low", "test_cer_ci95_high", "test_cer_raw", "test_hallucination",
-          "trainable", "s_per_step", "peak_rss_mb", "ckpt_mb", "store_kb_per_clip", "eval_s", "seconds"]  # fmt: skip
+          "trainable", "s_per_step", "peak_rss_mb", "ckpt_mb", "store_kb_per_clip", "eval_s", "cpu_s", "seconds"]  # fmt: skip
 
 
 class StepTimer:
@@ -123,6 +123,7 @@ def cell(method: str, budget: str, seed: int, n_eval: int, extra: tuple = (), ta
         "store_kb_per_clip": store_kb_per_clip(cfg.backbone) if method in WINDOWS else "",
         "eval_s": round(timer.eval_s, 1) if timer else "",
         "seconds": round(time.perf_counter() - t0, 1),
+        "cpu_s": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),  # the process's CPU (wall: shared VM)
     }  # fmt: skip
     for f in FIELDS:  # val_wer -> val/wer, test_wer_ci95_low -> test/wer_ci95_low
         split, _, name = f.partition("_")
@@ -226,9 +227,9 @@ def table(rows: list[dict]) -> str:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["method"], r["budget"], r["n_eval"]), []).append(r)
-    cols = ["val_wer", "test_wer", "test_wer_raw", "test_cer", "test_hallucination", "s_per_step",
-            "peak_rss_mb", "ckpt_mb", "store_kb_per_clip", "eval_s"]  # fmt: skip
-    head = cols[:2] + ["test_wer 95 % CI (seed 0)"] + cols[2:4] + ["test_cer 95 % CI (seed 0)"] + cols[4:]
+    cols = ["val_wer", "test_wer", "test_wer_raw", "test_der", "test_cer", "test_hallucination", "s_per_step",
+            "peak_rss_mb", "ckpt_mb", "store_kb_per_clip", "eval_s", "cpu_s"]  # fmt: skip
+    head = cols[:2] + ["test_wer 95 % CI (seed 0)"] + cols[2:4] + ["test_der 95 % CI (seed 0)"] + cols[4:]
     lines = ["| method | strings | eval/speaker | seeds | " + " | ".join(head) + " |",
              "|---" * (len(head) + 4) + "|"]  # fmt: skip
     order = {m: i for i, m in enumerate(METHODS)}
@@ -237,7 +238,7 @@ def table(rows: list[dict]) -> str:
     ):
         rs = sorted(rs, key=lambda r: int(r["seed"]))
         vals = [_num(rs, c) for c in cols]
-        vals = vals[:2] + [_ci(rs[0], "test_wer")] + vals[2:4] + [_ci(rs[0], "test_cer")] + vals[4:]
+        vals = vals[:2] + [_ci(rs[0], "test_wer")] + vals[2:4] + [_ci(rs[0], "test_der")] + vals[4:]
         n = "-" if budget == "-" else str(2 * BUDGETS[budget])
         lines.append(f"| {method} | {n} | {n_eval} | {len(rs)} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
@@ -257,14 +258,21 @@ def window_choice(rows: list[dict]) -> tuple[dict[str, str], str]:
     ]  # fmt: skip
     if not cells:
         return {}, "(not run yet)"
-    chosen = {g[0]: w for g, w in choose_on_val(cells, "val/wer", "window", ("stage",), mode="min").items()}
-    lines = ["| stage | window | val WER | val hallucination | test WER [95 % CI] | store KB/clip | run s |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    both = [r for r in cells if {c["window"] for c in cells if c["stage"] == r["stage"]} == {"real", "30s"}]
+    chosen = (
+        {g[0]: w for g, w in choose_on_val(both, "val/wer", "window", ("stage",), mode="min").items()}
+        if both
+        else {}
+    )
+    lines = ["| stage | window | val WER | val hallucination | test WER [95 % CI] | test DER [95 % CI] "
+             "| test hallucination | store KB/clip | CPU s | wall s |", "|---" * 10 + "|"]  # fmt: skip
     for r in sorted(cells, key=lambda r: (r["stage"] != "zero-shot", r["window"] != "real")):
         mark = " **(chosen on val)**" if chosen.get(r["stage"]) == r["window"] else ""
         lines.append(
             f"| {r['stage']} | {r['window']}{mark} | {float(r['val_wer']):.3g} | {float(r['val_hallucination']):.2g} "
-            f"| {float(r['test_wer']):.3g} {_ci(r, 'test_wer')} | {r['store_kb_per_clip'] or '-'} | {r['seconds']} |"
+            f"| {float(r['test_wer']):.3g} {_ci(r, 'test_wer')} | {_num([r], 'test_der')} {_ci(r, 'test_der')} "
+            f"| {float(r['test_hallucination']):.2g} | {r['store_kb_per_clip'] or '-'} | {r.get('cpu_s') or '-'} "
+            f"| {r['seconds']} |"
         )
     return chosen, "\n".join(lines)
 
