@@ -110,7 +110,8 @@ def cell(method: str, budget: str, seed: int, n_eval: int, extra: tuple = (), ta
     else:
         zero_shot(cfg)
     m = json.loads((run_dir / "metrics.json").read_text())
-    scored = whisper_scored(run_dir, cfg.backbone.name_or_path)
+    tested = (run_dir / "test_transcripts.jsonl").is_file()  # not with test=false (benchmark.py)
+    scored = whisper_scored(run_dir, cfg.backbone.name_or_path) if tested else {}
     if method == "ctc":  # CTC's own WER counts spelled words; score its transcripts as seq2seq's are
         own = {k: v for k, v in m.items() if not k.startswith(("val/", "test/"))}  # val: not comparable
         m = {**own, **scored}
