@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 MODEL = ROOT.parent / "shared" / "models" / "whisper-tiny.en"
 
 
-def recipe(freeze_encoder: bool, manifest: Path, batch_size: int) -> dict:
+def recipe(freeze_encoder: bool, manifest: Path, batch_size: int, steps: int = 0) -> dict:
     """The example's training loop for one epoch; seconds inside optimizer steps, peak RSS."""
     import soundfile as sf
     import torch
@@ -82,6 +82,7 @@ def recipe(freeze_encoder: bool, manifest: Path, batch_size: int) -> dict:
         per_device_train_batch_size=batch_size,
         learning_rate=1e-4 if freeze_encoder else 1e-5,
         num_train_epochs=1,
+        max_steps=steps or -1,  # --steps: the first steps of the epoch only
         report_to=[],
         save_strategy="no",
         use_cpu=True,
@@ -120,9 +121,10 @@ def recipe_wer(model, processor, manifest: Path, batch_size: int) -> float:
     return float(wer.compute())
 
 
-def ours(method: str, budget: str, batch_size: int) -> dict:
+def ours(method: str, budget: str, batch_size: int, steps: int = 0) -> dict:
     extra = (
         "trainer.max_epochs=1",
+        *([f"+trainer.limit_train_batches={steps}"] if steps else []),
         "test=false",
         f"data.batch_size={batch_size}",
     )
@@ -136,18 +138,25 @@ def main() -> None:
     p.add_argument("--side", help="internal: one side as JSON")
     p.add_argument("--budget", default="50", help="run.py's budget key: 50 or all training strings")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="time this many steps per side (0: the whole epoch); "
+        "the epoch time is then s/step x the epoch's steps, the same count on both sides",
+    )
     args = p.parse_args()
     if args.side:
         side = json.loads(args.side)
         if side["kind"] == "recipe":
-            out = recipe(side["freeze_encoder"], Path(side["manifest"]), args.batch_size)
+            out = recipe(side["freeze_encoder"], Path(side["manifest"]), args.batch_size, args.steps)
         else:
-            out = ours(side["method"], args.budget, args.batch_size)
+            out = ours(side["method"], args.budget, args.batch_size, args.steps)
         print("ROW " + json.dumps(out))
         return
 
     def run(side: dict) -> dict:
-        cmd = [sys.executable, "-m", "experiments.whisper_asr.benchmark", "--side", json.dumps(side), "--batch-size", str(args.batch_size),
+        cmd = [sys.executable, "-m", "experiments.whisper_asr.benchmark", "--side", json.dumps(side), "--batch-size", str(args.batch_size), "--steps", str(args.steps),
                "--budget", args.budget]  # fmt: skip
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         rows = [json.loads(x[4:]) for x in out.stdout.splitlines() if x.startswith("ROW ")]
@@ -167,9 +176,10 @@ def main() -> None:
     results["recipe_full"] = run({"kind": "recipe", "freeze_encoder": False, "manifest": str(manifest)})
     from asr_transfer.utils.atomic import write_csv
 
+    per_epoch = -(-2 * BUDGETS[args.budget] // args.batch_size)  # optimizer steps in one epoch, both sides
     table = [
         {"side": name, "steps": r["steps"], "s_per_step": round(float(r["s_per_step"]), 4),
-         "epoch_s": round(float(r["s_per_step"]) * int(r["steps"]), 2), "val_wer": round(float(r["val_wer"]), 4),
+         "epoch_s": round(float(r["s_per_step"]) * per_epoch, 2), "val_wer": round(float(r["val_wer"]), 4),
          "peak_rss_mb": round(float(r["peak_rss_mb"]))}
         for name, r in results.items()
     ]  # fmt: skip
