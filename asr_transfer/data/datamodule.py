@@ -165,9 +165,11 @@ class AudioDataModule(L.LightningDataModule):
         """Fit the targets on every split; rows they reject stop the run, or under ``on_bad_audio=skip``
         (for targets that allow it) are left out and logged like bad audio."""
         faults = self.targets.fit(self.entries, self.fixed_labels)
+        for note in self.targets.notes()[:1]:  # said once, with the count (check_data.py lists them all)
+            log.warning("%d row(s) changed to fit the task, e.g. %s", len(self.targets.notes()), note)
         if not faults:
             return
-        if not (self.targets.skippable and self.rules.on_bad_audio == "skip"):
+        if not self.targets.skips(self.rules.on_bad_audio):
             raise faults[0]
         bad = {(f.path, f.line): f for f in faults}
         for split, rows in self.entries.items():

@@ -33,6 +33,18 @@ class Targets:
         cannot use (the datamodule raises the first, ``check_data.py`` lists them all)."""
         return []
 
+    def skips(self, on_bad_audio: str) -> bool:
+        """Whether rows ``fit`` rejects are left out (and logged) rather than stopping the run: the one
+        rule the datamodule and ``check_data.py`` both apply."""
+        return self.skippable and on_bad_audio == "skip"
+
+    def notes(self) -> list[ManifestError]:
+        """Rows the last ``fit`` kept but changed (e.g. a transcript cut to fit), each named; a run warns,
+        ``check_data.py`` lists them as notes with ``note_reason``."""
+        return []
+
+    note_reason: str = "changed_target"
+
     def encode(self, entry: Entry) -> Any:
         """One row's target as the dataset item carries it (``item["target"]``)."""
         return entry.get(self.field)

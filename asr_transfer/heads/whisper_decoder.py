@@ -133,17 +133,23 @@ class WhisperDecoderHead(Head):
             m.train(mode)
         return self
 
-    def forward(self, frames: Tensor, lengths: Tensor | None, decoder_input_ids: Tensor) -> Tensor:
-        """Teacher-forced logits. Clips whose encoder states are shorter than the batch's longest are
-        masked out of cross-attention (Hugging Face's decoder takes no encoder mask)."""
+    def forward(
+        self, frames: Tensor, lengths: Tensor | None, decoder_input_ids: Tensor, cache=None
+    ) -> Tensor:
+        """Teacher-forced logits (B, S, vocab). Clips whose encoder states are shorter than the batch's
+        longest are masked out of cross-attention (Hugging Face's decoder takes no encoder mask). With a
+        ``cache`` (transformers' ``EncoderDecoderCache``), ``decoder_input_ids`` continue the cached ones."""
         dec = self.decoder
+        past = 0 if cache is None else cache.get_seq_length()
         x = dec.embed_tokens(decoder_input_ids) * dec.embed_scale
         s = decoder_input_ids.shape[1]
-        x = x + dec.embed_positions.weight[:s].to(x.dtype)
+        x = x + dec.embed_positions.weight[past : past + s].to(x.dtype)
         x = nn.functional.dropout(x, p=dec.dropout, training=self.training)
         neg = torch.finfo(x.dtype).min
-        causal = torch.full((s, s), neg, dtype=x.dtype, device=x.device).triu(1)[None, None]
-        causal = causal.expand(x.shape[0], 1, s, s)
+        causal = None  # one new token attends to every cached one
+        if s > 1:
+            causal = torch.full((s, past + s), neg, dtype=x.dtype, device=x.device).triu(past + 1)
+            causal = causal[None, None].expand(x.shape[0], 1, s, past + s)
         cross = None
         frames = frames.to(x.dtype)
         if lengths is not None and bool((lengths < frames.shape[1]).any()):
@@ -151,8 +157,52 @@ class WhisperDecoderHead(Head):
             cross = torch.zeros(keep.shape, dtype=x.dtype, device=x.device).masked_fill(~keep, neg)
             cross = cross[:, None, None, :].expand(-1, 1, s, -1)
         for layer in dec.layers:
-            x = layer(x, causal, frames, encoder_attention_mask=cross, cache=None, use_cache=False)
+            x = layer(
+                x, causal, frames, encoder_attention_mask=cross, cache=cache, use_cache=cache is not None
+            )
         return self.model.proj_out(dec.layer_norm(x))
+
+    @torch.no_grad()
+    def greedy(
+        self, frames: Tensor, lengths: Tensor | None, prefix: list[int], max_new_tokens: int | None = None
+    ) -> list[list[int]]:
+        """Greedy decoding of the whole batch at once, equal to ``generate``'s greedy output clip by clip
+        (``tests/tasks/test_seq2seq.py``): the checkpoint's ``suppress_tokens`` and
+        ``begin_suppress_tokens``, the same length limit; the output holds the generated tokens without
+        the end-of-text (as ``generate`` returns them), padded with ``pad_token_id`` to the longest.
+        ``generate`` cannot mask padded encoder states, so it would need one call per clip length;
+        here the padded states are masked out of cross-attention and keys/values are cached.
+        ``prefix``: the forced tokens (prompt, start-of-transcript, language, task, no-timestamps)."""
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        config = self.model.generation_config
+        limit = self.max_positions - len(prefix)  # generate's max_length (448) counts the prefix too
+        steps = limit if max_new_tokens is None else min(int(max_new_tokens), limit)
+        eos = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+        eos_ids = torch.tensor(eos, device=frames.device)
+        suppress = torch.tensor(config.suppress_tokens or [], dtype=torch.long, device=frames.device)
+        at_begin = torch.tensor(config.begin_suppress_tokens or [], dtype=torch.long, device=frames.device)
+        batch = frames.shape[0]
+        ids = torch.tensor([prefix], device=frames.device).expand(batch, -1)
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        done = torch.zeros(batch, dtype=torch.bool, device=frames.device)
+        out: list[Tensor] = []
+        for step in range(steps):
+            scores = self.forward(frames, lengths, ids, cache)[:, -1].float()
+            scores[:, suppress] = -float("inf")
+            if step == 0:
+                scores[:, at_begin] = -float("inf")
+            token = scores.argmax(-1).masked_fill(done, config.pad_token_id)
+            out.append(token)
+            done |= torch.isin(token, eos_ids)
+            if bool(done.all()):
+                break
+            ids = token[:, None]
+        rows = torch.stack(out, 1).tolist() if out else [[] for _ in range(batch)]
+        # As generate returns them: each sequence without its end-of-text, padded to the longest.
+        rows = [r[: next((i for i, t in enumerate(r) if t in eos), len(r))] for r in rows]
+        width = max(len(r) for r in rows)
+        return [r + [config.pad_token_id] * (width - len(r)) for r in rows]
 
     @torch.no_grad()
     def generate(self, frames: Tensor, lengths: Tensor | None, **kwargs) -> list[list[int]]:

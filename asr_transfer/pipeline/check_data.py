@@ -38,6 +38,8 @@ NOTES = {
     "duplicate": "the same file (and offset) is listed twice: both copies are used",
     "cropped": "longer than data.max_duration: only the first max_duration seconds are used",
     "padded": "shorter than the backbone's minimum: zero-padded to it",
+    "long_transcript": "more tokens than the decoder's positions: split the recording (data.long_audio=skip leaves it out, crop cuts it)",
+    "cropped_transcript": "cut to the decoder's positions (data.long_audio=crop): the end of the transcript is not learnt",
 }
 
 
@@ -111,19 +113,20 @@ def scan(cfg: DictConfig, dm=None) -> tuple[list[Problem], dict[str, int]]:
             problems.append(Problem(split, "empty_split", "error", manifest=str(paths[split])))
     if kept.get("train") or dm.fixed_labels:  # what the targets cannot use (a label training never saw)
         where = {(e.manifest, e.line): (split, e) for split, rows in kept.items() for e in rows}
-        for fault in dm.targets.fit(kept, dm.fixed_labels):
+        targets = dm.targets  # skippable targets follow the run's policy (DataModule.fit_targets)
+        severity = "skipped" if targets.skips(dm.rules.on_bad_audio) else "error"
+        faults = [(f, targets.fault_reason, severity) for f in targets.fit(kept, dm.fixed_labels)]
+        for fault, reason, sev in faults + [(n, targets.note_reason, "note") for n in targets.notes()]:
             split, e = where[(fault.path, fault.line)]
-            targets = dm.targets  # skippable targets follow the run's policy (DataModule.fit_targets)
-            severity = "skipped" if targets.skippable and dm.rules.on_bad_audio == "skip" else "error"
             problems.append(
                 Problem(
                     split,
-                    targets.fault_reason,
-                    severity,
+                    reason,
+                    sev,
                     e.audio_filepath,
                     e.manifest,
                     e.line,
-                    source(e, dm.targets.field, str(fault)),
+                    source(e, targets.field, str(fault)),
                 )
             )
     task_class = get_class(cfg.task._target_)  # files the task reads beside the manifests (trials)

@@ -99,6 +99,12 @@ class TransferTask(L.LightningModule):
         run skips it)``. ``settings``: the task's config (``cfg.task``). check_data.py lists them."""
         return []
 
+    @classmethod
+    def targets_for(cls, cfg) -> Targets:
+        """The targets of a run with this config (the datamodule's); a task whose targets depend on its
+        settings (seq2seq: the decoder's positions, ``data.long_audio``) reads them here."""
+        return cls.make_targets()
+
     @staticmethod
     def data_kwargs(datamodule) -> dict:
         """Constructor arguments that come from the prepared data (never retyped in configs)."""

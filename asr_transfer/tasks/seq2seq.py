@@ -23,8 +23,9 @@ from asr_transfer.data.targets import TextTargets
 from asr_transfer.stats import ClipMetric, mean_metric, ratio_metric
 from asr_transfer.tasks.base import TransferTask
 from asr_transfer.tasks.param_groups import param_groups
+from asr_transfer.tasks.transcripts import DecoderTranscripts
 from asr_transfer.text.errors import edit_counts
-from asr_transfer.text.whisper import IGNORE, WhisperText, hallucinated
+from asr_transfer.text.whisper import IGNORE, WhisperText, hallucinated, is_multilingual
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,7 @@ class Seq2SeqTask(TransferTask):
         if unknown:
             raise ValueError(f"task.decoding has unknown keys {sorted(unknown)}: use {list(DECODING_KEYS)}")
         config = self.head.config
-        multilingual = bool(
-            getattr(self.head.model.generation_config, "is_multilingual", config.vocab_size > 51864)
-        )
+        multilingual = is_multilingual(self.head.model.generation_config, config)
         self.text = WhisperText(self.head.name_or_path, multilingual, language, task, prompt, normalizer)
         self.decoding = {k: v for k, v in (decoding or {}).items() if v is not None}
         self.check_lengths(transcripts or [])
@@ -94,6 +93,11 @@ class Seq2SeqTask(TransferTask):
     @classmethod
     def make_targets(cls) -> TextTargets:
         return TextTargets()
+
+    @classmethod
+    def targets_for(cls, cfg) -> DecoderTranscripts:
+        """Transcripts checked against the decoder's positions before the run (``tasks/transcripts.py``)."""
+        return DecoderTranscripts.from_config(cfg)
 
     @staticmethod
     def data_kwargs(datamodule) -> dict:
@@ -126,8 +130,18 @@ class Seq2SeqTask(TransferTask):
             return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
 
     def transcribe(self, batch: dict) -> list[str]:
+        """Greedy decoding runs batched (``head.greedy``, equal to ``generate``); beam search and the
+        other ``generate`` settings go through ``generate``, one call per encoder length."""
         frames, lengths = self.encode(batch)
-        ids = self.head.generate(frames, lengths, **self.text.generate_kwargs(), **self.decoding)
+        greedy = self.decoding.get("num_beams", 1) == 1 and set(self.decoding) <= {
+            "num_beams",
+            "max_new_tokens",
+        }
+        if greedy:
+            prefix = self.text.prompt_ids + self.text.tokenizer.prefix_tokens
+            ids = self.head.greedy(frames, lengths, prefix, self.decoding.get("max_new_tokens"))
+        else:
+            ids = self.head.generate(frames, lengths, **self.text.generate_kwargs(), **self.decoding)
         return self.text.decode(ids)
 
     def training_step(self, batch: dict, batch_idx: int):

@@ -94,6 +94,18 @@ class WhisperText:
         """Decoder positions a transcript takes (prompt + labels)."""
         return len(self.prompt_ids) + len(self.labels(text))
 
+    def crop(self, text: str, limit: int) -> str:
+        """The longest start of ``text`` whose labels (with prompt and special tokens) take at most
+        ``limit`` decoder positions; it still ends in end-of-text once tokenized."""
+        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        room = limit - (self.n_tokens(text) - len(ids))
+        while room > 0:
+            cropped = self.tokenizer.decode(ids[:room])
+            if self.n_tokens(cropped) <= limit:  # a cut inside a merged character re-tokenizes longer
+                return cropped
+            room -= 1
+        return ""
+
     def decode(self, ids: list[list[int]]) -> list[str]:
         return [
             t.strip()
@@ -114,6 +126,12 @@ class WhisperText:
     def raw(text: str) -> str:
         """The raw transcript scored as is (whitespace collapsed only)."""
         return " ".join(text.split())
+
+
+def is_multilingual(generation_config, config) -> bool:
+    """Whether a checkpoint has language and task tokens: its generation config says so, else the
+    vocabulary size does (English-only checkpoints have 51864 tokens)."""
+    return bool(getattr(generation_config, "is_multilingual", config.vocab_size > 51864))
 
 
 def hallucinated(ref: str, hyp: str) -> bool:

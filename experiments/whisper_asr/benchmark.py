@@ -5,7 +5,7 @@ as in ``examples/pytorch/speech-recognition/run_speech_recognition_seq2seq.py`` 
 its own process (its peak RSS), one epoch each; the training steps are timed the same way on both sides
 (wall time inside each optimizer step, summed over the epoch).
 
-    python experiments/whisper_asr/benchmark.py --n 50 --batch-size 16
+    python -m experiments.whisper_asr.benchmark --budget 50 --batch-size 16
 
 Ours: ``experiment=fsdd_digits_whisper`` (decoder-only from stored encoder states; storing them is a
 one-time cost reported apart) and ``backbone.freeze=none`` (full fine-tuning, the encoder on the real
@@ -15,7 +15,6 @@ clip length). Results: benchmark.csv, ratios printed.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import resource
 import subprocess
@@ -23,15 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(HERE))
+from asr_transfer.config import PROJECT_ROOT as ROOT
+from experiments.whisper_asr.run import BUDGETS, WORK, cell
 
+HERE = Path(__file__).resolve().parent
 MODEL = ROOT.parent / "shared" / "models" / "whisper-tiny.en"
 
 
-def recipe(freeze_encoder: bool, manifest: Path, batch_size: int) -> dict:
+def recipe(freeze_encoder: bool, manifest: Path, batch_size: int, steps: int = 0) -> dict:
     """The example's training loop for one epoch; seconds inside optimizer steps, peak RSS."""
     import soundfile as sf
     import torch
@@ -84,6 +82,7 @@ def recipe(freeze_encoder: bool, manifest: Path, batch_size: int) -> dict:
         per_device_train_batch_size=batch_size,
         learning_rate=1e-4 if freeze_encoder else 1e-5,
         num_train_epochs=1,
+        max_steps=steps or -1,  # --steps: the first steps of the epoch only
         report_to=[],
         save_strategy="no",
         use_cpu=True,
@@ -95,20 +94,43 @@ def recipe(freeze_encoder: bool, manifest: Path, batch_size: int) -> dict:
     )
     trainer.train()
     return {"s_per_step": StepTimes.total / max(StepTimes.steps, 1), "steps": StepTimes.steps,
+            "val_wer": recipe_wer(model, processor, manifest.parent / "val.jsonl", batch_size),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
 
 
-def ours(method: str, budget: str, batch_size: int) -> dict:
-    from run import cell
+def recipe_wer(model, processor, manifest: Path, batch_size: int) -> float:
+    """The recipe's evaluation (``predict_with_generate``: 30 s windows, greedy, the checkpoint's generation
+    config) on the val strings ours is scored on, with the same normaliser and ``max_new_tokens``."""
+    import soundfile as sf
+    import torch
+    from torchmetrics.text import WordErrorRate
 
+    rows = [json.loads(x) for x in manifest.read_text().splitlines()]
+    wer, norm = WordErrorRate(), processor.tokenizer.normalize
+    model.eval()
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i : i + batch_size]
+        wavs = [sf.read(r["audio_filepath"], dtype="float32")[0] for r in chunk]
+        feats = processor.feature_extractor(wavs, sampling_rate=16000, return_tensors="pt").input_features
+        with torch.no_grad():
+            ids = model.generate(feats, max_new_tokens=32)
+        hyps = processor.batch_decode(ids, skip_special_tokens=True)
+        wer.update(
+            [" ".join(norm(h).split()) for h in hyps], [" ".join(norm(r["text"]).split()) for r in chunk]
+        )
+    return float(wer.compute())
+
+
+def ours(method: str, budget: str, batch_size: int, steps: int = 0) -> dict:
     extra = (
         "trainer.max_epochs=1",
-        "+trainer.limit_val_batches=0",
+        *([f"+trainer.limit_train_batches={steps}"] if steps else []),
         "test=false",
         f"data.batch_size={batch_size}",
     )
     row = cell(method, budget, 0, 10, extra=extra, tag="-bench")
-    return {"s_per_step": row["s_per_step"], "peak_rss_mb": row["peak_rss_mb"], "seconds": row["seconds"]}
+    return {"s_per_step": row["s_per_step"], "steps": row["steps"], "val_wer": row["val_wer"],
+            "peak_rss_mb": row["peak_rss_mb"], "seconds": row["seconds"]}  # fmt: skip
 
 
 def main() -> None:
@@ -116,21 +138,27 @@ def main() -> None:
     p.add_argument("--side", help="internal: one side as JSON")
     p.add_argument("--budget", default="50", help="run.py's budget key: 50 or all training strings")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="time this many steps per side (0: the whole epoch); "
+        "the epoch time is then s/step x the epoch's steps, the same count on both sides",
+    )
     args = p.parse_args()
     if args.side:
         side = json.loads(args.side)
         if side["kind"] == "recipe":
-            out = recipe(side["freeze_encoder"], Path(side["manifest"]), args.batch_size)
+            out = recipe(side["freeze_encoder"], Path(side["manifest"]), args.batch_size, args.steps)
         else:
-            out = ours(side["method"], args.budget, args.batch_size)
+            out = ours(side["method"], args.budget, args.batch_size, args.steps)
         print("ROW " + json.dumps(out))
         return
-    from run import WORK
 
     def run(side: dict) -> dict:
-        cmd = [sys.executable, __file__, "--side", json.dumps(side), "--batch-size", str(args.batch_size),
+        cmd = [sys.executable, "-m", "experiments.whisper_asr.benchmark", "--side", json.dumps(side), "--batch-size", str(args.batch_size), "--steps", str(args.steps),
                "--budget", args.budget]  # fmt: skip
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         rows = [json.loads(x[4:]) for x in out.stdout.splitlines() if x.startswith("ROW ")]
         if not rows:
             sys.exit(f"{side} failed:\n{out.stderr[-3000:]}")
@@ -138,8 +166,6 @@ def main() -> None:
 
     results = {}
     results["ours_decoder"] = run({"kind": "ours", "method": "decoder"})  # stores the states, then trains
-    from run import BUDGETS
-
     n = 2 * BUDGETS[args.budget]  # the corpus the decoder run just used: its training manifest has n rows
     found = [m for m in (WORK / "manifests").rglob("train.jsonl") if len(m.read_text().splitlines()) == n]
     manifest = max(found, key=lambda m: m.stat().st_mtime)
@@ -148,17 +174,28 @@ def main() -> None:
     )
     results["ours_full"] = run({"kind": "ours", "method": "full"})
     results["recipe_full"] = run({"kind": "recipe", "freeze_encoder": False, "manifest": str(manifest)})
-    with open(HERE / "benchmark.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["side", "s_per_step", "peak_rss_mb"])
-        for name, r in results.items():
-            w.writerow([name, round(r["s_per_step"], 4), round(r["peak_rss_mb"])])
-    dec = results["recipe_frozen_encoder"]["s_per_step"] / results["ours_decoder"]["s_per_step"]
-    full = results["recipe_full"]["s_per_step"] / results["ours_full"]["s_per_step"]
-    print(
-        f"decoder-only from stored states: {dec:.1f}x faster per epoch than the recipe's freeze_encoder (target >= 20x)"
-    )
-    print(f"full fine-tuning: {full:.1f}x faster per epoch than the recipe (target >= 3x)")
+    from asr_transfer.utils.atomic import write_csv
+
+    per_epoch = -(-2 * BUDGETS[args.budget] // args.batch_size)  # optimizer steps in one epoch, both sides
+    table = [
+        {"side": name, "steps": r["steps"], "s_per_step": round(float(r["s_per_step"]), 4),
+         "epoch_s": round(float(r["s_per_step"]) * per_epoch, 2), "val_wer": round(float(r["val_wer"]), 4),
+         "peak_rss_mb": round(float(r["peak_rss_mb"]))}
+        for name, r in results.items()
+    ]  # fmt: skip
+    write_csv(HERE / "benchmark.csv", table)
+    for row in table:
+        print(row)
+    by = {r["side"]: r for r in table}
+    for ours_side, recipe_side, target in (
+        ("ours_decoder", "recipe_frozen_encoder", 20),
+        ("ours_full", "recipe_full", 3),
+    ):
+        o, t = by[ours_side], by[recipe_side]
+        print(
+            f"{ours_side} vs {recipe_side}: {t['epoch_s'] / o['epoch_s']:.1f}x faster per epoch (target >= {target}x); "
+            f"val WER {o['val_wer']:.3f} vs {t['val_wer']:.3f}; peak RSS {o['peak_rss_mb']} vs {t['peak_rss_mb']} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -93,3 +94,44 @@ def test_zero_shot_eval_needs_no_checkpoint(tmp_path, word_corpus):  # noqa: F81
     assert (out / "test_transcripts.jsonl").is_file() and (out / "metrics.json").is_file()
     with pytest.raises(ValueError, match="must be trained first"):
         zero_shot(compose_train([*tone_overrides(word_corpus, tmp_path / "cache"), *TINY_WHISPER], out))
+
+
+@pytest.mark.parametrize("long_audio", ["skip", "crop"])
+def test_transcripts_longer_than_the_decoder_follow_long_audio(tmp_path, word_corpus, long_audio):  # noqa: F811
+    """A decoder of 7 positions: check_data.py names every longer transcript by manifest and row before a
+    run; the run's datamodule leaves those rows out (skip, logged in bad_audio.jsonl) or cuts them to
+    fit (crop), never silently."""
+    from asr_transfer.pipeline.check_data import check_datamodule, scan
+    from asr_transfer.text.whisper import WhisperText
+    from tests.conftest import WHISPER_DIR
+    from tests.presets import TINY_WHISPER_CONFIG, hydra_dict
+
+    short = "+backbone.config_overrides=" + hydra_dict({**TINY_WHISPER_CONFIG, "max_target_positions": 7})
+    overrides = [
+        o if not o.startswith("+backbone.config_overrides") else short
+        for o in s2s_overrides(word_corpus, tmp_path / "cache")
+    ]
+    cfg = compose_train([*overrides, f"data.long_audio={long_audio}"], tmp_path / "check")
+    text = WhisperText(str(WHISPER_DIR), multilingual=False)
+    long = {
+        (path.name, i + 1)
+        for path in word_corpus.values()
+        for i, row in enumerate(path.read_text().splitlines())
+        if text.n_tokens(json.loads(row)["text"]) > 7
+    }
+    assert long  # the corpus has 1-3 word transcripts: some need more than 7 positions
+    problems, _ = scan(cfg)
+    reason, severity = (
+        ("long_transcript", "skipped") if long_audio == "skip" else ("cropped_transcript", "note")
+    )
+    found = {(Path(p.manifest).name, p.line) for p in problems if p.reason == reason}
+    assert found == long and all(p.severity == severity for p in problems if p.reason == reason)
+    assert all("decoder positions" in p.detail for p in problems if p.reason == reason)
+
+    dm = check_datamodule(compose_train([*overrides, f"data.long_audio={long_audio}"], tmp_path / "run"))
+    dm.prepare_data()
+    dm.setup("fit")
+    kept = [e for rows in dm.entries.values() for e in rows]
+    assert all(text.n_tokens(e.text) <= 7 for e in kept)
+    left_out = {(Path(r["manifest"]).name, r["line"]) for r in dm.bad_log.records}
+    assert left_out <= long and bool(left_out) == (long_audio == "skip")

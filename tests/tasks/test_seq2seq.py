@@ -173,6 +173,29 @@ def test_masked_batch_equals_each_clip_alone(tiny_en):
     assert hyps == [h[0] for h in one]
 
 
+@needs_shared
+def test_batched_greedy_equals_generate_clip_by_clip(tiny_en):
+    """head.greedy decodes a batch of different encoder lengths at once (cross-attention masked, keys and
+    values cached); its tokens equal transformers' ``generate`` run on each clip's own states, with the
+    checkpoint's suppress lists and a max_new_tokens cap, padded with pad_token_id as ``generate`` pads."""
+    from transformers.modeling_outputs import BaseModelOutput
+
+    task = make_task(WHISPER_DIR, pad_to_30s=False, min_window_s=0.0)
+    pad = task.head.model.generation_config.pad_token_id
+    with torch.no_grad():
+        frames, lengths = task.encode(clips())
+        assert len(set(lengths.tolist())) > 1
+        prefix = task.text.tokenizer.prefix_tokens
+        for cap in (4, 32):
+            ours = task.head.greedy(frames, lengths, prefix, cap)
+            assert len({len(r) for r in ours}) == 1 and max(len(r) for r in ours) <= cap
+            for i, n in enumerate(lengths.tolist()):
+                states = BaseModelOutput(last_hidden_state=frames[i : i + 1, :n])
+                theirs = task.head.model.generate(encoder_outputs=states, max_new_tokens=cap)[0].tolist()
+                mine = ours[i][: len(theirs)]
+                assert mine == theirs and all(t == pad for t in ours[i][len(theirs) :])
+
+
 def test_multilingual_prefix_loss_and_generate(multilingual):
     """task.language=german: labels carry <|de|><|transcribe|>; loss and greedy decoding equal
     transformers' with language="german" on a random multilingual Whisper."""
@@ -189,7 +212,9 @@ def test_multilingual_prefix_loss_and_generate(multilingual):
         assert abs(float(task.loss(batch)) - float(model(input_features=feats, labels=labels).loss)) <= TOL
         theirs = model.generate(feats, language="german", task="transcribe", max_new_tokens=8)
         ours = task.head.generate(*task.encode(batch), **task.text.generate_kwargs(), max_new_tokens=8)
-    assert ours == theirs.tolist()
+        prefix = task.text.prompt_ids + task.text.tokenizer.prefix_tokens
+        batched = task.head.greedy(*task.encode(batch), prefix, max_new_tokens=8)
+    assert ours == theirs.tolist() == batched
     with pytest.raises(ValueError, match="multilingual"):
         make_task(multilingual, language=None)
 
