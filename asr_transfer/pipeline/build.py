@@ -117,7 +117,7 @@ def build_datamodule(cfg: DictConfig, plan: RunPlan, sample_rate: int, min_sampl
         cfg.data,
         sample_rate=sample_rate,
         min_samples=min_samples,
-        targets=task_class(cfg).targets_for(cfg),
+        targets=task_class(cfg).run_targets(cfg),
         augment=plan.augment_on_the_fly,
         **overrides,
     )

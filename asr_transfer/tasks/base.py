@@ -100,7 +100,7 @@ class TransferTask(L.LightningModule):
         return []
 
     @classmethod
-    def targets_for(cls, cfg) -> Targets:
+    def run_targets(cls, cfg) -> Targets:
         """The targets of a run with this config (the datamodule's); a task whose targets depend on its
         settings (seq2seq: the decoder's positions, ``data.long_audio``) reads them here."""
         return cls.make_targets()

@@ -95,7 +95,7 @@ class Seq2SeqTask(TransferTask):
         return TextTargets()
 
     @classmethod
-    def targets_for(cls, cfg) -> DecoderTranscripts:
+    def run_targets(cls, cfg) -> DecoderTranscripts:
         """Transcripts checked against the decoder's positions before the run (``tasks/transcripts.py``)."""
         return DecoderTranscripts.from_config(cfg)
 
