@@ -79,14 +79,13 @@ class LBFGSProbe:
       lowers the objective by less than ``tolerance_change`` x max(|objective|, 1)).
     history_size: L-BFGS's memory (correction pairs).
     num_threads: torch intra-op and BLAS threads while fitting (restored after); null keeps the process's
-      settings.
+      settings. A probe's tensors are small (clips x layers x hidden), so splitting each op across threads
+      costs more in hand-offs than it saves, and far more on a loaded machine where the second thread waits
+      for a core (experiments/throughput/README.md, "Probe speed").
     precision: float32 | float64, the dtype of a weighted sum's products over its layers x clips x dim
       stack, the fit's whole cost; values, gradients and a fixed featurizer's fit stay float64. float32
       halves the memory the products stream and stops where float32 rounding stops lowering the objective
       (tests/probe/test_objective.py pins both against one fixed problem).
-      A probe's tensors are small (clips x layers x hidden), so splitting each op across threads costs
-      more in hand-offs than it saves, and far more on a loaded machine where the second thread waits
-      for a core (experiments/transfer_vs_scratch/README.md, "Probe speed").
     """
 
     def __init__(
@@ -129,11 +128,7 @@ class LBFGSProbe:
         """The training split's objective, features laid out once for the whole grid: the closed form for a
         linear head under cross-entropy, autograd for any other head or loss."""
         if loss is SOFTMAX and linear_path(featurizer, head):
-            weighted = any(p.requires_grad for p in featurizer.parameters())
-            # a fixed featurizer's fit reads one clips x dim matrix: float64, equal to scikit-learn's
-            return LinearObjective(
-                featurizer, head, data.x, data.y, self.precision if weighted else torch.float64
-            )
+            return LinearObjective(featurizer, head, data.x, data.y, self.precision)
         fitted, penalised = self.parameters(featurizer, head)
         return AutogradObjective(featurizer, head, data.x, data.y, fitted, penalised, loss.loss)
 

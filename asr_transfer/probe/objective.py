@@ -48,10 +48,12 @@ class LinearObjective:
         dtype: torch.dtype = torch.float64,
         frozen: bool = False,
     ) -> None:
-        """``dtype``: of the products over clips x dim (the loss and the gradient are float64 either way);
-        ``frozen``: the featurizer as it is now, trainable or not (``head_only``)."""
-        self.featurizer, self.head, self.dtype, self.source = featurizer, head, dtype, (x, y)
+        """``dtype``: of a weighted sum's products over clips x dim (the loss and the gradient are float64
+        either way); ``frozen``: the featurizer as it is now, trainable or not (``head_only``)."""
+        self.featurizer, self.head, self.source = featurizer, head, (x, y)
         self.weighted = not frozen and any(p.requires_grad for p in featurizer.parameters())
+        # a fixed featurizer's fit reads one clips x dim matrix: float64, so it equals scikit-learn's
+        self.dtype = dtype = dtype if self.weighted or frozen else torch.float64
         stack = x.to(dtype).transpose(0, 1)  # (layers, clips, dim): featurizers reduce dim 0
         self.n, self.classes, self.dim = len(y), head.linear.out_features, head.linear.in_features
         self.onehot = F.one_hot(y, self.classes).to(torch.float64)
