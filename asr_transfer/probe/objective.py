@@ -54,7 +54,6 @@ class LinearObjective:
         self.weighted = not frozen and any(p.requires_grad for p in featurizer.parameters())
         # a fixed featurizer's fit reads one clips x dim matrix: float64, so it equals scikit-learn's
         self.dtype = dtype = dtype if self.weighted or frozen else torch.float64
-        stack = x.to(dtype).transpose(0, 1)  # (layers, clips, dim): featurizers reduce dim 0
         self.n, self.classes, self.dim = len(y), head.linear.out_features, head.linear.in_features
         self.onehot = F.one_hot(y, self.classes).to(torch.float64)
         norm = head.norm
@@ -63,9 +62,10 @@ class LinearObjective:
         ones = torch.ones(self.dim, dtype=dtype)
         self.gamma = norm.weight.detach().to(dtype) if affine else ones
         self.beta = norm.bias.detach().to(dtype) if affine and norm.bias is not None else 0 * ones
-        self.layers = stack.shape[0] if self.weighted else 0
+        self.layers = x.shape[1] if self.weighted else 0
         if self.weighted:  # one contiguous copy: z = w @ x and x @ dz are each one gemv
-            self.x = stack.reshape(self.layers, -1).contiguous()
+            # (layers, clips x dim), only here: a fixed featurizer's fit never reads the stack
+            self.x = x.to(dtype).transpose(0, 1).reshape(self.layers, -1).contiguous()
             if self.eps is not None:  # per clip: each layer's sum over dim, and the layers' Gram matrix
                 by_clip = x.double()  # (clips, layers, dim); float64: the variance is a difference
                 self.sums = by_clip.sum(-1)  # (clips, layers)
