@@ -29,7 +29,7 @@ from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
-from asr_transfer.probe.objective import AutogradObjective, InBasis, LinearObjective, linear_path
+from asr_transfer.probe.objective import AutogradObjective, LinearObjective, linear_path
 from asr_transfer.probe.objectives import SOFTMAX, Objective
 
 log = logging.getLogger(__name__)
@@ -137,27 +137,23 @@ class LBFGSProbe:
         fitted, penalised = self.parameters(featurizer, head)
         return AutogradObjective(featurizer, head, data.x, data.y, fitted, penalised, loss.loss)
 
-    def solve(self, objective, l2: float, warm: bool = False) -> dict:
+    def solve(self, objective, l2: float) -> dict:
         """Fit in place (float64, eval mode: no dropout) from the modules' current state.
 
         A linear head is fitted first as its convex problem at the featurizer's current state, whitened
         (``WhitenedHead``: about half the evaluations of the raw problem). A fixed featurizer's fit ends
         there; a weighted sum's joint problem then starts from that head: the convex fit moves the head
         most of the way at a fifth of the cost per evaluation (it reads one clips x dim matrix, not the
-        layers' stack). ``warm``: the layer weights start at a neighbouring L2's optimum, so they move
-        little and the joint fit keeps the head's whitened coordinates (``InBasis``); from the uniform
-        start they move far, the basis goes stale, and the raw coordinates take fewer evaluations
-        (1500 FSDD clips: 128 evaluations against 174).
+        layers' stack). The joint fit stays in the raw coordinates: with the head whitened it stopped on
+        float32 rounding short of the raw fit's objective (experiments/throughput/README.md).
         """
         t0 = time.perf_counter()
         head_evaluations = 0
+        result = None
         if isinstance(objective, LinearObjective):
-            head = objective.head_problem(l2)
-            result = self._minimize(head, l2)
+            result = self._minimize(objective.head_problem(l2), l2)
             head_evaluations = result.nfev
-            if objective.weighted:
-                result = self._minimize(InBasis(objective, head) if warm else objective, l2)
-        else:
+        if result is None or objective.weighted:
             result = self._minimize(objective, l2)
         return {
             "train/objective": float(result.fun),
@@ -252,7 +248,7 @@ class LBFGSProbe:
         best, best_key, table = None, None, []
         problem = self.objective(featurizer, head, train, objective)
         for l2 in sorted(self.l2_grid, reverse=True):
-            row = {"l2": l2, **self.solve(problem, l2, warm=bool(table))}
+            row = {"l2": l2, **self.solve(problem, l2)}
             name = objective.score_name
             row[f"train/{name}"] = self.evaluate(featurizer, head, train, objective)[name]
             if val is not None:

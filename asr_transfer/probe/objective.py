@@ -12,9 +12,8 @@ interface (``pack`` the modules' state into a vector, ``unpack`` it back, ``__ca
   instead of ten elementwise passes over ``clips x dim``, which is where the autograd version spent its time.
 - ``AutogradObjective``: any other head (``head=mlp``) through autograd, the same vectors.
 
-What L-BFGS is handed for a linear head: ``WhitenedHead``, the head's convex problem at the featurizer's current
-state in coordinates whose curvature is near the identity, and for a weighted sum's joint problem along the L2
-path ``InBasis``, the joint problem with its head in those coordinates.
+A linear head's convex problem at the featurizer's current state is handed to L-BFGS as ``WhitenedHead``, in
+coordinates whose curvature is near the identity.
 """
 
 from __future__ import annotations
@@ -210,45 +209,12 @@ class WhitenedHead:
         v = (weight @ self.q) / self.s
         return torch.cat([v.reshape(-1), bias + weight @ self.mu]).numpy()
 
-    def weights(self, p: Tensor) -> tuple[Tensor, Tensor]:
-        """``(W, b)`` of ``p = [V | b']``."""
-        v = p[: self.classes * self.dim].view(self.classes, self.dim)
-        weight = (v * self.s) @ self.q.T
-        return weight, p[self.classes * self.dim :] - weight @ self.mu
-
-    def pull(self, d_weight: Tensor, d_bias: Tensor) -> Tensor:
-        """d / d[V | b'] of d / dW and d / db (the chain rule through ``weights``)."""
-        d_v = ((d_weight - torch.outer(d_bias, self.mu)) @ self.q) * self.s
-        return torch.cat([d_v.reshape(-1), d_bias])
-
     @torch.no_grad()
     def unpack(self, p: np.ndarray) -> None:
-        weight, bias = self.weights(torch.from_numpy(p))
+        p = torch.from_numpy(p)
+        weight = (p[: self.classes * self.dim].view(self.classes, self.dim) * self.s) @ self.q.T
         self.head.linear.weight.copy_(weight)
-        self.head.linear.bias.copy_(bias)
-
-
-class InBasis:
-    """A weighted sum's joint problem (``LinearObjective``) with its head in ``basis``'s coordinates (a
-    ``WhitenedHead``'s, fitted just before): ``p = [layer logits | V | b']``."""
-
-    def __init__(self, objective: LinearObjective, basis: WhitenedHead) -> None:
-        self.objective, self.basis, self.layers = objective, basis, objective.layers
-
-    def _inner(self, p: np.ndarray) -> np.ndarray:
-        weight, bias = self.basis.weights(torch.from_numpy(p[self.layers :]))
-        return np.concatenate([p[: self.layers], weight.reshape(-1).numpy(), bias.numpy()])
-
-    def __call__(self, p: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
-        loss, g = self.objective(self._inner(p), l2)
-        d_logits, d_weight, d_bias = self.objective.split(g)
-        return loss, np.concatenate([d_logits.numpy(), self.basis.pull(d_weight, d_bias).numpy()])
-
-    def pack(self) -> np.ndarray:
-        return np.concatenate([self.objective.pack()[: self.layers], self.basis.pack()])
-
-    def unpack(self, p: np.ndarray) -> None:
-        self.objective.unpack(self._inner(p))
+        self.head.linear.bias.copy_(p[self.classes * self.dim :] - weight @ self.mu)
 
 
 class AutogradObjective:

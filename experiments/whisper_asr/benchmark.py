@@ -1,15 +1,19 @@
-"""Per-epoch training cost against the recipe a user would otherwise run: transformers' ``Seq2SeqTrainer``
-as in ``examples/pytorch/speech-recognition/run_speech_recognition_seq2seq.py`` (30 s log-mel windows from
+"""Training cost and WER against the recipe a user would otherwise run: transformers' ``Seq2SeqTrainer`` as in
+``examples/pytorch/speech-recognition/run_speech_recognition_seq2seq.py`` (30 s log-mel windows from
 ``WhisperProcessor``, ``model.freeze_encoder()`` for the decoder-only case, the example's
-``DataCollatorSpeechSeq2SeqWithPadding``), on the same training strings, one invocation, each side in
-its own process (its peak RSS), one epoch each; the training steps are timed the same way on both sides
-(wall time inside each optimizer step, summed over the epoch).
+``DataCollatorSpeechSeq2SeqWithPadding``), on the same training strings, one invocation, each side in its own
+process (its peak RSS); the training steps are timed the same way on both sides (wall time inside each
+optimizer step).
 
-    python -m experiments.whisper_asr.benchmark --budget 50 --batch-size 16
+    python -m experiments.whisper_asr.benchmark --epochs 5    # equal training: WER after 5 epochs, both sides
+    python -m experiments.whisper_asr.benchmark --steps 2     # time 2 steps a side (quiet machine), no WER
 
-Ours: ``experiment=fsdd_digits_whisper`` (decoder-only from stored encoder states; storing them is a
-one-time cost reported apart) and ``backbone.freeze=none`` (full fine-tuning, the encoder on the real
-clip length). Results: benchmark.csv, ratios printed.
+``--epochs E``: each side trains E whole epochs at the same batch size and learning rates (decoder 1e-4,
+encoder 1e-5) and is scored once at the end (no best-epoch choice on either side) on the same val strings,
+normalised alike, greedy, ``max_new_tokens=32``: benchmark_epochs.csv. ``--steps S``: the first S steps of
+an epoch a side, for per-step time on a quiet machine: benchmark.csv. Ours:
+``experiment=fsdd_digits_whisper`` (decoder-only from stored encoder states; storing them is a one-time cost
+not counted) and ``backbone.freeze=none`` (full fine-tuning, the encoder on the real clip length).
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ HERE = Path(__file__).resolve().parent
 MODEL = ROOT.parent / "shared" / "models" / "whisper-tiny.en"
 
 
-def recipe(freeze_encoder: bool, manifest: Path, batch_size: int, steps: int = 0) -> dict:
-    """The example's training loop for one epoch; seconds inside optimizer steps, peak RSS."""
+def recipe(freeze_encoder: bool, manifest: Path, batch_size: int, steps: int, epochs: int) -> dict:
+    """The example's training loop for ``epochs`` epochs (or its first ``steps``); seconds inside optimizer
+    steps, val WER at the end (not with ``steps``), peak RSS."""
     import soundfile as sf
     import torch
     import torchaudio.functional as AF
@@ -81,7 +86,7 @@ def recipe(freeze_encoder: bool, manifest: Path, batch_size: int, steps: int = 0
         output_dir=str(ROOT / ".cache" / "experiments" / "whisper_asr" / "recipe"),
         per_device_train_batch_size=batch_size,
         learning_rate=1e-4 if freeze_encoder else 1e-5,
-        num_train_epochs=1,
+        num_train_epochs=epochs,
         max_steps=steps or -1,  # --steps: the first steps of the epoch only
         report_to=[],
         save_strategy="no",
@@ -93,8 +98,8 @@ def recipe(freeze_encoder: bool, manifest: Path, batch_size: int, steps: int = 0
         model=model, args=args, train_dataset=data, data_collator=collate, callbacks=[StepTimes()]
     )
     trainer.train()
-    return {"s_per_step": StepTimes.total / max(StepTimes.steps, 1), "steps": StepTimes.steps,
-            "val_wer": recipe_wer(model, processor, manifest.parent / "val.jsonl", batch_size),
+    wer = "" if steps else recipe_wer(model, processor, manifest.parent / "val.jsonl", batch_size)
+    return {"s_per_step": StepTimes.total / max(StepTimes.steps, 1), "steps": StepTimes.steps, "val_wer": wer,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
 
 
@@ -121,15 +126,17 @@ def recipe_wer(model, processor, manifest: Path, batch_size: int) -> float:
     return float(wer.compute())
 
 
-def ours(method: str, budget: str, batch_size: int, steps: int = 0) -> dict:
+def ours(method: str, budget: str, batch_size: int, steps: int, epochs: int, n_eval: int) -> dict:
     extra = (
-        "trainer.max_epochs=1",
-        *([f"+trainer.limit_train_batches={steps}"] if steps else []),
+        f"trainer.max_epochs={1 if steps else epochs}",
+        *([f"+trainer.limit_train_batches={steps}", "trainer.limit_val_batches=0"] if steps else []),
+        "callbacks.model_checkpoint.monitor=null",  # the last epoch's model, as the recipe's: no choice on val
+        "callbacks.early_stopping=null",
         "test=false",
         f"data.batch_size={batch_size}",
     )
-    row = cell(method, budget, 0, 10, extra=extra, tag="-bench")
-    return {"s_per_step": row["s_per_step"], "steps": row["steps"], "val_wer": row["val_wer"],
+    row = cell(method, budget, 0, n_eval, extra=extra, tag=f"-bench-{steps}s{epochs}e")
+    return {"s_per_step": row["s_per_step"], "steps": row["steps"], "val_wer": "" if steps else row["val_wer"],
             "peak_rss_mb": row["peak_rss_mb"], "seconds": row["seconds"]}  # fmt: skip
 
 
@@ -138,26 +145,32 @@ def main() -> None:
     p.add_argument("--side", help="internal: one side as JSON")
     p.add_argument("--budget", default="50", help="run.py's budget key: 50 or all training strings")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=5, help="epochs a side (the preset's 5); scored at the end")
     p.add_argument(
         "--steps",
         type=int,
         default=0,
-        help="time this many steps per side (0: the whole epoch); "
+        help="time this many steps a side instead (no WER); "
         "the epoch time is then s/step x the epoch's steps, the same count on both sides",
     )
+    p.add_argument("--eval-per-speaker", type=int, default=100, help="val strings both sides are scored on")
     args = p.parse_args()
     if args.side:
         side = json.loads(args.side)
         if side["kind"] == "recipe":
-            out = recipe(side["freeze_encoder"], Path(side["manifest"]), args.batch_size, args.steps)
+            out = recipe(
+                side["freeze_encoder"], Path(side["manifest"]), args.batch_size, args.steps, args.epochs
+            )
         else:
-            out = ours(side["method"], args.budget, args.batch_size, args.steps)
+            out = ours(
+                side["method"], args.budget, args.batch_size, args.steps, args.epochs, args.eval_per_speaker
+            )
         print("ROW " + json.dumps(out))
         return
 
     def run(side: dict) -> dict:
         cmd = [sys.executable, "-m", "experiments.whisper_asr.benchmark", "--side", json.dumps(side), "--batch-size", str(args.batch_size), "--steps", str(args.steps),
-               "--budget", args.budget]  # fmt: skip
+               "--budget", args.budget, "--epochs", str(args.epochs), "--eval-per-speaker", str(args.eval_per_speaker)]  # fmt: skip
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         rows = [json.loads(x[4:]) for x in out.stdout.splitlines() if x.startswith("ROW ")]
         if not rows:
@@ -166,8 +179,9 @@ def main() -> None:
 
     results = {}
     results["ours_decoder"] = run({"kind": "ours", "method": "decoder"})  # stores the states, then trains
-    n = 2 * BUDGETS[args.budget]  # the corpus the decoder run just used: its training manifest has n rows
-    found = [m for m in (WORK / "manifests").rglob("train.jsonl") if len(m.read_text().splitlines()) == n]
+    n = 2 * BUDGETS[args.budget]  # the corpus the decoder run just used: its manifests have n and n_eval rows
+    found = [m for m in (WORK / "manifests").rglob("train.jsonl") if len(m.read_text().splitlines()) == n
+             and len((m.parent / "val.jsonl").read_text().splitlines()) == args.eval_per_speaker]  # fmt: skip
     manifest = max(found, key=lambda m: m.stat().st_mtime)
     results["recipe_frozen_encoder"] = run(
         {"kind": "recipe", "freeze_encoder": True, "manifest": str(manifest)}
@@ -179,11 +193,12 @@ def main() -> None:
     per_epoch = -(-2 * BUDGETS[args.budget] // args.batch_size)  # optimizer steps in one epoch, both sides
     table = [
         {"side": name, "steps": r["steps"], "s_per_step": round(float(r["s_per_step"]), 4),
-         "epoch_s": round(float(r["s_per_step"]) * per_epoch, 2), "val_wer": round(float(r["val_wer"]), 4),
+         "epoch_s": round(float(r["s_per_step"]) * per_epoch, 2),
+         "val_wer": r["val_wer"] if r["val_wer"] == "" else round(float(r["val_wer"]), 4),
          "peak_rss_mb": round(float(r["peak_rss_mb"]))}
         for name, r in results.items()
     ]  # fmt: skip
-    write_csv(HERE / "benchmark.csv", table)
+    write_csv(HERE / ("benchmark.csv" if args.steps else "benchmark_epochs.csv"), table)
     for row in table:
         print(row)
     by = {r["side"]: r for r in table}
@@ -194,7 +209,7 @@ def main() -> None:
         o, t = by[ours_side], by[recipe_side]
         print(
             f"{ours_side} vs {recipe_side}: {t['epoch_s'] / o['epoch_s']:.1f}x faster per epoch (target >= {target}x); "
-            f"val WER {o['val_wer']:.3f} vs {t['val_wer']:.3f}; peak RSS {o['peak_rss_mb']} vs {t['peak_rss_mb']} MB"
+            f"val WER {o['val_wer']} vs {t['val_wer']}; peak RSS {o['peak_rss_mb']} vs {t['peak_rss_mb']} MB"
         )
 
 

@@ -10,7 +10,7 @@ import torch
 from asr_transfer.featurizers import Concat, SingleLayer, WeightedSum
 from asr_transfer.heads import LinearHead, MLPHead
 from asr_transfer.probe.lbfgs import Features, LBFGSProbe
-from asr_transfer.probe.objective import AutogradObjective, InBasis, LinearObjective, linear_path
+from asr_transfer.probe.objective import AutogradObjective, LinearObjective, linear_path
 from tests.probe.test_lbfgs import blobs
 
 
@@ -160,13 +160,6 @@ def test_whitened_head_is_a_change_of_variables(featurizer):
     direction = np.random.default_rng(0).standard_normal(q.shape)
     analytic, numeric = _directional(whitened, q, direction, 1e-2)
     assert analytic == pytest.approx(numeric, rel=1e-6)
-    if raw.weighted:  # the joint problem in the same coordinates: value and gradient
-        joint = InBasis(raw, whitened)
-        p = joint.pack()
-        assert joint(p, 1e-2)[0] == pytest.approx(f_raw, rel=1e-12)
-        direction = np.random.default_rng(1).standard_normal(p.shape)
-        analytic, numeric = _directional(joint, p, direction, 1e-2)
-        assert analytic == pytest.approx(numeric, rel=1e-6)
 
 
 def test_whitening_cuts_the_evaluations_of_an_anisotropic_head_fit():
