@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from asr_transfer.config import PROJECT_ROOT as ROOT
-from experiments.whisper_asr.run import BUDGETS, WORK, cell
+from experiments.whisper_asr.cells import BUDGETS, WORK, cell
 
 HERE = Path(__file__).resolve().parent
 MODEL = ROOT.parent / "shared" / "models" / "whisper-tiny.en"
