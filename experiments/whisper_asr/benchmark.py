@@ -11,7 +11,8 @@ optimizer step).
 ``--epochs E``: each side trains E whole epochs at the same batch size and learning rates (decoder 1e-4,
 encoder 1e-5) and is scored once at the end (no best-epoch choice on either side) on the same val strings,
 normalised alike, greedy, ``max_new_tokens=32``: benchmark_epochs.csv. ``--steps S``: the first S steps of
-an epoch a side, for per-step time on a quiet machine: benchmark.csv. Ours:
+an epoch a side, for per-step time on a quiet machine: benchmark_steps_<threads>threads.csv (each side's torch
+threads: ``OMP_NUM_THREADS``, else every core). Ours:
 ``experiment=fsdd_digits_whisper`` (decoder-only from stored encoder states; storing them is a one-time cost
 not counted) and ``backbone.freeze=none`` (full fine-tuning, the encoder on the real clip length).
 """
@@ -19,7 +20,9 @@ not counted) and ``backbone.freeze=none`` (full fine-tuning, the encoder on the 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -129,7 +132,7 @@ def recipe_wer(model, processor, manifest: Path, batch_size: int) -> float:
 def ours(method: str, budget: str, batch_size: int, steps: int, epochs: int, n_eval: int) -> dict:
     extra = (
         f"trainer.max_epochs={1 if steps else epochs}",
-        *([f"+trainer.limit_train_batches={steps}", "trainer.limit_val_batches=0"] if steps else []),
+        *([f"+trainer.limit_train_batches={steps}", "+trainer.limit_val_batches=0"] if steps else []),
         "callbacks.model_checkpoint.monitor=null",  # the last epoch's model, as the recipe's: no choice on val
         "callbacks.early_stopping=null",
         "test=false",
@@ -154,7 +157,11 @@ def main() -> None:
         "the epoch time is then s/step x the epoch's steps, the same count on both sides",
     )
     p.add_argument("--eval-per-speaker", type=int, default=100, help="val strings both sides are scored on")
+    p.add_argument("--table", action="store_true", help="only rebuild README.md's tables from the CSVs")
     args = p.parse_args()
+    if args.table:
+        write_readme()
+        return
     if args.side:
         side = json.loads(args.side)
         if side["kind"] == "recipe":
@@ -198,19 +205,48 @@ def main() -> None:
          "peak_rss_mb": round(float(r["peak_rss_mb"]))}
         for name, r in results.items()
     ]  # fmt: skip
-    write_csv(HERE / ("benchmark.csv" if args.steps else "benchmark_epochs.csv"), table)
+    threads = os.environ.get("OMP_NUM_THREADS", str(os.cpu_count()))  # each side's torch threads
+    write_csv(
+        HERE / (f"benchmark_steps_{threads}threads.csv" if args.steps else "benchmark_epochs.csv"), table
+    )
     for row in table:
         print(row)
-    by = {r["side"]: r for r in table}
-    for ours_side, recipe_side, target in (
-        ("ours_decoder", "recipe_frozen_encoder", 20),
-        ("ours_full", "recipe_full", 3),
-    ):
+    write_readme()
+
+
+PAIRS = (
+    ("ours_decoder", "recipe_frozen_encoder", 20),
+    ("ours_full", "recipe_full", 3),
+)  # (ours, recipe, target)
+
+
+def summary(path: Path) -> str:
+    """One CSV's table and its ratios (recipe epoch time / ours), as README.md shows them."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    lines = ["| side | steps timed | s/step | epoch s | val WER | peak RSS MB |", "|---" * 6 + "|"]
+    lines += [f"| {r['side']} | {r['steps']} | {r['s_per_step']} | {r['epoch_s']} | {r['val_wer'] or '-'} "
+              f"| {r['peak_rss_mb']} |" for r in rows]  # fmt: skip
+    by = {r["side"]: r for r in rows}
+    lines.append("")
+    for ours_side, recipe_side, target in PAIRS:
         o, t = by[ours_side], by[recipe_side]
-        print(
-            f"{ours_side} vs {recipe_side}: {t['epoch_s'] / o['epoch_s']:.1f}x faster per epoch (target >= {target}x); "
-            f"val WER {o['val_wer']} vs {t['val_wer']}; peak RSS {o['peak_rss_mb']} vs {t['peak_rss_mb']} MB"
+        ratio = float(t["epoch_s"]) / float(o["epoch_s"])
+        lines.append(
+            f"- {ours_side} vs {recipe_side}: **{ratio:.1f}x** faster per epoch (target >= {target}x), "
+            f"val WER {o['val_wer'] or '-'} vs {t['val_wer'] or '-'}, peak RSS {o['peak_rss_mb']} vs {t['peak_rss_mb']} MB"
         )
+    return "\n".join(lines)
+
+
+def write_readme() -> None:
+    """README.md's benchmark tables, one per CSV present, between ``<!-- <csv stem>:start/end -->``."""
+    from asr_transfer.utils.atomic import replace_between
+
+    for path in sorted(HERE.glob("benchmark_*.csv")):
+        text = summary(path)
+        replace_between(HERE / "README.md", f"<!-- {path.stem}:start -->", f"<!-- {path.stem}:end -->", text)
+        print(f"{path.name}:\n{text}")
 
 
 if __name__ == "__main__":

@@ -100,11 +100,48 @@ def window_choice(rows: list[dict]) -> tuple[dict[str, str], str]:
     return chosen, "\n".join(lines)
 
 
+# The project README's "Speech recognition" table: one row per route and label budget, in this order.
+ROUTES = {
+    "zero_shot": ("Whisper zero-shot, its own decoder", "`python eval.py experiment=fsdd_digits_whisper` (no checkpoint)"),
+    "decoder": ("decoder fine-tuned from stored encoder states", "`python train.py experiment=fsdd_digits_whisper`"),
+    "lora": ("LoRA, encoder + decoder", "`... adapter=lora decoder_adapter=lora head.freeze=all`"),
+    "full": ("full fine-tuning", "`... backbone.freeze=none`"),
+    "ctc": ("CTC head (BiLSTM) on the frozen encoder", "`python train.py experiment=fsdd_digits_ctc`"),
+}  # fmt: skip
+
+
+def routes(rows: list[dict]) -> str:
+    """The project README's summary: test digit error rate in %, mean ± sd over seeds, the first seed's 95 %
+    bootstrap interval."""
+    lines = ["| route | command | labels | test digit error rate, % [95 % CI] | seeds |", "|---" * 5 + "|"]
+    for method, (route, command) in ROUTES.items():
+        for budget in ("-", *BUDGETS):
+            rs = sorted(
+                (r for r in rows if r["method"] == method and r["budget"] == budget),
+                key=lambda r: int(r["seed"]),
+            )
+            if not rs:
+                continue
+            ders = [100 * float(r["test_der"]) for r in rs]
+            der = (
+                f"{ders[0]:.1f}"
+                if len(ders) == 1
+                else f"{statistics.fmean(ders):.1f} ± {statistics.stdev(ders):.1f}"
+            )
+            lo, hi = (100 * float(rs[0][f"test_der_ci95_{k}"]) for k in ("low", "high"))
+            labels = "none" if budget == "-" else f"{2 * BUDGETS[budget]} strings"
+            lines.append(f"| {route} | {command} | {labels} | {der} [{lo:.1f}, {hi:.1f}] | {len(rs)} |")
+    return "\n".join(lines)
+
+
 def write_tables(rows: list[dict]) -> None:
     from asr_transfer.utils.atomic import replace_between
 
     readme = HERE / "README.md"
     replace_between(readme, "<!-- table:start -->", "<!-- table:end -->", table(rows))
+    replace_between(
+        HERE.parents[1] / "README.md", "<!-- whisper_asr:start -->", "<!-- whisper_asr:end -->", routes(rows)
+    )
     chosen, text = window_choice(rows)
     replace_between(readme, "<!-- window:start -->", "<!-- window:end -->", text)
     print(table(rows), text, f"window chosen on val: {chosen}", sep="\n\n")
