@@ -100,6 +100,7 @@ def window_choice(rows: list[dict]) -> tuple[dict[str, str], str]:
     return chosen, "\n".join(lines)
 
 
+DOCS = HERE.parents[1] / "docs" / "how-to" / "seq2seq.md"  # its "Numbers" repeat the project README's table
 # The project README's "Speech recognition" table: one row per route and label budget, in this order.
 ROUTES = {
     "zero_shot": ("Whisper zero-shot, its own decoder", "`python eval.py experiment=fsdd_digits_whisper` (no checkpoint)"),
@@ -139,9 +140,8 @@ def write_tables(rows: list[dict]) -> None:
 
     readme = HERE / "README.md"
     replace_between(readme, "<!-- table:start -->", "<!-- table:end -->", table(rows))
-    replace_between(
-        HERE.parents[1] / "README.md", "<!-- whisper_asr:start -->", "<!-- whisper_asr:end -->", routes(rows)
-    )
+    for path, marker in ((HERE.parents[1] / "README.md", "whisper_asr"), (DOCS, "numbers")):
+        replace_between(path, f"<!-- {marker}:start -->", f"<!-- {marker}:end -->", routes(rows))
     chosen, text = window_choice(rows)
     replace_between(readme, "<!-- window:start -->", "<!-- window:end -->", text)
     print(table(rows), text, f"window chosen on val: {chosen}", sep="\n\n")
