@@ -82,3 +82,10 @@ class TokenSideCrossAttention(WhisperAttention):
         if self.v_proj.bias is not None:  # (A 1) b_v: the rows' sums, 1 unless dropout hit them
             out = out + weights.sum(-1).transpose(1, 2)[..., None] * self.v_proj.bias.view(h, dh)
         return self.out_proj(out.reshape(b, t, -1)), None
+
+
+def token_side_cross_attention(model: nn.Module) -> None:
+    """Builds each decoder layer's cross-attention of a ``WhisperForConditionalGeneration`` being constructed
+    (``whisper_decoder._load_decoder``) as ``TokenSideCrossAttention``: the same parameters."""
+    for layer in model.model.decoder.layers:
+        layer.encoder_attn = TokenSideCrossAttention.replacing(layer.encoder_attn)

@@ -229,6 +229,8 @@ def _load_decoder(path: str, pretrained: bool, overrides: dict, attn: str) -> nn
     no encoder weights. Stops with the missing decoder named for an encoder-only checkpoint."""
     from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
 
+    from asr_transfer.heads.cross_attention import token_side_cross_attention
+
     if not pretrained:  # random weights (a control, tests): the checkpoint's tokenizer and generation config
         config = WhisperConfig(**overrides)
         config._attn_implementation = attn
@@ -237,7 +239,7 @@ def _load_decoder(path: str, pretrained: bool, overrides: dict, attn: str) -> nn
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = WhisperForConditionalGeneration(config)
-        _token_side_cross_attention(model)
+        token_side_cross_attention(model)
         model.model.encoder = _EncoderGeometry()
         try:
             model.generation_config = load_pretrained(GenerationConfig.from_pretrained, path, KEY)
@@ -249,7 +251,7 @@ def _load_decoder(path: str, pretrained: bool, overrides: dict, attn: str) -> nn
     state = load_pretrained(_decoder_tensors, path, KEY)
     with torch.device("meta"):
         model = WhisperForConditionalGeneration(config)
-        _token_side_cross_attention(model)
+        token_side_cross_attention(model)
     model.model.encoder = _EncoderGeometry()
     expected = {k for k in model.state_dict() if not k.startswith("proj_out.")}
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
@@ -274,15 +276,6 @@ def _load_decoder(path: str, pretrained: bool, overrides: dict, attn: str) -> nn
             "suppress_tokens and forced prefixes; copy it from the hub checkpoint of the same size"
         ) from None
     return model.eval()
-
-
-def _token_side_cross_attention(model: nn.Module) -> None:
-    """Each decoder layer's cross-attention built as ``TokenSideCrossAttention`` (``cross_attention.py``:
-    the same parameters, ~3x fewer multiply-adds in training from 30 s encoder states)."""
-    from asr_transfer.heads.cross_attention import TokenSideCrossAttention
-
-    for layer in model.model.decoder.layers:
-        layer.encoder_attn = TokenSideCrossAttention.replacing(layer.encoder_attn)
 
 
 def _decoder_tensors(path: str) -> dict[str, Tensor]:
