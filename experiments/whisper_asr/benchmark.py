@@ -244,13 +244,13 @@ def write_readme() -> None:
     """README.md's benchmark tables, one per CSV present, between ``<!-- <csv stem>:start/end -->``."""
     from asr_transfer.utils.atomic import replace_between
 
-    for path in sorted(HERE.glob("benchmark_*.csv")):
-        text = summary(path)
-        replace_between(HERE / "README.md", f"<!-- {path.stem}:start -->", f"<!-- {path.stem}:end -->", text)
-        print(f"{path.name}:\n{text}")
-    quiet = HERE / "benchmark_steps_2threads.csv"  # the how-to quotes the default-threads ratios
-    if quiet.is_file():
-        ratios = [line for line in summary(quiet).splitlines() if line.startswith("- ")]
+    texts = {path.stem: summary(path) for path in sorted(HERE.glob("benchmark_*.csv"))}
+    for stem, text in texts.items():
+        replace_between(HERE / "README.md", f"<!-- {stem}:start -->", f"<!-- {stem}:end -->", text)
+        print(f"{stem}.csv:\n{text}")
+    quiet = texts.get("benchmark_steps_2threads")  # the how-to quotes the default-threads ratios
+    if quiet:
+        ratios = [line for line in quiet.splitlines() if line.startswith("- ")]
         replace_between(DOCS, "<!-- benchmark:start -->", "<!-- benchmark:end -->", "\n".join(ratios))
 
 
